@@ -1,0 +1,70 @@
+"""The ``omnirelay`` command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from omnirelay.config import ConfigError, load_config
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="omnirelay: one endpoint, every model.")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="OMNIRELAY_CONFIG", help="YAML config file (default: built-in)"),
+]
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="bind address (default: from config)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: from config, 8080)")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes (default: from config, 1)")] = None,
+) -> None:
+    """Run the gateway."""
+    from granian import Granian
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"omnirelay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if config is not None:
+        os.environ["OMNIRELAY_CONFIG"] = str(config.resolve())
+    bind_host = host or cfg.server.host
+    bind_port = port or cfg.server.port
+    typer.echo(f"omnirelay listening on http://{bind_host}:{bind_port}", err=True)
+    Granian(
+        target="omnirelay.server.app:create_app",
+        factory=True,
+        address=bind_host,
+        port=bind_port,
+        interface="asgi",  # type: ignore[arg-type]
+        workers=workers or cfg.server.workers,
+        loop="uvloop",  # type: ignore[arg-type]
+        log_access=False,
+        backlog=2048,
+    ).serve()
+
+
+@app.command("check-config")
+def check_config(config: ConfigOption = None) -> None:
+    """Validate a config file and print the upstreams and routes it defines."""
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"omnirelay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for up in cfg.upstreams:
+        typer.echo(f"upstream {up.name}: provider={up.provider} preset={up.preset or '-'} models={up.models}")
+    for name, route in cfg.models.items():
+        chans = ", ".join(f"{c.upstream}:{c.model or name}" for c in route.channels)
+        typer.echo(f"model {name}: {chans}")
+
+
+def main() -> None:
+    app()

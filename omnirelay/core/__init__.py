@@ -1,0 +1,1 @@
+"""The canonical core: protocol-neutral types, no I/O."""

@@ -1,0 +1,65 @@
+"""Canonical stream events: providers' stream parsers emit these, inbound protocols' stream encoders consume them.
+
+Order guarantees a parser must keep: ``StreamStart`` first; for each choice any number of reasoning, text and
+tool-call events; ``ChoiceEnd`` once per choice; ``UsageReport`` any time (the last one is the total, not a
+delta); nothing after an ``StreamFailure``.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from omnirelay.core.errors import GatewayError
+from omnirelay.core.types import FinishReason, Usage
+
+
+class StreamStart(msgspec.Struct, kw_only=True):
+    id: str
+    model: str
+    created: int = 0
+
+
+class TextDelta(msgspec.Struct, kw_only=True):
+    text: str
+    choice: int = 0
+
+
+class ReasoningDelta(msgspec.Struct, kw_only=True):
+    text: str = ""
+    signature: str | None = None  # Anthropic signature_delta
+    redacted: str | None = None  # Anthropic redacted_thinking block data
+    choice: int = 0
+
+
+class ToolCallStart(msgspec.Struct, kw_only=True):
+    index: int  # position of this call among the choice's tool calls
+    id: str
+    name: str
+    choice: int = 0
+
+
+class ToolCallArgs(msgspec.Struct, kw_only=True):
+    index: int
+    arguments: str  # a fragment of the JSON text
+    choice: int = 0
+
+
+class ChoiceEnd(msgspec.Struct, kw_only=True):
+    finish_reason: FinishReason
+    stop_sequence: str | None = None
+    choice: int = 0
+
+
+class UsageReport(msgspec.Struct, kw_only=True):
+    usage: Usage  # cumulative total so far
+
+
+class StreamFailure(msgspec.Struct, kw_only=True):
+    """The stream broke after it had started; the inbound protocol ends the client's stream with an error event."""
+
+    error: GatewayError
+
+
+StreamEvent = (
+    StreamStart | TextDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | ChoiceEnd | UsageReport | StreamFailure
+)

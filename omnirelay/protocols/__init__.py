@@ -1,0 +1,1 @@
+"""Inbound protocols. Each module exports ``PROTOCOL``, an InboundProtocol instance."""

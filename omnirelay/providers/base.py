@@ -1,0 +1,90 @@
+"""What a provider module implements. Providers translate core <-> one upstream wire format; they do no I/O.
+
+An HTTP provider builds the request bytes and parses the reply bytes; the executor in
+``omnirelay.server.upstream`` does the network part (pooling, timeouts, cancellation) once for all of them.
+An engine provider (the embedded local model) runs in-process and so implements ``complete``/``stream``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, ClassVar
+
+import msgspec
+
+from omnirelay.core.errors import GatewayError
+from omnirelay.core.events import StreamEvent
+from omnirelay.core.types import ChatRequest, ChatResponse
+
+if TYPE_CHECKING:
+    from omnirelay.config import UpstreamConfig
+
+
+class UpstreamRequest(msgspec.Struct, kw_only=True):
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    method: str = "POST"
+
+
+class StreamParser(ABC):
+    """Turns the upstream's streamed body into canonical events, chunk by chunk, whatever the chunk borders."""
+
+    @abstractmethod
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        """Consume raw bytes; return the events completed by them. Raises GatewayError on malformed data."""
+
+    @abstractmethod
+    def close(self) -> list[StreamEvent]:
+        """The body ended. Return any last events; raise GatewayError('upstream') if the stream was cut short
+        (no terminal event seen)."""
+
+
+class HttpProvider(ABC):
+    """Pure translation for an upstream reached over HTTP."""
+
+    # Wire family for passthrough of unmodelled request fields (ChatRequest.extra / extra_family).
+    family: ClassVar[str]
+
+    def __init__(self, upstream: UpstreamConfig) -> None:
+        self.upstream = upstream
+
+    @abstractmethod
+    def build_request(self, req: ChatRequest, model: str) -> UpstreamRequest:
+        """The HTTP request for ``req`` sent to ``model`` (the upstream's own model name). Raises
+        GatewayError('invalid_request') for what this upstream cannot express."""
+
+    @abstractmethod
+    def parse_response(self, body: bytes, req: ChatRequest) -> ChatResponse:
+        """A successful non-streaming reply. Raises GatewayError('upstream') on malformed bodies."""
+
+    @abstractmethod
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        """A parser for one streamed reply."""
+
+    @abstractmethod
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+        """An error reply (status >= 400) as a GatewayError; use core.errors.upstream_status_error for the
+        status mapping and take Retry-After from the headers."""
+
+
+class EngineProvider(ABC):
+    """An in-process model."""
+
+    family: ClassVar[str] = "engine"
+
+    def __init__(self, upstream: UpstreamConfig) -> None:
+        self.upstream = upstream
+
+    @abstractmethod
+    async def complete(self, req: ChatRequest, model: str) -> ChatResponse: ...
+
+    @abstractmethod
+    def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]: ...
+
+    async def aclose(self) -> None:
+        """Release what the engine holds (threads, model memory)."""
+
+
+Provider = HttpProvider | EngineProvider

@@ -1,0 +1,1 @@
+"""Routing: which channels can serve a model name, in what order."""

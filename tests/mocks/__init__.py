@@ -1,0 +1,1 @@
+"""Local upstream servers speaking each provider's real wire format, scripted by the tests."""

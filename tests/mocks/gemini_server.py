@@ -1,0 +1,210 @@
+"""Mock of the Gemini API (generativelanguage v1beta) speaking its real wire format.
+
+* ``POST /v1beta/models/{model}:generateContent``: pretty-printed JSON, as Google sends it.
+* ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse``: ``data: {...}\\r\\n\\r\\n`` frames, each a full
+  GenerateContentResponse; without ``alt=sse`` the real API answers one JSON array, and so does the mock.
+* Auth: ``x-goog-api-key`` (or ``?key=``); none -> 403 PERMISSION_DENIED ("unregistered callers"); a key
+  starting with ``bad`` -> 400 INVALID_ARGUMENT / API_KEY_INVALID, as Google answers a wrong key.
+
+Thought parts are returned only when the request set ``thinkingConfig.includeThoughts``, like the real API;
+the thought signature rides on the first non-thought part. Function calls arrive whole, in one chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from tests.mocks.script import ScriptedReply, ScriptedToolCall, split
+from tests.mocks.server import MockState, last_user_text
+
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+FINISH = {"stop": "STOP", "stop_sequence": "STOP", "tool_calls": "STOP", "length": "MAX_TOKENS"}
+
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+def error_response(status: int, message: str, details: list[dict[str, Any]] | None = None) -> web.Response:
+    error: dict[str, Any] = {"code": status, "message": message, "status": STATUS_NAMES.get(status, "UNKNOWN")}
+    if details:
+        error["details"] = details
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": error}, indent=2) + "\n",
+        headers={"Content-Type": JSON_TYPE},
+    )
+
+
+def _usage(reply: ScriptedReply, final: bool) -> dict[str, Any]:
+    u = reply.usage
+    meta: dict[str, Any] = {"promptTokenCount": u.input}
+    if final:
+        meta["candidatesTokenCount"] = u.output - u.reasoning
+        meta["totalTokenCount"] = u.input + u.output
+    else:
+        meta["totalTokenCount"] = u.input
+    if u.cached:
+        meta["cachedContentTokenCount"] = u.cached
+    if u.reasoning and final:
+        meta["thoughtsTokenCount"] = u.reasoning
+    meta["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": u.input}]
+    return meta
+
+
+def _call_part(call: ScriptedToolCall) -> dict[str, Any]:
+    fc: dict[str, Any] = {"name": call.name, "args": json.loads(call.arguments or "{}")}
+    if call.id:
+        fc["id"] = call.id
+    return {"functionCall": fc}
+
+
+class _Render:
+    """One scripted reply rendered for one request."""
+
+    def __init__(self, reply: ScriptedReply, model: str, body: dict[str, Any]) -> None:
+        self.reply = reply
+        self.model = reply.model or model
+        gen = body.get("generationConfig") or {}
+        self.thoughts = bool((gen.get("thinkingConfig") or {}).get("includeThoughts")) and bool(reply.reasoning)
+        self.n = int(gen.get("candidateCount") or 1)
+        self.response_id = secrets.token_urlsafe(16)[:22]
+
+    def _envelope(self, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+        # Every candidate gets the same scripted content; Google sends all of them in each chunk.
+        candidates = []
+        for i in range(self.n):
+            cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
+            if final:
+                cand["finishReason"] = FINISH[self.reply.finish]
+            cand["index"] = i
+            candidates.append(cand)
+        return {
+            "candidates": candidates,
+            "usageMetadata": _usage(self.reply, final),
+            "modelVersion": self.model,
+            "responseId": self.response_id,
+        }
+
+    def _sign(self, parts: list[dict[str, Any]]) -> None:
+        if self.thoughts and parts:
+            parts[0]["thoughtSignature"] = self.reply.reasoning_signature
+
+    def full(self) -> dict[str, Any]:
+        parts: list[dict[str, Any]] = []
+        answer: list[dict[str, Any]] = []
+        if self.thoughts:
+            parts.append({"text": self.reply.reasoning, "thought": True})
+        if self.reply.text:
+            answer.append({"text": self.reply.text})
+        answer.extend(_call_part(c) for c in self.reply.tool_calls)
+        self._sign(answer)
+        return self._envelope(parts + answer, final=True)
+
+    def chunks(self) -> list[dict[str, Any]]:
+        pieces: list[list[dict[str, Any]]] = []
+        if self.thoughts and self.reply.reasoning:
+            pieces.extend([{"text": t, "thought": True}] for t in split(self.reply.reasoning, self.reply.chunks))
+        answer: list[list[dict[str, Any]]] = [[{"text": t}] for t in split(self.reply.text, self.reply.chunks)]
+        if self.reply.tool_calls:
+            answer.append([_call_part(c) for c in self.reply.tool_calls])
+        if answer:
+            self._sign(answer[0])
+        pieces.extend(answer)
+        if not pieces:
+            pieces.append([{"text": ""}])
+        last = len(pieces) - 1
+        return [self._envelope(p, final=i == last) for i, p in enumerate(pieces)]
+
+
+def make_app(state: MockState) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await state.record(request)
+        target = request.match_info["target"]
+        model, _, method = target.partition(":")
+        if method not in ("generateContent", "streamGenerateContent"):
+            return error_response(404, f"Method not found: {method}")
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if not key:
+            return error_response(
+                403,
+                "Method doesn't allow unregistered callers (callers without established identity). "
+                "Please use API Key or other form of API consumer identity to call this API.",
+            )
+        if key.startswith("bad"):
+            return error_response(
+                400,
+                "API key not valid. Please pass a valid API key.",
+                [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    }
+                ],
+            )
+        if not isinstance(body, dict) or not body.get("contents"):
+            return error_response(400, "* GenerateContentRequest.contents: contents is not specified\n")
+        reply = state.next_reply("echo: " + last_user_text(body.get("contents", [])))
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        if reply.error_status is not None:
+            details: list[dict[str, Any]] = []
+            headers: dict[str, str] = {}
+            if reply.retry_after is not None:
+                headers["Retry-After"] = f"{reply.retry_after:g}"
+                if reply.error_status == 429:
+                    details.append(
+                        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{reply.retry_after:g}s"}
+                    )
+            failure = error_response(reply.error_status, reply.error_message, details)
+            failure.headers.update(headers)
+            return failure
+        render = _Render(reply, model, body)
+        if method == "generateContent":
+            if reply.malformed:
+                return web.Response(
+                    status=200, text='{"candidates": [{"content": ', headers={"Content-Type": JSON_TYPE}
+                )
+            return web.Response(text=json.dumps(render.full(), indent=2) + "\n", headers={"Content-Type": JSON_TYPE})
+        if request.query.get("alt") != "sse":
+            return web.Response(text=json.dumps(render.chunks(), indent=2) + "\n", headers={"Content-Type": JSON_TYPE})
+        resp = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await resp.prepare(request)
+        frames = (
+            [b'data: {"candidates": [{"content": \r\n\r\n']
+            if reply.malformed
+            else [b"data: " + json.dumps(c).encode() + b"\r\n\r\n" for c in render.chunks()]
+        )
+        for i, frame in enumerate(frames):
+            if reply.truncate_after_chunks is not None and i >= reply.truncate_after_chunks:
+                # Drop the connection without the chunked-encoding terminator: an abrupt upstream failure.
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/v1beta/models/{target}", handle)
+    return app
