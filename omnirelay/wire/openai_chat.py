@@ -194,10 +194,10 @@ class ResponseMessage(msgspec.Struct, kw_only=True):
     role: str = "assistant"
     content: str | None = None
     refusal: str | None = None
-    reasoning_content: str | None | UnsetType = UNSET
-    reasoning: str | None | UnsetType = UNSET  # vLLM / Ollama spelling, decode only
-    tool_calls: list[ToolCall] | None | UnsetType = UNSET
-    annotations: list[Any] | None | UnsetType = UNSET
+    reasoning_content: str | UnsetType | None = UNSET
+    reasoning: str | UnsetType | None = UNSET  # vLLM / Ollama spelling, decode only
+    tool_calls: list[ToolCall] | UnsetType | None = UNSET
+    annotations: list[Any] | UnsetType | None = UNSET
 
 
 class Choice(msgspec.Struct, kw_only=True):
@@ -205,28 +205,28 @@ class Choice(msgspec.Struct, kw_only=True):
     message: ResponseMessage = msgspec.field(default_factory=ResponseMessage)
     logprobs: Any = None
     finish_reason: str | None = None
-    stop_reason: str | int | None | UnsetType = UNSET  # vLLM: the stop string that ended the choice
+    stop_reason: str | int | UnsetType | None = UNSET  # vLLM: the stop string that ended the choice
 
 
 class PromptTokensDetails(msgspec.Struct, kw_only=True):
-    cached_tokens: int | None | UnsetType = UNSET
-    audio_tokens: int | None | UnsetType = UNSET
+    cached_tokens: int | UnsetType | None = UNSET
+    audio_tokens: int | UnsetType | None = UNSET
 
 
 class CompletionTokensDetails(msgspec.Struct, kw_only=True):
-    reasoning_tokens: int | None | UnsetType = UNSET
-    audio_tokens: int | None | UnsetType = UNSET
-    accepted_prediction_tokens: int | None | UnsetType = UNSET
-    rejected_prediction_tokens: int | None | UnsetType = UNSET
+    reasoning_tokens: int | UnsetType | None = UNSET
+    audio_tokens: int | UnsetType | None = UNSET
+    accepted_prediction_tokens: int | UnsetType | None = UNSET
+    rejected_prediction_tokens: int | UnsetType | None = UNSET
 
 
 class CompletionUsage(msgspec.Struct, kw_only=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
-    prompt_tokens_details: PromptTokensDetails | None | UnsetType = UNSET
-    completion_tokens_details: CompletionTokensDetails | None | UnsetType = UNSET
-    prompt_cache_hit_tokens: int | None | UnsetType = UNSET  # DeepSeek's spelling of cached tokens
+    prompt_tokens_details: PromptTokensDetails | UnsetType | None = UNSET
+    completion_tokens_details: CompletionTokensDetails | UnsetType | None = UNSET
+    prompt_cache_hit_tokens: int | UnsetType | None = UNSET  # DeepSeek's spelling of cached tokens
     cost: float | UnsetType = UNSET  # gateway extension: USD for this request
 
 
@@ -236,33 +236,33 @@ class ChatCompletion(msgspec.Struct, kw_only=True):
     created: int = 0
     model: str = ""
     choices: list[Choice] = []
-    usage: CompletionUsage | None | UnsetType = UNSET
-    system_fingerprint: str | None | UnsetType = UNSET
-    service_tier: str | None | UnsetType = UNSET
+    usage: CompletionUsage | UnsetType | None = UNSET
+    system_fingerprint: str | UnsetType | None = UNSET
+    service_tier: str | UnsetType | None = UNSET
 
 
 # -- stream chunk ------------------------------------------------------------------------------------------
 
 
 class FunctionDelta(msgspec.Struct, kw_only=True):
-    name: str | None | UnsetType = UNSET
-    arguments: str | None | UnsetType = UNSET
+    name: str | UnsetType | None = UNSET
+    arguments: str | UnsetType | None = UNSET
 
 
 class ToolCallDelta(msgspec.Struct, kw_only=True):
     index: int | UnsetType = UNSET
-    id: str | None | UnsetType = UNSET
-    type: str | None | UnsetType = UNSET
-    function: FunctionDelta | None | UnsetType = UNSET
+    id: str | UnsetType | None = UNSET
+    type: str | UnsetType | None = UNSET
+    function: FunctionDelta | UnsetType | None = UNSET
 
 
 class Delta(msgspec.Struct, kw_only=True):
-    role: str | None | UnsetType = UNSET
-    content: str | None | UnsetType = UNSET
-    reasoning_content: str | None | UnsetType = UNSET
-    reasoning: str | None | UnsetType = UNSET  # vLLM / Ollama spelling, decode only
-    tool_calls: list[ToolCallDelta] | None | UnsetType = UNSET
-    refusal: str | None | UnsetType = UNSET
+    role: str | UnsetType | None = UNSET
+    content: str | UnsetType | None = UNSET
+    reasoning_content: str | UnsetType | None = UNSET
+    reasoning: str | UnsetType | None = UNSET  # vLLM / Ollama spelling, decode only
+    tool_calls: list[ToolCallDelta] | UnsetType | None = UNSET
+    refusal: str | UnsetType | None = UNSET
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True):
@@ -270,7 +270,7 @@ class ChunkChoice(msgspec.Struct, kw_only=True):
     delta: Delta = msgspec.field(default_factory=Delta)
     logprobs: Any = None
     finish_reason: str | None = None
-    stop_reason: str | int | None | UnsetType = UNSET
+    stop_reason: str | int | UnsetType | None = UNSET
 
 
 class ChatCompletionChunk(msgspec.Struct, kw_only=True):
@@ -280,8 +280,8 @@ class ChatCompletionChunk(msgspec.Struct, kw_only=True):
     model: str = ""
     choices: list[ChunkChoice] = []
     # Absent unless the caller asked for stream_options.include_usage; then null on every chunk but the last.
-    usage: CompletionUsage | None | UnsetType = UNSET
-    system_fingerprint: str | None | UnsetType = UNSET
+    usage: CompletionUsage | UnsetType | None = UNSET
+    system_fingerprint: str | UnsetType | None = UNSET
     error: Any | UnsetType = UNSET  # decode only: an error frame some servers send mid-stream
 
 

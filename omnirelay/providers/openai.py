@@ -1,0 +1,583 @@
+"""Upstream OpenAI Chat Completions: OpenAI itself and every OpenAI-compatible server (xAI, DeepSeek, Mistral,
+vLLM, Ollama, llama.cpp server, anything else with a base URL).
+
+Servers differ in small ways (which max-tokens field, which models take ``reasoning_effort``, what they
+reject). Those differences are data: one ``Preset`` per server kind with ``ModelRule``s for model-specific
+quirks, looked up once per request. Any preset field can be overridden from the upstream's ``options``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import msgspec
+from msgspec import UNSET
+
+from omnirelay.core.errors import GatewayError, invalid, upstream_status_error
+from omnirelay.core.events import (
+    ChoiceEnd,
+    ReasoningDelta,
+    StreamEvent,
+    StreamStart,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallStart,
+    UsageReport,
+)
+from omnirelay.core.ids import new_id, now
+from omnirelay.core.reasoning import effort_of
+from omnirelay.core.types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    FinishReason,
+    ImagePart,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.wire import openai_chat as wire
+from omnirelay.wire.sse import SSEDecoder
+
+if TYPE_CHECKING:
+    from omnirelay.config import UpstreamConfig
+
+
+class ModelRule(msgspec.Struct, frozen=True, kw_only=True):
+    """Quirks of the models whose upstream name starts with one of ``prefixes`` (first matching rule wins)."""
+
+    prefixes: tuple[str, ...]
+    reasoning_effort: bool = False  # the model accepts ``reasoning_effort``
+    effort_values: dict[str, str] = {}  # canonical effort -> the value this model accepts
+    drop: frozenset[str] = frozenset()  # request fields the model rejects
+
+
+class Preset(msgspec.Struct, frozen=True, kw_only=True):
+    base_url: str | None
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    seed_field: str = "seed"
+    stream_usage: bool = True  # accepts stream_options.include_usage
+    reasoning_effort: bool = False  # default for models no rule matches
+    developer_role: bool = False  # understands role "developer" (else sent as "system")
+    reasoning_input: bool = False  # accepts earlier turns' reasoning back as ``reasoning_content``
+    content_parts: bool = True  # accepts content as a list of parts (else text only, as one string)
+    message_names: bool = True  # accepts ``name`` on messages
+    tool_call_ids: Literal["any", "alnum9"] = "any"
+    top_k: bool = False
+    drop: frozenset[str] = frozenset()
+    rules: tuple[ModelRule, ...] = ()
+
+
+_SAMPLING = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"})
+_NO_RULE = ModelRule(prefixes=())
+
+PRESETS: dict[str, Preset] = {
+    "openai": Preset(
+        base_url="https://api.openai.com/v1",
+        max_tokens_field="max_completion_tokens",
+        developer_role=True,
+        rules=(
+            ModelRule(prefixes=("gpt-5-chat",)),
+            # Reasoning models: effort instead of sampling controls, which they reject.
+            ModelRule(
+                prefixes=("o1", "o3", "o4"),
+                reasoning_effort=True,
+                effort_values={"minimal": "low"},
+                drop=_SAMPLING | {"logit_bias"},
+            ),
+            ModelRule(prefixes=("gpt-5",), reasoning_effort=True, drop=_SAMPLING | {"logit_bias"}),
+        ),
+    ),
+    "xai": Preset(
+        base_url="https://api.x.ai/v1",
+        max_tokens_field="max_completion_tokens",
+        rules=(
+            ModelRule(
+                prefixes=("grok-3-mini",),
+                reasoning_effort=True,
+                effort_values={"minimal": "low", "medium": "low"},  # grok-3-mini knows only low and high
+            ),
+            # Grok 4 always reasons and rejects the effort knob, penalties and stop sequences.
+            ModelRule(
+                prefixes=("grok-4",),
+                drop=frozenset({"reasoning_effort", "presence_penalty", "frequency_penalty", "stop"}),
+            ),
+        ),
+    ),
+    "deepseek": Preset(
+        base_url="https://api.deepseek.com",
+        content_parts=False,
+        rules=(ModelRule(prefixes=("deepseek-reasoner",), drop=frozenset({"logprobs", "top_logprobs"})),),
+    ),
+    "mistral": Preset(
+        base_url="https://api.mistral.ai/v1",
+        seed_field="random_seed",
+        stream_usage=False,  # usage arrives in the last chunk unasked; the field is rejected as extra input
+        message_names=False,
+        tool_call_ids="alnum9",
+        drop=frozenset({"user"}),
+    ),
+    "vllm": Preset(base_url="http://127.0.0.1:8000/v1", reasoning_effort=True, reasoning_input=True, top_k=True),
+    "ollama": Preset(base_url="http://127.0.0.1:11434/v1", reasoning_effort=True, reasoning_input=True),
+    "llamacpp": Preset(base_url="http://127.0.0.1:8080/v1", reasoning_input=True, top_k=True),
+    "custom": Preset(base_url=None, reasoning_effort=True),
+}
+
+# Request fields the gateway itself consumes (OpenRouter-style fallback list); never forwarded.
+_GATEWAY_FIELDS = frozenset({"models"})
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "eos": "stop",
+}
+
+_encoder = msgspec.json.Encoder()
+_response_decoder = msgspec.json.Decoder(wire.ChatCompletion)
+_chunk_decoder = msgspec.json.Decoder(wire.ChatCompletionChunk)
+_ALNUM9 = re.compile(r"[A-Za-z0-9]{9}")
+_BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def _alnum9(call_id: str) -> str:
+    """Mistral wants tool-call ids of exactly 9 alphanumerics; map others deterministically so a call and its
+    result still match."""
+    if _ALNUM9.fullmatch(call_id):
+        return call_id
+    n = int.from_bytes(hashlib.blake2b(call_id.encode(), digest_size=8).digest(), "big")
+    out = []
+    for _ in range(9):
+        n, r = divmod(n, 62)
+        out.append(_BASE62[r])
+    return "".join(out)
+
+
+def resolve_preset(upstream: UpstreamConfig) -> Preset:
+    name = upstream.preset or "openai"
+    try:
+        preset = PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"upstream {upstream.name!r}: unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}"
+        ) from None
+    overrides = {k: v for k, v in upstream.options.items() if k in Preset.__struct_fields__}
+    if overrides:
+        merged = msgspec.to_builtins(preset) | overrides
+        try:
+            preset = msgspec.convert(merged, Preset)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"upstream {upstream.name!r}: invalid preset option: {exc}") from None
+    return preset
+
+
+# -- errors --------------------------------------------------------------------------------------------
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    lower = {k.lower(): v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
+    ms = lower.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = lower.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_fields(status: int, body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """message, type, code, param of an error body, whatever the server's dialect (or a summary of a
+    non-JSON body)."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", errors="replace").strip()
+        if not text or text.startswith("<"):
+            return f"HTTP {status} with a non-JSON body ({len(body)} bytes)", None, None, None
+        return " ".join(text.split())[:300], None, None, None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err[:500], None, None, None
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or err.get("msg")
+            if not isinstance(message, str):
+                message = _encoder.encode(message).decode()[:500] if message else f"HTTP {status}"
+            etype, code, param = err.get("type"), err.get("code"), err.get("param")
+            return (
+                message,
+                etype if isinstance(etype, str) else None,
+                code if isinstance(code, str) else None,
+                param if isinstance(param, str) else None,
+            )
+    return f"HTTP {status}", None, None, None
+
+
+# -- responses -----------------------------------------------------------------------------------------
+
+
+def _usage(u: wire.CompletionUsage | msgspec.UnsetType | None) -> Usage:
+    if u is None or u is UNSET:
+        return Usage()
+    cached = 0
+    details = u.prompt_tokens_details
+    if isinstance(details, wire.PromptTokensDetails) and isinstance(details.cached_tokens, int):
+        cached = details.cached_tokens
+    if not cached and isinstance(u.prompt_cache_hit_tokens, int):
+        cached = u.prompt_cache_hit_tokens
+    reasoning = 0
+    cdetails = u.completion_tokens_details
+    if isinstance(cdetails, wire.CompletionTokensDetails) and isinstance(cdetails.reasoning_tokens, int):
+        reasoning = cdetails.reasoning_tokens
+    output = u.completion_tokens
+    # xAI counts reasoning outside completion_tokens (total = prompt + completion + reasoning); the core
+    # counts it inside.
+    if reasoning and u.total_tokens == u.prompt_tokens + u.completion_tokens + reasoning:
+        output += reasoning
+    return Usage(input_tokens=u.prompt_tokens, output_tokens=output, cached_tokens=cached, reasoning_tokens=reasoning)
+
+
+def _finish(reason: str | None, stop_reason: object, has_calls: bool) -> tuple[FinishReason, str | None]:
+    finish = _FINISH.get(reason or "stop", "stop")
+    if finish == "stop" and has_calls:
+        # A forced tool choice (and some servers always) ends with "stop" although the turn is a tool call.
+        return "tool_calls", None
+    if finish == "stop" and isinstance(stop_reason, str):
+        return "stop_sequence", stop_reason  # vLLM names the stop string that matched
+    return finish, None
+
+
+def _text(value: str | msgspec.UnsetType | None) -> str:
+    return value if isinstance(value, str) else ""
+
+
+class OpenAIStreamParser(StreamParser):
+    """``chat.completion.chunk`` SSE -> canonical events. A stream must end with ``[DONE]`` or with every
+    choice finished; anything else was cut short."""
+
+    def __init__(self, model: str, clean: Any) -> None:
+        self.sse = SSEDecoder()
+        self.model = model
+        self.clean = clean
+        self.started = False
+        self.done = False
+        self.open: set[int] = set()  # choices seen and not yet finished
+        self.ended: set[int] = set()
+        self.calls: dict[tuple[int, int], tuple[int, str]] = {}  # (choice, upstream index) -> (index, id)
+        self.call_count: dict[int, int] = {}
+
+    def feed(self, chunk: bytes) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for ev in self.sse.feed(chunk):
+            if self.done:
+                continue
+            data = ev.data.strip()
+            if data == "[DONE]":
+                self.done = True
+                continue
+            if ev.event == "error":
+                raise GatewayError("upstream", f"upstream error mid-stream: {self.clean(data[:300])}")
+            if not data:
+                continue
+            try:
+                parsed = _chunk_decoder.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                raise GatewayError("upstream", "upstream sent a malformed stream chunk (not valid JSON)") from None
+            self._chunk(parsed, out)
+        return out
+
+    def _chunk(self, c: wire.ChatCompletionChunk, out: list[StreamEvent]) -> None:
+        if c.error is not UNSET and c.error:
+            message, _t, _c, _p = _error_fields(502, _encoder.encode({"error": c.error}))
+            raise GatewayError("upstream", f"upstream error mid-stream: {self.clean(message)}")
+        if not self.started:
+            self.started = True
+            out.append(StreamStart(id=c.id or new_id("chatcmpl-"), model=c.model or self.model, created=c.created))
+        for ch in c.choices:
+            i = ch.index
+            if i in self.ended:
+                continue
+            self.open.add(i)
+            d = ch.delta
+            reasoning = _text(d.reasoning_content) or _text(d.reasoning)
+            if reasoning:
+                out.append(ReasoningDelta(text=reasoning, choice=i))
+            text = _text(d.content)
+            if text:
+                out.append(TextDelta(text=text, choice=i))
+            if d.tool_calls:
+                self._tool_calls(i, d.tool_calls, out)
+            if ch.finish_reason:
+                finish, stop_seq = _finish(ch.finish_reason, ch.stop_reason, self.call_count.get(i, 0) > 0)
+                out.append(ChoiceEnd(finish_reason=finish, stop_sequence=stop_seq, choice=i))
+                self.open.discard(i)
+                self.ended.add(i)
+        if isinstance(c.usage, wire.CompletionUsage):
+            out.append(UsageReport(usage=_usage(c.usage)))
+
+    def _tool_calls(self, choice: int, deltas: list[wire.ToolCallDelta], out: list[StreamEvent]) -> None:
+        for pos, tc in enumerate(deltas):
+            up_index = tc.index if isinstance(tc.index, int) else pos
+            fn = tc.function if isinstance(tc.function, wire.FunctionDelta) else None
+            call_id = tc.id if isinstance(tc.id, str) and tc.id else None
+            known = self.calls.get((choice, up_index))
+            # Some servers reuse index 0 for every call; a different id means a new call.
+            if known is None or (call_id is not None and call_id != known[1]):
+                index = self.call_count.get(choice, 0)
+                self.call_count[choice] = index + 1
+                known = (index, call_id or new_id("call_"))
+                self.calls[(choice, up_index)] = known
+                out.append(ToolCallStart(index=index, id=known[1], name=_text(fn.name) if fn else "", choice=choice))
+            args = _text(fn.arguments) if fn else ""
+            if args:
+                out.append(ToolCallArgs(index=known[0], arguments=args, choice=choice))
+
+    def close(self) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        if not self.done and self.sse.has_partial:
+            out = self.feed(b"\n\n")  # a last event without its blank line
+        if not self.done and (not self.started or self.open or not self.ended):
+            raise GatewayError("upstream", "upstream stream ended before it was complete")
+        if not self.started:
+            raise GatewayError("upstream", "upstream sent an empty stream")
+        if not self.ended:
+            self.open.add(0)
+        out.extend(ChoiceEnd(finish_reason="stop", choice=i) for i in sorted(self.open))
+        self.open.clear()
+        return out
+
+
+class OpenAIProvider(HttpProvider):
+    family: ClassVar[str] = "openai"
+
+    def __init__(self, upstream: UpstreamConfig) -> None:
+        super().__init__(upstream)
+        self.preset = resolve_preset(upstream)
+        base = upstream.base_url or self.preset.base_url
+        if not base:
+            raise ValueError(f"upstream {upstream.name!r}: base_url is required for preset {upstream.preset!r}")
+        self.url = base.rstrip("/") + "/chat/completions"
+        headers = {"content-type": "application/json"}
+        if upstream.api_key:
+            headers["authorization"] = f"Bearer {upstream.api_key}"
+        for k, v in upstream.headers.items():
+            headers[k.lower()] = v
+        self.headers = headers
+        self.stream_headers = {**headers, "accept": "text/event-stream"}
+        self._rules: dict[str, ModelRule] = {}
+
+    def rule(self, model: str) -> ModelRule:
+        found = self._rules.get(model)
+        if found is None:
+            found = next((r for r in self.preset.rules if model.startswith(r.prefixes)), _NO_RULE)
+            if len(self._rules) < 1024:
+                self._rules[model] = found
+        return found
+
+    def _clean(self, message: str) -> str:
+        key = self.upstream.api_key
+        return message.replace(key, "***") if key and len(key) >= 8 else message
+
+    # -- request ---------------------------------------------------------------------------------------
+
+    def _call_id(self, call_id: str) -> str:
+        return _alnum9(call_id) if self.preset.tool_call_ids == "alnum9" else call_id
+
+    def _content(self, m: Message, i: int) -> str | list[dict[str, Any]]:
+        text_only = all(isinstance(p, TextPart) for p in m.content)
+        if text_only and (len(m.content) == 1 or not self.preset.content_parts):
+            return m.text()
+        if not self.preset.content_parts:
+            raise invalid("this upstream does not accept images", param=f"messages[{i}].content")
+        parts: list[dict[str, Any]] = []
+        for p in m.content:
+            if isinstance(p, TextPart):
+                parts.append({"type": "text", "text": p.text})
+            elif isinstance(p, ImagePart):
+                url = p.url if p.url else f"data:{p.media_type or 'image/png'};base64,{p.data or ''}"
+                image: dict[str, Any] = {"url": url}
+                if p.detail:
+                    image["detail"] = p.detail
+                parts.append({"type": "image_url", "image_url": image})
+        return parts
+
+    def _message(self, m: Message, i: int) -> dict[str, Any]:
+        preset = self.preset
+        if m.role == "tool":
+            return {"role": "tool", "tool_call_id": self._call_id(m.tool_call_id or ""), "content": m.text()}
+        if m.role == "assistant":
+            text = m.text()
+            out: dict[str, Any] = {"role": "assistant", "content": text if text or not m.tool_calls else None}
+            if m.tool_calls:
+                out["tool_calls"] = [
+                    {
+                        "id": self._call_id(c.id),
+                        "type": "function",
+                        "function": {"name": c.name, "arguments": c.arguments},
+                    }
+                    for c in m.tool_calls
+                ]
+            if preset.reasoning_input:
+                reasoning = "".join(r.text for r in m.reasoning)
+                if reasoning:
+                    out["reasoning_content"] = reasoning
+        elif m.role in ("system", "developer"):
+            role = m.role if m.role == "system" or preset.developer_role else "system"
+            out = {"role": role, "content": m.text()}
+        else:
+            out = {"role": m.role, "content": self._content(m, i)}
+        if m.name and preset.message_names:
+            out["name"] = m.name
+        return out
+
+    def build_body(self, req: ChatRequest, model: str) -> dict[str, Any]:
+        preset = self.preset
+        rule = self.rule(model)
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [self._message(m, i) for i, m in enumerate(req.messages)],
+        }
+        if req.stream:
+            body["stream"] = True
+            if preset.stream_usage:
+                body["stream_options"] = {"include_usage": True}  # the gateway accounts from it
+        if req.max_tokens is not None:
+            body[preset.max_tokens_field] = req.max_tokens
+        if req.temperature is not None:
+            body["temperature"] = req.temperature
+        if req.top_p is not None:
+            body["top_p"] = req.top_p
+        if req.top_k is not None and preset.top_k:
+            body["top_k"] = req.top_k
+        if req.stop:
+            body["stop"] = req.stop
+        if req.n != 1:
+            body["n"] = req.n
+        if req.seed is not None:
+            body[preset.seed_field] = req.seed
+        if req.presence_penalty is not None:
+            body["presence_penalty"] = req.presence_penalty
+        if req.frequency_penalty is not None:
+            body["frequency_penalty"] = req.frequency_penalty
+        if req.tools:
+            tools = []
+            for t in req.tools:
+                fn: dict[str, Any] = {"name": t.name}
+                if t.description:
+                    fn["description"] = t.description
+                if t.parameters:
+                    fn["parameters"] = t.parameters
+                if t.strict is not None:
+                    fn["strict"] = t.strict
+                tools.append({"type": "function", "function": fn})
+            body["tools"] = tools
+            if req.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = req.parallel_tool_calls
+        if req.tool_choice is not None:
+            tc = req.tool_choice
+            body["tool_choice"] = (
+                {"type": "function", "function": {"name": tc.name or ""}} if tc.mode == "tool" else tc.mode
+            )
+        if req.response_format is not None:
+            rf = req.response_format
+            if rf.type == "json_schema":
+                spec: dict[str, Any] = {"name": rf.name or "response", "schema": rf.schema or {}}
+                if rf.strict is not None:
+                    spec["strict"] = rf.strict
+                if rf.description:
+                    spec["description"] = rf.description
+                body["response_format"] = {"type": "json_schema", "json_schema": spec}
+            else:
+                body["response_format"] = {"type": rf.type}
+        if rule.reasoning_effort or (rule is _NO_RULE and preset.reasoning_effort):
+            effort = effort_of(req.reasoning)
+            if effort is not None:
+                body["reasoning_effort"] = rule.effort_values.get(effort, effort)
+        if req.user is not None:
+            body["user"] = req.user
+        if req.extra and req.extra_family == "openai":
+            for key, value in req.extra.items():
+                if key not in _GATEWAY_FIELDS:
+                    body.setdefault(key, value)
+        for key in preset.drop | rule.drop if (preset.drop or rule.drop) else ():
+            body.pop(key, None)
+        return body
+
+    def build_request(self, req: ChatRequest, model: str) -> UpstreamRequest:
+        body = _encoder.encode(self.build_body(req, model))
+        headers = self.stream_headers if req.stream else self.headers
+        return UpstreamRequest(url=self.url, headers=dict(headers), body=body)
+
+    # -- response --------------------------------------------------------------------------------------
+
+    def parse_response(self, body: bytes, req: ChatRequest) -> ChatResponse:
+        try:
+            r = _response_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise GatewayError("upstream", "upstream returned a malformed chat completion (not valid JSON)") from None
+        if not r.choices:
+            message, _t, _c, _p = _error_fields(502, body)
+            raise GatewayError("upstream", f"upstream returned no choices: {self._clean(message)}")
+        choices = []
+        for c in r.choices:
+            m = c.message
+            calls = [
+                ToolCall(id=t.id or new_id("call_"), name=t.function.name, arguments=t.function.arguments)
+                for t in m.tool_calls or ()
+            ]
+            reasoning = _text(m.reasoning_content) or _text(m.reasoning)
+            content = m.content if m.content else (m.refusal or "")
+            finish, stop_seq = _finish(c.finish_reason, c.stop_reason, bool(calls))
+            msg = Message(
+                role="assistant",
+                content=[TextPart(text=content)] if content else [],
+                tool_calls=calls,
+                reasoning=[ReasoningPart(text=reasoning)] if reasoning else [],
+            )
+            choices.append(Choice(index=c.index, message=msg, finish_reason=finish, stop_sequence=stop_seq))
+        return ChatResponse(
+            id=r.id or new_id("chatcmpl-"),
+            model=r.model or req.model,
+            created=r.created or now(),
+            choices=choices,
+            usage=_usage(r.usage),
+        )
+
+    def stream_parser(self, req: ChatRequest) -> StreamParser:
+        return OpenAIStreamParser(req.model, self._clean)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
+        retry_after = _retry_after(headers)
+        message, etype, code, param = _error_fields(status, body)
+        message = self._clean(message)
+        if status == 429 and "insufficient_quota" in (code, etype):
+            # This account has no credit left; another channel may still have some.
+            return GatewayError("quota", message, code="insufficient_quota", retry_after=retry_after, retryable=True)
+        err = upstream_status_error(status, message, retry_after)
+        if err.kind in ("invalid_request", "not_found", "too_large"):
+            err.param = param
+            err.code = err.code or code
+        return err
+
+
+PROVIDER = OpenAIProvider

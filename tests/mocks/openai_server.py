@@ -1,0 +1,207 @@
+"""A mock OpenAI Chat Completions server speaking the real wire format (and DeepSeek's usage dialect for
+``deepseek-*`` models), scripted with ScriptedReply."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from tests.mocks.script import ScriptedReply, split
+from tests.mocks.server import MockState, last_user_text
+
+_FINISH = {"stop": "stop", "stop_sequence": "stop", "length": "length", "tool_calls": "tool_calls"}
+
+MODELS = ["gpt-4.1", "gpt-4.1-mini", "gpt-4o", "o3", "o4-mini", "deepseek-chat", "deepseek-reasoner", "grok-3-mini"]
+
+
+def _error_body(status: int, message: str, model: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """OpenAI's documented error bodies per status."""
+    err: dict[str, Any] = {"message": message, "type": "invalid_request_error", "param": None, "code": None}
+    headers: dict[str, str] = {}
+    if status == 401:
+        err["code"] = "invalid_api_key"
+    elif status == 403:
+        err["code"] = "unsupported_country_region_territory"
+        err["type"] = "request_forbidden"
+    elif status == 404:
+        err["message"] = f"The model `{model}` does not exist or you do not have access to it."
+        err["code"] = "model_not_found"
+    elif status == 429:
+        if "quota" in message:
+            err.update(type="insufficient_quota", code="insufficient_quota")
+        else:
+            err.update(type="requests", code="rate_limit_exceeded")
+            headers.update({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0"})
+    elif status >= 500:
+        err.update(type="server_error")
+    return {"error": err}, headers
+
+
+def _usage(reply: ScriptedReply, model: str) -> dict[str, Any]:
+    u = reply.usage
+    usage: dict[str, Any] = {
+        "prompt_tokens": u.input,
+        "completion_tokens": u.output,
+        "total_tokens": u.input + u.output,
+        "prompt_tokens_details": {"cached_tokens": u.cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": u.reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+    if model.startswith("deepseek"):
+        # DeepSeek's own cache fields sit next to the OpenAI ones.
+        usage["prompt_cache_hit_tokens"] = u.cached
+        usage["prompt_cache_miss_tokens"] = u.input - u.cached
+    return usage
+
+
+def _finish(reply: ScriptedReply) -> str:
+    if reply.tool_calls and reply.finish == "stop":
+        return "tool_calls"
+    return _FINISH[reply.finish]
+
+
+def _message(reply: ScriptedReply) -> dict[str, Any]:
+    msg: dict[str, Any] = {
+        "role": "assistant",
+        "content": reply.text if reply.text or not reply.tool_calls else None,
+    }
+    if reply.reasoning is not None:
+        msg["reasoning_content"] = reply.reasoning
+    if reply.tool_calls:
+        msg["tool_calls"] = [
+            {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": t.arguments}}
+            for t in reply.tool_calls
+        ]
+    msg["refusal"] = None
+    msg["annotations"] = []
+    return msg
+
+
+def _frame(obj: Any) -> bytes:
+    return b"data: " + msgspec.json.encode(obj) + b"\n\n"
+
+
+def _chunks(reply: ScriptedReply, base: dict[str, Any], n: int, include_usage: bool, model: str) -> list[bytes]:
+    """The SSE frames of a streamed reply, in the order OpenAI sends them."""
+
+    def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+        body = {**base, "choices": choices}
+        if include_usage:
+            body["usage"] = usage
+        return _frame(body)
+
+    def delta(i: int, d: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
+
+    frames: list[bytes] = []
+    for i in range(n):
+        frames.append(chunk([delta(i, {"role": "assistant", "content": "", "refusal": None})]))
+        for piece in split(reply.reasoning or "", reply.chunks):
+            frames.append(chunk([delta(i, {"content": None, "reasoning_content": piece})]))
+        for piece in split(reply.text, reply.chunks):
+            frames.append(chunk([delta(i, {"content": piece})]))
+        for k, call in enumerate(reply.tool_calls):
+            first = {"index": k, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            frames.append(chunk([delta(i, {"tool_calls": [first]})]))
+            for piece in split(call.arguments, reply.chunks):
+                frames.append(chunk([delta(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})]))
+        frames.append(chunk([delta(i, {}, _finish(reply))]))
+    if include_usage:
+        frames.append(chunk([], _usage(reply, model)))
+    frames.append(b"data: [DONE]\n\n")
+    return frames
+
+
+def make_app(state: MockState) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await state.record(request)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return web.json_response(
+                {
+                    "error": {
+                        "message": "You didn't provide an API key. You need to provide your API key in an "
+                        "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status=401,
+            )
+        model: str = body.get("model", "")
+        reply = state.next_reply("echo: " + last_user_text(body.get("messages", [])))
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        request_id = "req_" + secrets.token_hex(16)
+        if reply.error_status is not None:
+            err, headers = _error_body(reply.error_status, reply.error_message, model)
+            headers["x-request-id"] = request_id
+            if reply.retry_after is not None:
+                headers["retry-after"] = str(int(reply.retry_after))
+            return web.json_response(err, status=reply.error_status, headers=headers)
+        n = int(body.get("n") or 1)
+        base = {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion" if not body.get("stream") else "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": reply.model or model,
+            "service_tier": "default",
+            "system_fingerprint": "fp_mock",
+        }
+        if not body.get("stream"):
+            if reply.malformed:
+                return web.Response(
+                    body=b'{"id": "chatcmpl-broken", "choices": [{"index": 0, "mess',
+                    content_type="application/json",
+                    headers={"x-request-id": request_id},
+                )
+            choices = [
+                {"index": i, "message": _message(reply), "logprobs": None, "finish_reason": _finish(reply)}
+                for i in range(n)
+            ]
+            return web.json_response({**base, "choices": choices, "usage": _usage(reply, model)})
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        frames = _chunks(reply, base, n, include_usage, model)
+        if reply.malformed:
+            frames.insert(1, b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "oo\n\n')
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "x-request-id": request_id}
+        )
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for sent, frame in enumerate(frames):
+            if reply.truncate_after_chunks is not None and sent >= reply.truncate_after_chunks:
+                # Drop the connection without the terminating chunk: the client sees a cut-off body.
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()
+                return resp
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
+    async def models(request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer "):
+            err, _ = _error_body(401, "You didn't provide an API key.", "")
+            return web.json_response(err, status=401)
+        created = int(time.time())
+        data = [{"id": m, "object": "model", "created": created, "owned_by": "system"} for m in MODELS]
+        return web.json_response({"object": "list", "data": data})
+
+    app = web.Application()
+    for prefix in ("/v1", ""):
+        app.router.add_post(prefix + "/chat/completions", chat)
+        app.router.add_get(prefix + "/models", models)
+    return app
