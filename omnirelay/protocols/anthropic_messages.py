@@ -1,0 +1,550 @@
+"""Inbound Anthropic Messages API: ``POST /v1/messages`` <-> the canonical core.
+
+Mapping choices worth knowing:
+
+* ``tool_result`` blocks become role ``tool`` messages, one per result and in order, placed before whatever
+  else the same user turn carries (Anthropic requires results first, so the order is preserved both ways).
+* ``thinking`` blocks become ``Message.reasoning`` with their signature so a tool loop with extended thinking
+  can be replayed to an Anthropic upstream verbatim.
+* Usage: the canonical ``input_tokens`` includes cache reads and writes; Anthropic's excludes both, so the
+  renderers subtract them.
+* Streaming: OpenAI-style upstreams report usage only at the end, so ``message_delta`` (stop reason and the
+  final usage) is held back until ``finish()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.events import (
+    ChoiceEnd,
+    ReasoningDelta,
+    StreamEvent,
+    StreamFailure,
+    StreamStart,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallStart,
+    UsageReport,
+)
+from omnirelay.core.ids import new_id
+from omnirelay.core.types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    FinishReason,
+    ImagePart,
+    Message,
+    Part,
+    Reasoning,
+    ReasoningPart,
+    TextPart,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    Usage,
+)
+from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.wire import anthropic_messages as wire
+from omnirelay.wire.sse import encode_event
+
+log = logging.getLogger("omnirelay.protocols.anthropic")
+
+_REQUEST = msgspec.json.Decoder(wire.MessagesRequest)
+_TOP_LEVEL_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_TOOL_DEF = msgspec.json.Decoder(wire.ToolDef)
+_ENCODER = msgspec.json.Encoder()
+
+# msgspec's ValidationError text: "<what> - at `$.path`" (the path is absent for top-level problems).
+_AT_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING_FIELD = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+
+STOP_REASONS: dict[FinishReason, str] = {
+    "stop": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+    "error": "end_turn",
+}
+
+ERROR_TYPES: dict[int, str] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "api_error",
+    529: "overloaded_error",
+}
+
+
+def error_type(err: GatewayError) -> str:
+    if err.kind == "overloaded":
+        return "overloaded_error"
+    found = ERROR_TYPES.get(err.status)
+    if found is not None:
+        return found
+    # Anthropic documents invalid_request_error for any other 4xx.
+    return "invalid_request_error" if err.status < 500 else "api_error"
+
+
+def _validation_error(exc: msgspec.ValidationError, prefix: str = "") -> GatewayError:
+    """msgspec's message rewritten in Anthropic's ``field.path: problem`` style, with the path as param."""
+    m = _AT_PATH.match(str(exc))
+    assert m is not None  # the pattern matches any string
+    msg, path = m.group("msg"), (m.group("path") or "").lstrip(".")
+    missing = _MISSING_FIELD.match(msg)
+    if missing:
+        path = f"{path}.{missing.group('field')}" if path else missing.group("field")
+        msg = "Field required"
+    if prefix:
+        path = f"{prefix}.{path}" if path and not path.startswith("[") else prefix + path
+    return invalid(f"{path}: {msg}" if path else msg, param=path or None)
+
+
+# --- request ---------------------------------------------------------------------------------------------
+
+
+def _image_part(source: wire.ImageSource, path: str) -> ImagePart:
+    if isinstance(source, wire.Base64Source):
+        return ImagePart(data=source.data, media_type=source.media_type)
+    if isinstance(source, wire.UrlSource):
+        return ImagePart(url=source.url)
+    raise invalid(f"{path}.source: file sources are not supported by this gateway", f"{path}.source")
+
+
+def _document_part(block: wire.DocumentBlock, path: str) -> Part:
+    # A PDF travels as an ImagePart with its media type; the Anthropic provider turns it back into a
+    # document block, other providers send it as an inline file where they can.
+    source = block.source
+    kind = source.get("type")
+    if kind == "base64" and isinstance(source.get("data"), str):
+        return ImagePart(data=source["data"], media_type=str(source.get("media_type") or "application/pdf"))
+    if kind == "url" and isinstance(source.get("url"), str):
+        return ImagePart(url=source["url"], media_type="application/pdf")
+    if kind == "text" and isinstance(source.get("data"), str):
+        return TextPart(text=source["data"], cache_control=block.cache_control)
+    raise invalid(f"{path}.source: document source type {kind!r} is not supported", f"{path}.source")
+
+
+def _input_part(block: wire.ContentBlock, path: str) -> Part:
+    if isinstance(block, wire.TextBlock):
+        return TextPart(text=block.text, cache_control=block.cache_control)
+    if isinstance(block, wire.ImageBlock):
+        return _image_part(block.source, path)
+    if isinstance(block, wire.DocumentBlock):
+        return _document_part(block, path)
+    raise invalid(f"{path}: unexpected block type here", f"{path}.type")
+
+
+def _tool_result(block: wire.ToolResultBlock, path: str, tool_names: dict[str, str]) -> Message:
+    content: list[Part]
+    if block.content is None:
+        content = []
+    elif isinstance(block.content, str):
+        content = [TextPart(text=block.content)]
+    else:
+        content = [_input_part(b, f"{path}.content[{k}]") for k, b in enumerate(block.content)]
+    return Message(
+        role="tool",
+        content=content,
+        tool_call_id=block.tool_use_id,
+        name=tool_names.get(block.tool_use_id),
+        is_error=bool(block.is_error),
+    )
+
+
+def _user_turn(blocks: list[wire.ContentBlock], path: str, tool_names: dict[str, str]) -> list[Message]:
+    results: list[Message] = []
+    parts: list[Part] = []
+    for j, block in enumerate(blocks):
+        where = f"{path}.content[{j}]"
+        if isinstance(block, wire.ToolResultBlock):
+            results.append(_tool_result(block, where, tool_names))
+        elif isinstance(block, wire.TextBlock | wire.ImageBlock | wire.DocumentBlock):
+            parts.append(_input_part(block, where))
+        else:
+            raise invalid(f"{where}: {block_type(block)} blocks are only allowed in assistant messages", where)
+    if parts:
+        results.append(Message(role="user", content=parts))
+    return results
+
+
+def _assistant_turn(blocks: list[wire.ContentBlock], path: str, tool_names: dict[str, str]) -> Message:
+    msg = Message(role="assistant")
+    for j, block in enumerate(blocks):
+        where = f"{path}.content[{j}]"
+        if isinstance(block, wire.TextBlock):
+            msg.content.append(TextPart(text=block.text, cache_control=block.cache_control))
+        elif isinstance(block, wire.ToolUseBlock):
+            tool_names[block.id] = block.name
+            args = _ENCODER.encode(block.input).decode()
+            msg.tool_calls.append(ToolCall(id=block.id, name=block.name, arguments=args))
+        elif isinstance(block, wire.ThinkingBlock):
+            msg.reasoning.append(ReasoningPart(text=block.thinking, signature=block.signature))
+        elif isinstance(block, wire.RedactedThinkingBlock):
+            msg.reasoning.append(ReasoningPart(redacted=block.data))
+        elif isinstance(block, wire.ImageBlock | wire.DocumentBlock):
+            msg.content.append(_input_part(block, where))
+        else:
+            raise invalid(f"{where}: tool_result blocks are only allowed in user messages", where)
+    return msg
+
+
+def block_type(block: wire.ContentBlock) -> str:
+    tag: str = block.__struct_config__.tag  # type: ignore[assignment]
+    return tag
+
+
+def _system(system: str | list[wire.TextBlock]) -> Message:
+    if isinstance(system, str):
+        return Message(role="system", content=[TextPart(text=system)])
+    return Message(role="system", content=[TextPart(text=b.text, cache_control=b.cache_control) for b in system])
+
+
+def _messages(w: wire.MessagesRequest) -> list[Message]:
+    out: list[Message] = []
+    if w.system:
+        out.append(_system(w.system))
+    tool_names: dict[str, str] = {}
+    for i, m in enumerate(w.messages):
+        path = f"messages[{i}]"
+        if isinstance(m.content, str):
+            out.append(Message(role=m.role, content=[TextPart(text=m.content)]))
+        elif m.role == "user":
+            out.extend(_user_turn(m.content, path, tool_names))
+        else:
+            out.append(_assistant_turn(m.content, path, tool_names))
+    return out
+
+
+def _tools(raw_tools: list[msgspec.Raw], extra: dict[str, Any]) -> list[Tool]:
+    tools: list[Tool] = []
+    server_tools: list[Any] = []
+    for k, raw in enumerate(raw_tools):
+        try:
+            tool = _TOOL_DEF.decode(raw)
+        except msgspec.ValidationError as exc:
+            raise _validation_error(exc, prefix=f"tools[{k}]") from None
+        if tool.type not in (None, "custom"):
+            # A server tool (web search, code execution, ...): only an Anthropic upstream can run it.
+            server_tools.append(msgspec.json.decode(raw))
+            continue
+        if tool.input_schema is None:
+            raise invalid(f"tools[{k}].input_schema: Field required", f"tools[{k}].input_schema")
+        tools.append(Tool(name=tool.name, description=tool.description, parameters=tool.input_schema))
+    if server_tools:
+        extra["tools"] = server_tools
+    return tools
+
+
+def _tool_choice(choice: wire.ToolChoice | None) -> tuple[ToolChoice | None, bool | None]:
+    """The canonical choice and ``parallel_tool_calls`` (False when parallel use was disabled)."""
+    if choice is None:
+        return None, None
+    if isinstance(choice, wire.ToolChoiceNone):
+        return ToolChoice(mode="none"), None
+    parallel = False if choice.disable_parallel_tool_use else None
+    if isinstance(choice, wire.ToolChoiceAny):
+        return ToolChoice(mode="required"), parallel
+    if isinstance(choice, wire.ToolChoiceTool):
+        return ToolChoice(mode="tool", name=choice.name), parallel
+    return ToolChoice(mode="auto"), parallel
+
+
+def _reasoning(thinking: wire.ThinkingConfig | None) -> Reasoning | None:
+    if thinking is None:
+        return None
+    if isinstance(thinking, wire.ThinkingEnabled):
+        return Reasoning(budget_tokens=thinking.budget_tokens)
+    if isinstance(thinking, wire.ThinkingDisabled):
+        return Reasoning(enabled=False)
+    return Reasoning(effort="medium")  # adaptive: the model decides; medium is the neutral default elsewhere
+
+
+def _check(w: wire.MessagesRequest) -> None:
+    if not w.model:
+        raise invalid("model: Field required", "model")
+    if not w.messages:
+        raise invalid("messages: at least one message is required", "messages")
+    if w.max_tokens < 1:
+        raise invalid("max_tokens: Input should be greater than or equal to 1", "max_tokens")
+    if w.temperature is not None and not 0.0 <= w.temperature <= 1.0:
+        raise invalid("temperature: Input should be between 0 and 1", "temperature")
+    if w.top_p is not None and not 0.0 <= w.top_p <= 1.0:
+        raise invalid("top_p: Input should be between 0 and 1", "top_p")
+    if w.top_k is not None and w.top_k < 0:
+        raise invalid("top_k: Input should be greater than or equal to 0", "top_k")
+    if isinstance(w.thinking, wire.ThinkingEnabled) and w.thinking.budget_tokens < 1024:
+        raise invalid("thinking.budget_tokens: Input should be greater than or equal to 1024", "thinking.budget_tokens")
+
+
+# --- response --------------------------------------------------------------------------------------------
+
+
+def _tool_input(arguments: str, name: str) -> dict[str, Any]:
+    """Tool arguments as the object Anthropic requires. An upstream that produced invalid JSON (or a
+    non-object) must not break the reply: the call is kept with an empty input and the problem logged."""
+    if not arguments.strip():
+        return {}
+    try:
+        value = msgspec.json.decode(arguments)
+    except msgspec.DecodeError:
+        log.warning("tool call %r: upstream arguments are not valid JSON (%d chars); sending {}", name, len(arguments))
+        return {}
+    if isinstance(value, dict):
+        return value
+    log.warning("tool call %r: upstream arguments are not a JSON object; sending {}", name)
+    return {}
+
+
+def _blocks(msg: Message) -> list[wire.AnyBlock]:
+    blocks: list[wire.AnyBlock] = []
+    for r in msg.reasoning:
+        if r.redacted is not None:
+            blocks.append(wire.AnyBlock(type="redacted_thinking", data=r.redacted))
+        else:
+            blocks.append(wire.AnyBlock(type="thinking", thinking=r.text, signature=r.signature or ""))
+    for p in msg.content:
+        if isinstance(p, TextPart) and p.text:
+            blocks.append(wire.AnyBlock(type="text", text=p.text))
+    for call in msg.tool_calls:
+        blocks.append(
+            wire.AnyBlock(type="tool_use", id=call.id, name=call.name, input=_tool_input(call.arguments, call.name))
+        )
+    return blocks
+
+
+def stop_reason(finish: FinishReason | None, has_tool_calls: bool) -> str:
+    # Anthropic clients drive tool loops off stop_reason == "tool_use", so it follows the blocks sent.
+    if has_tool_calls and finish in (None, "stop", "tool_calls"):
+        return "tool_use"
+    if finish is None or (finish == "tool_calls" and not has_tool_calls):
+        return "end_turn"
+    return STOP_REASONS[finish]
+
+
+def wire_usage(u: Usage, cost: float | None) -> wire.Usage:
+    return wire.Usage(
+        input_tokens=max(0, u.input_tokens - u.cached_tokens - u.cache_write_tokens),
+        output_tokens=u.output_tokens,
+        cache_creation_input_tokens=u.cache_write_tokens,
+        cache_read_input_tokens=u.cached_tokens,
+        output_tokens_details=wire.OutputTokensDetails(thinking_tokens=u.reasoning_tokens)
+        if u.reasoning_tokens
+        else None,
+        cost=cost,
+    )
+
+
+def message_id(upstream_id: str) -> str:
+    return upstream_id if upstream_id.startswith("msg_") else new_id("msg_")
+
+
+# --- streaming -------------------------------------------------------------------------------------------
+
+
+def _frame(event: wire.StreamEvent, name: str) -> bytes:
+    return encode_event(_ENCODER.encode(event), name)
+
+
+class AnthropicStreamEncoder(StreamEncoder):
+    """Canonical events -> Anthropic SSE. Blocks open lazily and a new one starts whenever the kind changes
+    (thinking -> text -> tool_use); ``message_start`` waits for the first content so it can carry the usage
+    an upstream reports up front (Anthropic does; OpenAI-style upstreams report it only at the end)."""
+
+    def __init__(self, req: ChatRequest) -> None:
+        self.id = new_id("msg_")
+        self.model = req.model
+        self.started = False
+        self.index = -1  # index of the latest content block
+        self.open_kind: str | None = None  # "text" | "thinking" | "tool_use" while a block is open
+        self.signature: str | None = None  # of the open thinking block, sent right before its stop
+        self.tool_blocks: dict[int, int] = {}  # canonical tool-call index -> content block index
+        self.usage = Usage()
+        self.finish_reason: FinishReason | None = None
+        self.stop_sequence: str | None = None
+
+    # -- frames ---------------------------------------------------------------------------------------
+
+    def _start(self) -> bytes:
+        if self.started:
+            return b""
+        self.started = True
+        message = wire.MessageResponse(id=self.id, model=self.model, content=[], usage=wire_usage(self.usage, None))
+        return _frame(wire.MessageStartEvent(message=message), "message_start")
+
+    def _close(self) -> bytes:
+        if self.open_kind is None:
+            return b""
+        out = b""
+        if self.open_kind == "thinking":
+            delta = wire.AnyDelta(type="signature_delta", signature=self.signature or "")
+            out = _frame(wire.ContentBlockDeltaEvent(index=self.index, delta=delta), "content_block_delta")
+        self.open_kind = None
+        self.signature = None
+        return out + _frame(wire.ContentBlockStopEvent(index=self.index), "content_block_stop")
+
+    def _open(self, kind: str, block: wire.AnyBlock) -> bytes:
+        out = self._close()
+        self.index += 1
+        self.open_kind = kind
+        return out + _frame(wire.ContentBlockStartEvent(index=self.index, content_block=block), "content_block_start")
+
+    def _delta(self, index: int, delta: wire.AnyDelta) -> bytes:
+        return _frame(wire.ContentBlockDeltaEvent(index=index, delta=delta), "content_block_delta")
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def encode(self, event: StreamEvent) -> bytes:
+        if isinstance(event, StreamStart):
+            if event.id.startswith("msg_"):
+                self.id = event.id
+            self.model = event.model or self.model
+            return b""
+        if isinstance(event, UsageReport):
+            self.usage = event.usage
+            return b""
+        if isinstance(event, StreamFailure):
+            return self.error(event.error)
+        if event.choice != 0:  # Anthropic has a single choice; n > 1 cannot be asked for here
+            return b""
+        out = self._start()
+        if isinstance(event, TextDelta):
+            if event.text:
+                if self.open_kind != "text":
+                    out += self._open("text", wire.AnyBlock(type="text", text=""))
+                out += self._delta(self.index, wire.AnyDelta(type="text_delta", text=event.text))
+        elif isinstance(event, ReasoningDelta):
+            out += self._reasoning(event)
+        elif isinstance(event, ToolCallStart):
+            block = wire.AnyBlock(type="tool_use", id=event.id, name=event.name, input={})
+            out += self._open("tool_use", block)
+            self.tool_blocks[event.index] = self.index
+        elif isinstance(event, ToolCallArgs):
+            index = self.tool_blocks.get(event.index)
+            if index is not None and event.arguments:
+                out += self._delta(index, wire.AnyDelta(type="input_json_delta", partial_json=event.arguments))
+        elif isinstance(event, ChoiceEnd):
+            out += self._close()
+            self.finish_reason = event.finish_reason
+            self.stop_sequence = event.stop_sequence
+        return out
+
+    def _reasoning(self, event: ReasoningDelta) -> bytes:
+        out = b""
+        if event.redacted is not None:
+            out += self._open("redacted_thinking", wire.AnyBlock(type="redacted_thinking", data=event.redacted))
+            out += self._close()
+        if event.text:
+            # A signed thinking block is complete: more reasoning text starts the next one.
+            if self.open_kind != "thinking" or self.signature is not None:
+                out += self._open("thinking", wire.AnyBlock(type="thinking", thinking=""))
+            out += self._delta(self.index, wire.AnyDelta(type="thinking_delta", thinking=event.text))
+        if event.signature is not None:
+            if self.open_kind != "thinking":
+                out += self._open("thinking", wire.AnyBlock(type="thinking", thinking=""))
+            self.signature = event.signature
+        return out
+
+    def finish(self, cost: float | None = None) -> bytes:
+        out = self._start() + self._close()
+        u = wire_usage(self.usage, cost)
+        usage = wire.DeltaUsage(
+            output_tokens=u.output_tokens,
+            input_tokens=u.input_tokens,
+            cache_creation_input_tokens=u.cache_creation_input_tokens,
+            cache_read_input_tokens=u.cache_read_input_tokens,
+            output_tokens_details=u.output_tokens_details,
+            cost=cost,
+        )
+        reason = stop_reason(self.finish_reason, bool(self.tool_blocks))
+        delta = wire.MessageDeltaBody(
+            stop_reason=reason, stop_sequence=self.stop_sequence if reason == "stop_sequence" else None
+        )
+        out += _frame(wire.MessageDeltaEvent(delta=delta, usage=usage), "message_delta")
+        return out + _frame(wire.MessageStopEvent(), "message_stop")
+
+    def error(self, err: GatewayError) -> bytes:
+        # Anthropic ends a failed stream with a bare ``error`` event; the SDKs raise on it.
+        detail = wire.ErrorDetail(type=error_type(err), message=err.message)
+        return _frame(wire.ErrorEvent(error=detail), "error")
+
+
+# --- the protocol ----------------------------------------------------------------------------------------
+
+
+class AnthropicMessagesProtocol(InboundProtocol):
+    name = "anthropic"
+
+    def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
+        try:
+            w = _REQUEST.decode(body)
+        except msgspec.ValidationError as exc:
+            raise _validation_error(exc) from None
+        except msgspec.DecodeError:
+            raise invalid("The request body is not valid JSON") from None
+        _check(w)
+        extra: dict[str, Any] = {}
+        for key, raw in _TOP_LEVEL_KEYS.decode(body).items():
+            if key not in wire.MESSAGES_REQUEST_FIELDS:
+                extra[key] = msgspec.json.decode(raw)
+        tools = _tools(w.tools, extra) if w.tools else []
+        tool_choice, parallel = _tool_choice(w.tool_choice)
+        return ChatRequest(
+            model=w.model,
+            messages=_messages(w),
+            stream=bool(w.stream),
+            max_tokens=w.max_tokens,
+            temperature=w.temperature,
+            top_p=w.top_p,
+            top_k=w.top_k,
+            stop=w.stop_sequences or [],
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel,
+            reasoning=_reasoning(w.thinking),
+            user=w.metadata.user_id if w.metadata is not None else None,
+            extra=extra,
+            extra_family=self.name,
+            options=w.omnirelay or {},
+        )
+
+    def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:
+        choice = (
+            resp.choices[0]
+            if resp.choices
+            else Choice(index=0, message=Message(role="assistant"), finish_reason="stop")
+        )
+        reason = stop_reason(choice.finish_reason, bool(choice.message.tool_calls))
+        out = wire.MessageResponse(
+            id=message_id(resp.id),
+            model=resp.model or req.model,
+            content=_blocks(choice.message),
+            stop_reason=reason,
+            stop_sequence=choice.stop_sequence if reason == "stop_sequence" else None,
+            usage=wire_usage(resp.usage, resp.cost),
+        )
+        return _ENCODER.encode(out)
+
+    def stream_encoder(self, req: ChatRequest) -> StreamEncoder:
+        return AnthropicStreamEncoder(req)
+
+    def render_error(self, err: GatewayError) -> bytes:
+        detail = wire.ErrorDetail(type=error_type(err), message=err.message)
+        return _ENCODER.encode(wire.ErrorBody(type="error", error=detail))
+
+
+PROTOCOL = AnthropicMessagesProtocol()
