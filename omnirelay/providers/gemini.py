@@ -324,9 +324,8 @@ def build_body(req: ChatRequest, model: str, legacy_schema: bool = False) -> w.G
                 thinking_budget=-1 if budget is None else _clamp_budget(model, budget, False),
                 include_thoughts=True,
             )
-    has_gen = any(
-        v is not None for v in msgspec.structs.astuple(gen)
-    )  # an empty generationConfig is legal, but noise in logs
+    # An empty generationConfig is legal, but noise in request logs.
+    has_gen = any(v is not None for v in msgspec.structs.astuple(gen))
     return w.GenerateContentRequest(
         contents=turns.contents,
         system_instruction=w.Content(parts=system) if system else None,
