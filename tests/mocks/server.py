@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections import deque
 from typing import Any
@@ -57,14 +58,9 @@ class MockUpstreams:
         self._runners: list[web.AppRunner] = []
 
     def _app(self, family: str) -> web.Application:
-        state = self.states[family]
-        if family == "openai":
-            from tests.mocks.openai_server import make_app
-        elif family == "anthropic":
-            from tests.mocks.anthropic_server import make_app
-        else:
-            from tests.mocks.gemini_server import make_app
-        return make_app(state)
+        module = importlib.import_module(f"tests.mocks.{family}_server")
+        app: web.Application = module.make_app(self.states[family])
+        return app
 
     def start(self) -> None:
         ready = threading.Event()
