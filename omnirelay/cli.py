@@ -66,5 +66,24 @@ def check_config(config: ConfigOption = None) -> None:
         typer.echo(f"model {name}: {chans}")
 
 
+def _add_state_commands() -> None:
+    from omnirelay.state.cli import keys_app, usage
+
+    app.add_typer(keys_app, name="keys")
+    app.command("usage")(usage)
+
+
+_add_state_commands()
+
+
+def _add_routing_commands() -> None:
+    from omnirelay.routing.cli import channels_app
+
+    app.add_typer(channels_app, name="channels")
+
+
+_add_routing_commands()
+
+
 def main() -> None:
     app()

@@ -67,11 +67,58 @@ class ChannelConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None  # default: the public name (after the upstream's model_map)
     weight: float = 1.0
     priority: int = 0  # lower numbers are tried first
+    # Overrides of the upstream's settings for this channel only (keys not given keep the upstream's values).
+    timeouts: Timeouts | None = None
+    max_concurrency: int | None = None  # a channel at its cap is skipped (see RoutingConfig.queue_timeout)
+
+
+class RetryConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How hard one model's route tries before moving on to its fallbacks (per model; default under routing)."""
+
+    max_attempts: int = 3  # upstream calls for this model, the first one included
+    backoff_base: float = 0.1  # seconds; full jitter: sleep uniform(0, min(cap, base * 2**retry))
+    backoff_cap: float = 2.0
+    retry_after_cap: float = 10.0  # wait for a Retry-After up to this; longer ones skip the channel instead
+    deadline: float | None = None  # seconds for the whole request, all attempts and waits included
 
 
 class ModelRoute(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     channels: list[ChannelConfig]
     fallbacks: list[str] = []  # other public model names to try when every channel failed
+    retry: RetryConfig | None = None  # keys not given keep routing.retry's values
+
+
+class BreakerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Per-channel circuit breaker: open after ``consecutive_failures`` in a row, or a failure rate of at least
+    ``failure_rate`` over the last ``window`` seconds once ``min_requests`` were seen there; half-open after
+    ``cooldown`` seconds, admitting a single probe; closed again when the probe succeeds."""
+
+    enabled: bool = True
+    consecutive_failures: int = 5
+    failure_rate: float = 0.5
+    window: float = 30.0
+    min_requests: int = 20
+    cooldown: float = 30.0
+    max_rest: float = 60.0  # longest a 429's Retry-After takes a channel out of rotation
+
+
+class RetryBudgetConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Retries allowed per process: ``ratio`` of the requests, plus ``min_per_second`` when traffic is low.
+    Keeps retries from multiplying the load on an upstream that is already failing."""
+
+    ratio: float = 0.2
+    min_per_second: float = 10.0
+
+
+class RoutingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    budget: RetryBudgetConfig = msgspec.field(default_factory=RetryBudgetConfig)
+    max_total_attempts: int = 10  # across the model and all its fallbacks
+    # When every channel of the request is at its concurrency cap, wait this long for a free slot, then 503.
+    queue_timeout: float = 0.5
+    # Breaker state shared across replicas (default: state.redis_url / OMNIRELAY_REDIS_URL; none: in memory).
+    redis_url: str | None = None
 
 
 class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -85,8 +132,28 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     master_key_env: str | None = None
 
 
+class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Keys, balances, limits and usage records (``omnirelay.state``)."""
+
+    # Default: a SQLite file in the data dir. ``postgresql://...`` for several replicas (env
+    # OMNIRELAY_DATABASE_URL wins); ``?schema=NAME`` on a PostgreSQL URL keeps the tables in that schema.
+    database_url: str | None = None
+    redis_url: str | None = None  # env OMNIRELAY_REDIS_URL; shares limits and credit across replicas
+    redis_prefix: str = "omnirelay:"  # env OMNIRELAY_REDIS_PREFIX
+    data_dir: str | None = None  # env OMNIRELAY_DATA_DIR wins; default ~/.omnirelay
+    admin_key: str | None = None  # env OMNIRELAY_ADMIN_KEY wins; unset: the server master key, if any
+    admin_key_env: str | None = None
+    key_refresh_s: float = 0.5  # key cache refresh: a revoked key stops working within ~2x this
+    usage_flush_s: float = 0.25  # how often settled usage records are written to the database
+    usage_batch: int = 1000
+    reserve_output_tokens: int = 4096  # output assumed for the credit reservation when max_tokens is unset
+    journal_fsync: bool = False  # True: fsync each settle (power-loss durable, ~1-3 ms); see state/usage.py
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     upstreams: list[UpstreamConfig] = []
     models: dict[str, ModelRoute] = {}
     aliases: dict[str, str] = {}
@@ -127,9 +194,57 @@ def _normalise_models(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(route, dict) and "channels" not in route:
             fallbacks = route.pop("fallbacks", [])
             out[name] = {"channels": [route], "fallbacks": fallbacks}
+            if "retry" in route:
+                out[name]["retry"] = route.pop("retry")
         else:
             out[name] = route
     return out
+
+
+def _inherit_routing_settings(raw: dict[str, Any]) -> None:
+    """Partial overrides: a model's ``retry`` keeps routing.retry's values for keys it does not set, a
+    channel's ``timeouts`` keeps its upstream's."""
+    routing = raw.get("routing")
+    base_retry = routing.get("retry") if isinstance(routing, dict) else None
+    upstream_timeouts = {
+        u.get("name"): u.get("timeouts")
+        for u in raw.get("upstreams") or []
+        if isinstance(u, dict) and isinstance(u.get("timeouts"), dict)
+    }
+    for route in raw["models"].values():
+        if not isinstance(route, dict):
+            continue
+        if isinstance(base_retry, dict) and isinstance(route.get("retry"), dict):
+            route["retry"] = {**base_retry, **route["retry"]}
+        for ch in route.get("channels") or []:
+            if isinstance(ch, dict) and isinstance(ch.get("timeouts"), dict):
+                ch["timeouts"] = {**(upstream_timeouts.get(ch.get("upstream")) or {}), **ch["timeouts"]}
+
+
+def _check_routing(cfg: Config) -> None:
+    retries = [("routing.retry", cfg.routing.retry)]
+    retries += [(f"models.{n}.retry", r.retry) for n, r in cfg.models.items() if r.retry is not None]
+    for where, retry in retries:
+        if retry.max_attempts < 1:
+            raise ConfigError(f"{where}.max_attempts must be at least 1")
+        if retry.backoff_base < 0 or retry.backoff_cap < 0 or retry.retry_after_cap < 0:
+            raise ConfigError(f"{where}: backoff and retry_after_cap must not be negative")
+    for name, route in cfg.models.items():
+        for i, ch in enumerate(route.channels):
+            if ch.weight < 0:
+                raise ConfigError(f"models.{name}.channels[{i}].weight must not be negative")
+            if ch.max_concurrency is not None and ch.max_concurrency < 1:
+                raise ConfigError(f"models.{name}.channels[{i}].max_concurrency must be at least 1")
+    for u in cfg.upstreams:
+        if u.max_concurrency is not None and u.max_concurrency < 1:
+            raise ConfigError(f"upstream {u.name!r}: max_concurrency must be at least 1")
+    b = cfg.routing.breaker
+    if b.consecutive_failures < 1 or not 0 < b.failure_rate <= 1 or b.window <= 0 or b.cooldown < 0:
+        raise ConfigError(
+            "routing.breaker: consecutive_failures >= 1, 0 < failure_rate <= 1, window > 0, cooldown >= 0"
+        )
+    if cfg.routing.max_total_attempts < 1:
+        raise ConfigError("routing.max_total_attempts must be at least 1")
 
 
 def default_upstreams() -> list[dict[str, Any]]:
@@ -160,6 +275,7 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
         raw["upstreams"] = default_upstreams()
     if "models" in raw and isinstance(raw["models"], dict):
         raw["models"] = _normalise_models(raw["models"])
+        _inherit_routing_settings(raw)
     try:
         cfg = msgspec.convert(raw, Config)
     except msgspec.ValidationError as exc:
@@ -178,7 +294,22 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
                 raise ConfigError(f"model {name!r}: channel names unknown upstream {ch.upstream!r}")
     if cfg.server.master_key is None and cfg.server.master_key_env:
         cfg.server.master_key = os.environ.get(cfg.server.master_key_env)
+    _apply_state_env(cfg.state)
+    _check_routing(cfg)
     return cfg
+
+
+def _apply_state_env(state: StateConfig) -> None:
+    env = os.environ
+    state.database_url = env.get("OMNIRELAY_DATABASE_URL") or state.database_url
+    state.redis_url = env.get("OMNIRELAY_REDIS_URL") or state.redis_url
+    state.redis_prefix = env.get("OMNIRELAY_REDIS_PREFIX") or state.redis_prefix
+    state.data_dir = env.get("OMNIRELAY_DATA_DIR") or state.data_dir or str(Path.home() / ".omnirelay")
+    if state.admin_key is None and state.admin_key_env:
+        state.admin_key = env.get(state.admin_key_env)
+    state.admin_key = env.get("OMNIRELAY_ADMIN_KEY") or state.admin_key
+    if state.database_url is None:
+        state.database_url = "sqlite:///" + str(Path(state.data_dir).expanduser().resolve() / "omnirelay.db")
 
 
 def load_config(path: str | Path | None) -> Config:

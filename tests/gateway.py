@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -54,6 +56,7 @@ class Gateway:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # granian forks workers: stop/kill the whole group
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -76,20 +79,22 @@ class Gateway:
     def stop(self, kill: bool = False) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        if kill:
-            self.proc.kill()
-        else:
-            self.proc.terminate()
+        pgid = os.getpgid(self.proc.pid)
+        os.killpg(pgid, signal.SIGKILL if kill else signal.SIGTERM)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(pgid, signal.SIGKILL)
             self.proc.wait(5)
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)  # workers that outlived the parent
 
 
 def mock_config(openai_url: str, anthropic_url: str, gemini_url: str) -> dict[str, Any]:
     """Upstreams pointing at the three mocks, one per provider family plus OpenAI-compatible presets."""
     return {
+        "server": {"max_body_bytes": 2 * 1024 * 1024},
         "upstreams": [
             {
                 "name": "mock-openai",

@@ -12,28 +12,64 @@ memoised) so the hot path does no scanning.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
-from omnirelay.config import Config, UpstreamConfig
+from omnirelay.config import ChannelConfig, Config, RetryConfig, Timeouts, UpstreamConfig
 from omnirelay.core.catalog import ALIASES, MODELS
 from omnirelay.core.errors import GatewayError
+from omnirelay.routing.balancer import Balancer
+from omnirelay.routing.breaker import Breaker, BreakerBoard
+from omnirelay.routing.limits import Slots
 
 
 class Channel(msgspec.Struct, kw_only=True, frozen=True):
+    """One way to serve a model: an upstream, its name for the model, and the channel's runtime state (breaker,
+    concurrency slots), bound once here so a request does no lookups."""
+
     upstream: UpstreamConfig
     model: str  # the upstream's own name for the model
     weight: float = 1.0
     priority: int = 0
+    name: str = ""  # "<upstream>/<model>"; also the breaker's key, shared by every route using the channel
+    timeouts: Timeouts | None = None  # None: the upstream's
+    breaker: Any = None  # Breaker (Any: msgspec does not need to know the type)
+    slots: tuple[Any, ...] = ()  # Slots to hold while calling: the channel's cap, the upstream's cap
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            msgspec.structs.force_setattr(self, "name", f"{self.upstream.name}/{self.model}")
+        if self.timeouts is None:
+            msgspec.structs.force_setattr(self, "timeouts", self.upstream.timeouts)
+        if self.breaker is None:
+            msgspec.structs.force_setattr(self, "breaker", Breaker(self.name, _DEFAULT_BREAKER))
 
     @property
-    def name(self) -> str:
-        return f"{self.upstream.name}/{self.model}"
+    def effective_timeouts(self) -> Timeouts:
+        return self.timeouts if self.timeouts is not None else self.upstream.timeouts
+
+
+_DEFAULT_BREAKER = Config().routing.breaker
 
 
 class Route(msgspec.Struct, kw_only=True, frozen=True):
     public_name: str
     channels: tuple[Channel, ...]
     fallbacks: tuple[str, ...] = ()
+    retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    balancer: Any = None  # Balancer[Channel], precomputed from the channels' weights and priorities
+
+    def __post_init__(self) -> None:
+        if self.balancer is None:
+            msgspec.structs.force_setattr(
+                self, "balancer", Balancer([(c, c.weight, c.priority) for c in self.channels])
+            )
+
+    def order(self) -> tuple[Channel, ...]:
+        """The channels to try for one request: by priority, weighted-random within a priority."""
+        balancer: Balancer[Channel] = self.balancer
+        return balancer.order()
 
 
 class RouteTable:
@@ -41,6 +77,48 @@ class RouteTable:
         self.config = config
         self._aliases = {**ALIASES, **config.aliases}
         self._cache: dict[str, Route | None] = {}
+        routing = config.routing
+        self.board = BreakerBoard(
+            routing.breaker,
+            redis_url=routing.redis_url or config.state.redis_url,
+            redis_prefix=config.state.redis_prefix,
+        )
+        self.upstream_slots = {
+            u.name: Slots(u.name, u.max_concurrency) for u in config.upstreams if u.max_concurrency is not None
+        }
+        self.channel_slots: dict[str, Slots] = {}
+        for public, route in config.models.items():  # every configured channel is in the admin view at once
+            for ch in route.channels:
+                up = config.upstream(ch.upstream)
+                if up is not None:
+                    self.board.get(f"{up.name}/{ch.model or up.upstream_model(public)}")
+
+    async def start(self) -> None:
+        await self.board.start()
+
+    async def stop(self) -> None:
+        await self.board.stop()
+
+    def _channel(self, up: UpstreamConfig, model: str, cfg: ChannelConfig | None = None, priority: int = 0) -> Channel:
+        name = f"{up.name}/{model}"
+        slots: list[Slots] = []
+        if cfg is not None and cfg.max_concurrency is not None:
+            own = self.channel_slots.get(name)
+            if own is None:
+                own = self.channel_slots[name] = Slots(name, cfg.max_concurrency)
+            slots.append(own)
+        if up.name in self.upstream_slots:
+            slots.append(self.upstream_slots[up.name])
+        return Channel(
+            upstream=up,
+            model=model,
+            weight=cfg.weight if cfg is not None else 1.0,
+            priority=cfg.priority if cfg is not None else priority,
+            name=name,
+            timeouts=cfg.timeouts if cfg is not None and cfg.timeouts is not None else up.timeouts,
+            breaker=self.board.get(name),
+            slots=tuple(slots),
+        )
 
     def resolve(self, model: str) -> Route:
         route = self._cache.get(model)
@@ -71,27 +149,26 @@ class RouteTable:
             for ch in explicit.channels:
                 up = cfg.upstream(ch.upstream)
                 assert up is not None  # checked when the config was parsed
-                channels.append(
-                    Channel(
-                        upstream=up,
-                        model=ch.model or up.upstream_model(model),
-                        weight=ch.weight,
-                        priority=ch.priority,
-                    )
-                )
-            return Route(public_name=model, channels=tuple(channels), fallbacks=tuple(explicit.fallbacks))
+                channels.append(self._channel(up, ch.model or up.upstream_model(model), ch))
+            return Route(
+                public_name=model,
+                channels=tuple(channels),
+                fallbacks=tuple(explicit.fallbacks),
+                retry=explicit.retry or cfg.routing.retry,
+            )
         prefix, sep, rest = model.partition("/")
         if sep:
             up = cfg.upstream(prefix)
             if up is not None and rest:
-                return Route(public_name=model, channels=(Channel(upstream=up, model=up.upstream_model(rest)),))
+                channel = self._channel(up, up.upstream_model(rest))
+                return Route(public_name=model, channels=(channel,), retry=cfg.routing.retry)
         serving = tuple(
-            Channel(upstream=u, model=u.upstream_model(model), priority=i)
+            self._channel(u, u.upstream_model(model), priority=i)
             for i, u in enumerate(cfg.upstreams)
             if u.serves(model)
         )
         if serving:
-            return Route(public_name=model, channels=serving)
+            return Route(public_name=model, channels=serving, retry=cfg.routing.retry)
         return None
 
     def public_models(self) -> list[tuple[str, str]]:

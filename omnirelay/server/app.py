@@ -15,11 +15,14 @@ from omnirelay.core.ids import now
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers import provider_class
 from omnirelay.providers.base import EngineProvider, HttpProvider
+from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes
-from omnirelay.server.gate import Gate, MasterKeyGate
+from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
 from omnirelay.server.upstream import HttpExecutor
+from omnirelay.state.admin import AdminApi
+from omnirelay.state.gate import KeyGate
 
 log = logging.getLogger("omnirelay")
 
@@ -63,7 +66,7 @@ class App:
             up.name: provider_class(up.provider)(up) for up in config.upstreams
         }
         self.routes = RouteTable(config)
-        self.gate = gate or MasterKeyGate(config)
+        self.gate = gate or KeyGate(config)
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)
         self.max_body = config.server.max_body_bytes
         self.handlers: dict[tuple[str, str], Handler] = {}
@@ -73,9 +76,22 @@ class App:
             self.route("POST", prefix + "/messages", messages)
             self.route("GET", prefix + "/models", self.list_models)
         self.route("GET", "/health", self.health)
+        if isinstance(self.gate, KeyGate):
+            AdminApi(self.gate).register(self)
+        install_routing_admin(self)
 
     def route(self, method: str, path: str, handler: Handler) -> None:
+        """``path`` ending in ``/*`` matches everything below it (the handler reads the rest itself)."""
         self.handlers[(method, path)] = handler
+
+    def _prefix_handler(self, method: str, path: str) -> Handler | None:
+        parent = path
+        while "/" in parent.rstrip("/"):
+            parent = parent.rsplit("/", 1)[0]
+            handler = self.handlers.get((method, parent + "/*"))
+            if handler is not None:
+                return handler
+        return None
 
     def protocol_for(self, path: str) -> InboundProtocol:
         return self.anthropic if path.endswith("/messages") or "/messages/" in path else self.openai
@@ -85,10 +101,12 @@ class App:
     async def startup(self) -> None:
         await self.executor.start()
         await self.gate.start()
+        await self.routes.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
 
     async def shutdown(self) -> None:
+        await self.routes.stop()
         await self.gate.stop()
         await self.executor.stop()
         for provider in self.providers.values():
@@ -123,7 +141,7 @@ class App:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         path = request.path.rstrip("/") or "/"
-        handler = self.handlers.get((scope["method"], path))
+        handler = self.handlers.get((scope["method"], path)) or self._prefix_handler(scope["method"], path)
         try:
             if handler is None:
                 if any(p == path for (_m, p) in self.handlers):

@@ -72,7 +72,8 @@ class Gate(ABC):
 
     @abstractmethod
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
-        """Record usage and charge the key. Must not raise: the reply is already on its way."""
+        """Record usage and charge the key. Must not raise: the reply is already on its way. Idempotent per
+        admission: the relay settles before a reply's last byte and again, as a no-op, when it finishes."""
 
     def price(self, model_used: str | None, model_requested: str) -> Price | None:
         overrides = self.config.prices

@@ -9,14 +9,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+from omnirelay.config import Timeouts
 from omnirelay.core.catalog import THINKING_SUFFIX
-from omnirelay.core.errors import GatewayError
+from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.estimate import estimate_request_tokens, estimate_text_tokens
 from omnirelay.core.events import (
     ReasoningDelta,
     StreamEvent,
     StreamFailure,
+    StreamStart,
     TextDelta,
     ToolCallArgs,
     UsageReport,
@@ -26,6 +29,7 @@ from omnirelay.core.pricing import cost_of
 from omnirelay.core.types import ChatRequest, ChatResponse, Reasoning, Usage
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
+from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
 from omnirelay.server.asgi import Receive, Send, send_bytes, send_chunk, start_stream
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token
@@ -48,6 +52,7 @@ class Relay:
         self.providers = providers
         self.executor = executor
         self.gate = gate
+        self.dispatcher = Dispatcher(routes)
 
     # -- routing -----------------------------------------------------------------------------------------
 
@@ -63,21 +68,31 @@ class Relay:
                 return route
             raise
 
-    def _plan(self, req: ChatRequest, route: Route) -> list[tuple[str, Channel]]:
-        """Channels to try in order: the route's own by priority, then each fallback model's."""
-        plan: list[tuple[str, Channel]] = [
-            (route.public_name, ch) for ch in sorted(route.channels, key=lambda c: c.priority)
-        ]
-        requested = req.options.get("fallbacks") or req.extra.get("models") or []
-        fallbacks = [*route.fallbacks, *(m for m in requested if isinstance(m, str))]
-        for name in fallbacks[:MAX_FALLBACK_MODELS]:
-            if name == route.public_name:
+    def _plan(self, req: ChatRequest) -> list[Route]:
+        """The models to try in order: the requested one, then the request's fallbacks (``omnirelay.fallbacks``
+        or OpenRouter's ``models``), then the model's configured ones. An unknown fallback name is skipped; an
+        unknown requested model is too when the request names fallbacks (as OpenRouter does)."""
+        requested = _requested_fallbacks(req)
+        try:
+            route: Route | None = self._resolve(req)
+        except GatewayError:
+            if not requested:
+                raise
+            route = None
+        plan: list[Route] = [route] if route is not None else []
+        seen = {req.model}
+        for name in [*requested, *(route.fallbacks if route is not None else ())]:
+            if len(plan) > MAX_FALLBACK_MODELS:
+                break
+            if name in seen:
                 continue
+            seen.add(name)
             try:
-                fb = self.routes.resolve(name)
+                plan.append(self.routes.resolve(name))
             except GatewayError:
-                continue
-            plan.extend((fb.public_name, ch) for ch in sorted(fb.channels, key=lambda c: c.priority))
+                log.info("fallback model %s is not served here; skipped", name)
+        if not plan:
+            self._resolve(req)  # raises the primary model's not-found error
         return plan
 
     def _provider(self, channel: Channel) -> HttpProvider | EngineProvider:
@@ -85,21 +100,19 @@ class Relay:
 
     # -- calling one channel ------------------------------------------------------------------------------
 
-    async def _complete_once(self, channel: Channel, req: ChatRequest) -> ChatResponse:
+    async def _complete_once(self, channel: Channel, req: ChatRequest, timeouts: Timeouts) -> ChatResponse:
         provider = self._provider(channel)
         if isinstance(provider, HttpProvider):
-            return await self.executor.complete(provider, req, channel.model, channel.upstream.timeouts)
+            return await self.executor.complete(provider, req, channel.model, timeouts)
         try:
-            return await asyncio.wait_for(
-                provider.complete(req, channel.model), timeout=channel.upstream.timeouts.total
-            )
+            return await asyncio.wait_for(provider.complete(req, channel.model), timeout=timeouts.total)
         except TimeoutError:
             raise GatewayError("timeout", f"local model {channel.model} timed out") from None
 
-    def _stream_once(self, channel: Channel, req: ChatRequest) -> AsyncIterator[StreamEvent]:
+    def _stream_once(self, channel: Channel, req: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamEvent]:
         provider = self._provider(channel)
         if isinstance(provider, HttpProvider):
-            return self.executor.stream(provider, req, channel.model, channel.upstream.timeouts)
+            return self.executor.stream(provider, req, channel.model, timeouts)
         return provider.stream(req, channel.model)
 
     # -- the request --------------------------------------------------------------------------------------
@@ -121,8 +134,7 @@ class Relay:
             stream=req.stream,
         )
         try:
-            route = self._resolve(req)
-            plan = self._plan(req, route)
+            plan = self._plan(req)
             if req.stream:
                 await self._stream(protocol, req, plan, admission, record, t0, receive, send)
             else:
@@ -130,6 +142,9 @@ class Relay:
         except GatewayError as err:
             record.status = err.status
             record.error = err.message
+            if record.upstream:  # which channel failed last, and after how many attempts
+                err.headers.setdefault("x-omnirelay-channel", f"{record.upstream}/{record.model_used}")
+                err.headers.setdefault("x-omnirelay-attempts", str(record.attempts))
             raise
         finally:
             record.latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -149,7 +164,8 @@ class Relay:
         price = self.gate.price(record.model_used, record.model_requested)
         return cost_of(record.usage, price) if price is not None else 0.0
 
-    def _note_channel(self, record: UsageRecord, channel: Channel) -> None:
+    def _note_attempt(self, record: UsageRecord, channel: Channel, attempt: int) -> None:
+        record.attempts = attempt
         record.upstream = channel.upstream.name
         record.provider = channel.upstream.provider
         record.model_used = channel.model
@@ -158,28 +174,16 @@ class Relay:
         self,
         protocol: InboundProtocol,
         req: ChatRequest,
-        plan: list[tuple[str, Channel]],
+        plan: list[Route],
         admission: Admission,
         record: UsageRecord,
         t0: float,
         send: Send,
     ) -> None:
-        last: GatewayError | None = None
-        resp: ChatResponse | None = None
-        for attempt, (_public, channel) in enumerate(plan, start=1):
-            record.attempts = attempt
-            self._note_channel(record, channel)
-            try:
-                resp = await self._complete_once(channel, req)
-                break
-            except GatewayError as err:
-                last = err
-                if not err.retryable:
-                    raise
-                log.info("attempt %d on %s failed: %s", attempt, channel.name, err.message)
-        if resp is None:
-            assert last is not None
-            raise last
+        async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
+            return await self._complete_once(channel, req, timeouts)
+
+        resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         record.usage = resp.usage
         record.cost = self._cost(record)
@@ -187,49 +191,65 @@ class Relay:
         out = protocol.render_response(resp, req)
         headers = self._response_headers(record, admission)
         headers["x-omnirelay-cost"] = f"{record.cost:.10f}".rstrip("0").rstrip(".") or "0"
+        # Settle before the reply leaves: a request the client saw complete is then journalled even if the
+        # gateway dies the next instant. (The call in handle's finally is a no-op after this.)
+        record.latency_ms = (time.perf_counter() - t0) * 1000.0
+        await self.gate.settle(admission, record)
         await send_bytes(send, 200, out, headers=headers)
 
     async def _open_stream(
-        self, req: ChatRequest, plan: list[tuple[str, Channel]], record: UsageRecord
-    ) -> tuple[AsyncIterator[StreamEvent], StreamEvent]:
-        """Try channels until one yields its first event; nothing has been sent to the client yet, so any
-        failure before that point may move on to the next channel."""
-        last: GatewayError | None = None
-        for attempt, (_public, channel) in enumerate(plan, start=1):
-            record.attempts = attempt
-            self._note_channel(record, channel)
-            events = self._stream_once(channel, req)
+        self, req: ChatRequest, plan: list[Route], record: UsageRecord
+    ) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent], Lease]:
+        """Try channels until one yields its first content event (text, reasoning, tool call, end of choice).
+        Nothing goes to the client before that, so a failure up to that point, a reset right after the
+        upstream's headers included, moves on to the next channel. Returns the stream, the events read so far,
+        and the channel's lease, which the caller ends once the stream is over."""
+
+        async def call(channel: Channel, timeouts: Timeouts) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent]]:
+            events = self._stream_once(channel, req, timeouts)
+            head: list[StreamEvent] = []
             try:
-                first = await anext(events)
-                return events, first
+                while True:
+                    event = await anext(events)
+                    if isinstance(event, StreamFailure):
+                        raise event.error
+                    head.append(event)
+                    if not isinstance(event, StreamStart | UsageReport):
+                        return events, head
             except StopAsyncIteration:
-                last = GatewayError("upstream", f"upstream {channel.upstream.name} sent an empty stream")
-            except GatewayError as err:
+                if any(not isinstance(e, StreamStart | UsageReport) for e in head):
+                    return events, head
+                raise GatewayError("upstream", f"upstream {channel.upstream.name} sent an empty stream") from None
+            except BaseException:
                 await _aclose(events)
-                last = err
-                if not err.retryable:
-                    raise
-            log.info("attempt %d on %s failed: %s", attempt, channel.name, last.message)
-        assert last is not None
-        raise last
+                raise
+
+        (events, head), lease = await self.dispatcher.run(
+            plan, call, lambda ch, n: self._note_attempt(record, ch, n), hold=True
+        )
+        return events, head, lease
 
     async def _stream(
         self,
         protocol: InboundProtocol,
         req: ChatRequest,
-        plan: list[tuple[str, Channel]],
+        plan: list[Route],
         admission: Admission,
         record: UsageRecord,
         t0: float,
         receive: Receive,
         send: Send,
     ) -> None:
-        events, first = await self._open_stream(req, plan, record)
-        if isinstance(first, StreamFailure):
-            await _aclose(events)
-            raise first.error
+        events, head, lease = await self._open_stream(req, plan, record)
+        failure: GatewayError | None = None
+        completed = False
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
-        encoder = protocol.stream_encoder(req)
+        try:
+            encoder = protocol.stream_encoder(req)
+        except BaseException:
+            lease.abandon()
+            await _aclose(events)
+            raise
         usage: Usage | None = None
         produced_chars = 0
         client_gone = False
@@ -238,11 +258,13 @@ class Relay:
         watcher = asyncio.create_task(_watch_disconnect(receive, task))
         try:
             await start_stream(send, self._response_headers(record, admission))
-            event: StreamEvent | None = first
+            pending = iter(head)
+            event: StreamEvent | None = next(pending)
             while event is not None:
                 if isinstance(event, UsageReport):
                     usage = event.usage
                 elif isinstance(event, StreamFailure):
+                    failure = event.error
                     record.status = event.error.status
                     record.error = event.error.message
                     await send_chunk(send, encoder.error(event.error))
@@ -254,12 +276,18 @@ class Relay:
                 data = encoder.encode(event)
                 if data:
                     await send_chunk(send, data)
-                event = await anext(events, None)
+                event = next(pending, None)
+                if event is None:
+                    event = await anext(events, None)
             else:
+                completed = True
                 record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
                 record.cost = self._cost(record)
+                record.latency_ms = (time.perf_counter() - t0) * 1000.0
+                await self.gate.settle(admission, record)  # before the closing frames: see _complete
                 await send_chunk(send, encoder.finish(record.cost))
         except GatewayError as err:
+            failure = err
             record.status = err.status
             record.error = err.message
             await send_chunk(send, encoder.error(err))
@@ -274,12 +302,36 @@ class Relay:
         finally:
             watcher.cancel()
             await _aclose(events)
+            if failure is not None:
+                lease.fail(failure)
+            elif completed:
+                lease.succeed()
+            else:
+                lease.abandon()
             if record.status != 200 or client_gone:
                 # Charge what was produced: upstream usage if it arrived, else an estimate from the text.
                 record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
                 record.cost = self._cost(record)
         if not client_gone:
             await send_chunk(send, b"", more=False)
+
+
+def _requested_fallbacks(req: ChatRequest) -> list[str]:
+    """Fallback models named by the request: ``omnirelay.fallbacks`` or OpenRouter's top-level ``models``
+    (taken out of the passthrough fields: no upstream should see it)."""
+    found: list[str] = []
+    sources: list[tuple[str, Any]] = []
+    if "fallbacks" in req.options:
+        sources.append(("omnirelay.fallbacks", req.options["fallbacks"]))
+    if "models" in req.extra:
+        sources.append(("models", req.extra.pop("models")))
+    for param, value in sources:
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(m, str) and m for m in value):
+            raise invalid(f"`{param}` must be a list of model names", param=param)
+        found.extend(value)
+    return found
 
 
 def _estimated_usage(req: ChatRequest, produced_chars: int) -> Usage:

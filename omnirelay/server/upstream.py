@@ -22,6 +22,8 @@ from omnirelay.providers.base import HttpProvider
 class HttpExecutor:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        # One ClientTimeout per distinct upstream timeout setting, built once instead of per request.
+        self._timeouts: dict[tuple[float, float, float], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
@@ -40,10 +42,15 @@ class HttpExecutor:
             raise RuntimeError("HttpExecutor used before start()")
         return self._session
 
-    @staticmethod
-    def _timeout(t: Timeouts) -> aiohttp.ClientTimeout:
-        # sock_read bounds the wait for the first byte and, after it, any silence mid-stream.
-        return aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.first_byte)
+    def _timeout(self, t: Timeouts) -> aiohttp.ClientTimeout:
+        key = (t.total, t.connect, t.first_byte)
+        found = self._timeouts.get(key)
+        if found is None:
+            # sock_read bounds the wait for the first byte and, after it, any silence mid-stream.
+            found = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=t.total, connect=t.connect, sock_read=t.first_byte
+            )
+        return found
 
     async def complete(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> ChatResponse:
         ureq = provider.build_request(req, model)

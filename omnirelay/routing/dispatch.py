@@ -1,0 +1,241 @@
+"""The attempt loop: try a request's plan (its model's route, then each fallback model's) channel by channel
+until one answers.
+
+Per model, up to ``retry.max_attempts`` upstream calls: untried channels first, in the balancer's order; once
+every usable channel was tried, the least-tried one again after an exponential backoff with full jitter.
+Channels whose breaker is open, that rest after a 429's Retry-After, or that are at their concurrency cap are
+skipped. When nothing is usable the loop waits, if the wait is short (a rest or cool-down ending within
+``retry_after_cap``; a concurrency slot within ``routing.queue_timeout``), else moves on to the next model.
+Every retry after the first call also needs the per-process retry budget, and ``retry.deadline`` (the first
+model's) bounds the whole request, each call's timeouts included.
+
+The caller is told about every attempt (``note``) before it starts, so a failure can still say which channel
+and how many attempts it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from omnirelay.config import RetryConfig, Timeouts
+from omnirelay.core.errors import GatewayError
+from omnirelay.routing.breaker import Breaker
+from omnirelay.routing.limits import SlotWaiters
+from omnirelay.routing.retry import CHANNEL_FAILURE_KINDS, RetryBudget, Verdict, backoff_delay, verdict
+from omnirelay.routing.table import Channel, Route, RouteTable
+
+log = logging.getLogger("omnirelay.routing")
+
+T = TypeVar("T")
+
+
+class Lease:
+    """One attempt's hold on a channel: its concurrency slots and, if it is the half-open probe, the probe.
+    Exactly one of ``succeed``/``fail``/``abandon`` ends it; later calls are ignored."""
+
+    __slots__ = ("_done", "_waiters", "breaker", "channel", "probe")
+
+    def __init__(self, channel: Channel, probe: bool, waiters: SlotWaiters) -> None:
+        self.channel = channel
+        self.breaker: Breaker = channel.breaker
+        self.probe = probe
+        self._waiters = waiters
+        self._done = False
+        for slots in channel.slots:
+            slots.in_use += 1
+
+    def _release(self) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        if self.channel.slots:
+            for slots in self.channel.slots:
+                slots.in_use -= 1
+            self._waiters.released()
+        return True
+
+    def succeed(self) -> None:
+        if self._release():
+            self.breaker.on_success(time.monotonic(), self.probe)
+
+    def fail(self, err: GatewayError) -> None:
+        if not self._release():
+            return
+        now = time.monotonic()
+        if err.kind in CHANNEL_FAILURE_KINDS:
+            self.breaker.on_failure(now, err.message, self.probe)
+            if err.retry_after is not None and err.kind in ("rate_limit", "overloaded"):
+                self.breaker.rest(now, err.retry_after)
+        else:  # the upstream answered properly (a 400, a 404): the channel is healthy
+            self.breaker.on_success(now, self.probe)
+
+    def abandon(self) -> None:
+        if self._release():
+            self.breaker.on_abandoned(self.probe)
+
+
+def _usable(channel: Channel, now: float) -> bool:
+    if not channel.breaker.available(now):
+        return False
+    return not any(s.full for s in channel.slots) if channel.slots else True
+
+
+def _clip(timeouts: Timeouts, deadline: float | None, now: float) -> Timeouts:
+    if deadline is None:
+        return timeouts
+    left = max(0.001, deadline - now)
+    if left >= timeouts.total:
+        return timeouts
+    return Timeouts(connect=min(timeouts.connect, left), first_byte=min(timeouts.first_byte, left), total=left)
+
+
+class Dispatcher:
+    def __init__(self, routes: RouteTable) -> None:
+        self.routes = routes
+        self.cfg = routes.config.routing
+        self.board = routes.board
+        self.budget = RetryBudget(self.cfg.budget)
+        self.waiters = SlotWaiters()
+
+    async def run(
+        self,
+        plan: list[Route],
+        call: Callable[[Channel, Timeouts], Awaitable[T]],
+        note: Callable[[Channel, int], None],
+        hold: bool = False,
+    ) -> tuple[T, Lease]:
+        """The first successful ``call`` and its lease (already settled unless ``hold``: the caller then ends
+        it with succeed/fail/abandon, e.g. when a stream it opened is over). Raises the last failure."""
+        self.board.ensure_started()
+        self.budget.deposit()
+        started = time.monotonic()
+        deadline_s = plan[0].retry.deadline
+        deadline = started + deadline_s if deadline_s else None
+        queue_until: float | None = None
+        attempts = 0
+        retries = 0  # backoff exponent: pauses taken before calling a channel again
+        last: GatewayError | None = None
+        for route in plan:
+            retry = route.retry
+            order = route.order()
+            tried: dict[str, int] = {}
+            excluded: set[str] = set()
+            used = waits = 0
+            backed_off = False
+            while used < retry.max_attempts and attempts < self.cfg.max_total_attempts:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    raise self._exhausted(last, route, f"gave up after {deadline_s}s (routing deadline)")
+                channel = self._pick(order, tried, excluded, now)
+                if channel is None:
+                    if waits < retry.max_attempts:
+                        waits += 1
+                        if queue_until is None:
+                            queue_until = now + self.cfg.queue_timeout
+                        if await self._wait(order, excluded, now, retry, deadline, queue_until):
+                            continue
+                    break
+                if tried.get(channel.name) and not backed_off:
+                    # Calling a channel again: pause first, then pick again (another may be usable by then).
+                    delay = backoff_delay(retries, retry)
+                    retries += 1
+                    backed_off = True
+                    if deadline is not None:
+                        delay = min(delay, max(0.0, deadline - now))
+                    await asyncio.sleep(delay)
+                    continue
+                backed_off = False
+                if attempts and not self.budget.withdraw():
+                    log.warning("retry budget exhausted; not retrying %s", route.public_name)
+                    raise self._exhausted(last, route, "retry budget exhausted")
+                attempts += 1
+                used += 1
+                tried[channel.name] = tried.get(channel.name, 0) + 1
+                note(channel, attempts)
+                lease = Lease(channel, channel.breaker.admit(now), self.waiters)
+                try:
+                    value = await call(channel, _clip(channel.effective_timeouts, deadline, now))
+                except GatewayError as err:
+                    lease.fail(err)
+                    last = err
+                    v = verdict(err)
+                    if v is Verdict.FATAL:
+                        raise
+                    if v is Verdict.OTHER_CHANNEL:
+                        excluded.add(channel.name)
+                    log.info("attempt %d on %s failed: %s", attempts, channel.name, err.message)
+                    continue
+                except BaseException:
+                    lease.abandon()
+                    raise
+                if not hold:
+                    lease.succeed()
+                return value, lease
+        raise self._exhausted(last, plan[0], None)
+
+    def _pick(
+        self, order: tuple[Channel, ...], tried: dict[str, int], excluded: set[str], now: float
+    ) -> Channel | None:
+        """The first usable untried channel; else the usable one tried least; None if none is usable."""
+        best: Channel | None = None
+        best_tries = 1 << 30
+        for channel in order:
+            if not _usable(channel, now) or (excluded and channel.name in excluded):
+                continue
+            n = tried.get(channel.name, 0) if tried else 0
+            if n == 0:
+                return channel
+            if n < best_tries:
+                best, best_tries = channel, n
+        return best
+
+    async def _wait(
+        self,
+        order: tuple[Channel, ...],
+        excluded: set[str],
+        now: float,
+        retry: RetryConfig,
+        deadline: float | None,
+        queue_until: float,
+    ) -> bool:
+        """Nothing is usable now: wait if it is worth it. True if the caller should look again."""
+        soonest: float | None = None
+        any_full = False
+        for channel in order:
+            if channel.name in excluded:
+                continue
+            if channel.breaker.available(now):
+                any_full = True  # usable but for its concurrency cap
+                continue
+            ready = channel.breaker.ready_in(now)
+            if ready is not None and (soonest is None or ready < soonest):
+                soonest = ready
+        limit = retry.retry_after_cap if deadline is None else min(retry.retry_after_cap, deadline - now)
+        if soonest is not None and soonest <= limit:
+            await asyncio.sleep(soonest)
+            return True
+        if any_full:
+            wait = queue_until - now if deadline is None else min(queue_until, deadline) - now
+            if wait > 0:
+                return await self.waiters.wait(wait) or time.monotonic() < queue_until
+        return False
+
+    def _exhausted(self, last: GatewayError | None, route: Route, why: str | None) -> GatewayError:
+        if last is not None:
+            if why:
+                log.info("%s: %s", route.public_name, why)
+            return last
+        now = time.monotonic()
+        waits = [r for c in route.channels if (r := c.breaker.ready_in(now))]
+        full = any(_usable(c, now) is False and c.breaker.available(now) for c in route.channels)
+        reason = why or ("every channel is at its concurrency limit" if full else "every channel is unavailable")
+        return GatewayError(
+            "overloaded",
+            f"no channel can serve `{route.public_name}` now: {reason}",
+            retry_after=max(1.0, min(waits)) if waits else 1.0,
+            code="channels_unavailable",
+        )

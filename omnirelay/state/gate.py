@@ -1,0 +1,342 @@
+"""KeyGate: the Gate backed by issued keys, balances, limits and usage records.
+
+Hot path: ``admit`` reads keys from an in-memory cache (refreshed from the database every
+``state.key_refresh_s``, so a revoked, disabled or changed key takes effect within about twice that: one
+interval plus the query) and checks limits in memory, or with one Redis round trip when Redis is
+configured. ``settle`` journals the record (see state/usage.py for the guarantee), releases the reservation and
+charges the key; the database insert is batched by ``UsageWriter``.
+
+Rejections (the relay renders them in the caller's protocol):
+  401 authentication / invalid_api_key   no key, unknown key, disabled key, expired key (as OpenAI does
+                                         for revoked keys: a key that no longer works is not authenticated)
+  403 permission / model_not_allowed     the key's allow-list does not match the requested model
+  429 quota / insufficient_quota         no credit left (credit - spent - reservations in flight <= 0)
+  429 rate_limit / rate_limit_exceeded   RPM or TPM exceeded, with Retry-After and the rate-limit headers
+
+With neither a master key nor any issued key the gateway is open (a laptop setup); the first key created
+closes it. The master key (``server.master_key``) always passes, without limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import math
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import redis.exceptions
+
+from omnirelay.config import Config
+from omnirelay.core.errors import GatewayError
+from omnirelay.core.estimate import estimate_request_tokens
+from omnirelay.core.pricing import cost_of
+from omnirelay.core.types import ChatRequest, Usage
+from omnirelay.server.gate import Admission, Gate, UsageRecord
+from omnirelay.state.keys import KeyRecord, ModelMatcher, hash_secret, key_id_of, secret_matches, to_units, to_usd
+from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
+from omnirelay.state.store import Store, UsageRow, open_store
+from omnirelay.state.usage import UsageWriter
+
+log = logging.getLogger("omnirelay.state")
+
+_DUMMY = KeyRecord(id="", name="", secret_hash=hash_secret("x"), created_at=0.0, updated_at=0.0)
+
+
+class KeyAdmission(Admission, kw_only=True):
+    """What settle needs back from admit."""
+
+    reservation: str = ""
+    est_tokens: int = 0
+    tpm_tracked: bool = False
+    credit_tracked: bool = False
+    shared: bool = False  # limits were taken in Redis (False: in this process)
+    settled: bool = False
+
+
+class CachedKey:
+    __slots__ = ("matcher", "record")
+
+    def __init__(self, record: KeyRecord, matcher: ModelMatcher) -> None:
+        self.record = record
+        self.matcher = matcher
+
+
+def openai_reset(seconds: float) -> str:
+    """OpenAI's duration spelling for x-ratelimit-reset-*: ``250ms``, ``1.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{max(0, round(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+def rfc3339_in(seconds: float) -> str:
+    return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rate_limit_headers(protocol: str, rec: KeyRecord, d: Decision) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if protocol == "anthropic":
+        if rec.rpm is not None:
+            headers["anthropic-ratelimit-requests-limit"] = str(rec.rpm)
+            headers["anthropic-ratelimit-requests-remaining"] = str(d.rpm_remaining)
+            headers["anthropic-ratelimit-requests-reset"] = rfc3339_in(d.rpm_reset_s)
+        if rec.tpm is not None:
+            headers["anthropic-ratelimit-tokens-limit"] = str(rec.tpm)
+            headers["anthropic-ratelimit-tokens-remaining"] = str(d.tpm_remaining)
+            headers["anthropic-ratelimit-tokens-reset"] = rfc3339_in(d.tpm_reset_s)
+    else:
+        if rec.rpm is not None:
+            headers["x-ratelimit-limit-requests"] = str(rec.rpm)
+            headers["x-ratelimit-remaining-requests"] = str(d.rpm_remaining)
+            headers["x-ratelimit-reset-requests"] = openai_reset(d.rpm_reset_s)
+        if rec.tpm is not None:
+            headers["x-ratelimit-limit-tokens"] = str(rec.tpm)
+            headers["x-ratelimit-remaining-tokens"] = str(d.tpm_remaining)
+            headers["x-ratelimit-reset-tokens"] = openai_reset(d.tpm_reset_s)
+    return headers
+
+
+def _auth_error(message: str) -> GatewayError:
+    return GatewayError("authentication", message, code="invalid_api_key")
+
+
+class KeyGate(Gate):
+    def __init__(self, config: Config, store: Store | None = None) -> None:
+        super().__init__(config)
+        st = config.state
+        assert st.database_url is not None and st.data_dir is not None  # filled in by config loading
+        self.store = store or open_store(st.database_url)
+        self.local = LocalLimiter()
+        self.shared: Limiter | None = None
+        if st.redis_url:
+            from omnirelay.state.redis_limits import RedisLimiter
+
+            self.shared = RedisLimiter(st.redis_url, st.redis_prefix)
+        self.writer = UsageWriter(
+            self.store,
+            Path(st.data_dir).expanduser() / "journal",
+            flush_s=st.usage_flush_s,
+            batch=st.usage_batch,
+            fsync=st.journal_fsync,
+            on_committed=self._committed,
+        )
+        self.keys: dict[str, CachedKey] = {}
+        self.pending_units: dict[str, int] = {}  # settled charges the database has not committed yet
+        self.open = False  # no master key and no issued key: everyone is let in
+        self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
+        self._refresher: asyncio.Task[None] | None = None
+        self._redis_down_logged = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        if self.shared is not None:
+            await self.shared.start()
+        await self.writer.start()
+        await self.refresh()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="key-cache")
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        await self.writer.stop()
+        if self.shared is not None:
+            await self.shared.close()
+        await self.store.close()
+
+    async def _refresh_loop(self) -> None:
+        interval = self.config.state.key_refresh_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep serving from the cache while the database is away
+                log.warning("key cache refresh failed: %s", exc)
+
+    async def refresh(self) -> None:
+        # Under the writer's lock: the keys' spent_units and pending_units must describe the same moment.
+        async with self.writer.db_lock:
+            records = await self.store.load_keys()
+        old = self.keys
+        fresh: dict[str, CachedKey] = {}
+        for rec in records:
+            prev = old.get(rec.id)
+            matcher = prev.matcher if prev is not None and prev.record.models == rec.models else None
+            fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models))
+        self.keys = fresh
+        self.open = not fresh and self.config.server.master_key is None
+
+    def _committed(self, rows: list[UsageRow]) -> None:
+        for row in rows:
+            if row.key_id is not None and row.cost_units:
+                left = self.pending_units.get(row.key_id, 0) - row.cost_units
+                if left:
+                    self.pending_units[row.key_id] = left
+                else:
+                    self.pending_units.pop(row.key_id, None)
+
+    # -- admit -------------------------------------------------------------------------------------------
+
+    def _authenticate(self, token: str | None) -> KeyRecord | None:
+        """The key for this token; None for the master key or an open gateway."""
+        master = self.config.server.master_key
+        if token is None:
+            if self.open:
+                return None
+            raise _auth_error("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key'.")
+        if master is not None and hmac.compare_digest(token.encode(), master.encode()):
+            return None
+        key_id = key_id_of(token)
+        cached = self.keys.get(key_id) if key_id is not None else None
+        # Hash and compare even for an unknown id, so timing does not tell which ids exist.
+        matches = secret_matches(token, cached.record if cached is not None else _DUMMY)
+        if cached is None or not matches:
+            if self.open:
+                return None
+            raise _auth_error("Incorrect API key provided.")
+        return cached.record
+
+    async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission:
+        rec = self._authenticate(token)
+        if rec is None:
+            return KeyAdmission(key_name="master" if token is not None and not self.open else None)
+        if rec.disabled:
+            raise _auth_error(f"API key {rec.id} has been disabled.")
+        if rec.expires_at is not None and rec.expires_at <= time.time():
+            raise _auth_error(f"API key {rec.id} expired.")
+        if not self.keys[rec.id].matcher.allows(req.model):
+            raise GatewayError(
+                "permission",
+                f"API key {rec.id} is not allowed to use model {req.model}.",
+                code="model_not_allowed",
+                param="model",
+            )
+        if rec.rpm is None and rec.tpm is None and rec.credit_units is None:
+            return KeyAdmission(key_id=rec.id, key_name=rec.name)
+        return await self._limit(rec, req, protocol)
+
+    def _reserve_units(self, req: ChatRequest, est_in: int) -> int:
+        price = self.price(None, req.model)
+        if price is None:
+            return 0
+        out = req.max_tokens if req.max_tokens is not None else self.config.state.reserve_output_tokens
+        return to_units(cost_of(Usage(input_tokens=est_in, output_tokens=out), price))
+
+    async def _limit(self, rec: KeyRecord, req: ChatRequest, protocol: str) -> KeyAdmission:
+        est_in = estimate_request_tokens(req)
+        lim = Limits(
+            key_id=rec.id,
+            request_id=secrets.token_hex(8),
+            rpm=rec.rpm,
+            tpm=rec.tpm,
+            est_tokens=est_in + (req.max_tokens or 0),
+            credit_units=rec.credit_units,
+            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
+            reserve_units=self._reserve_units(req, est_in) if rec.credit_units is not None else 0,
+            reserve_ttl_s=self.reserve_ttl_s,
+        )
+        shared = False
+        if self.shared is not None:
+            try:
+                decision = await self.shared.admit(lim)
+                shared = True
+                self._redis_down_logged = False
+            except (redis.exceptions.RedisError, OSError) as exc:
+                if not self._redis_down_logged:
+                    log.error("Redis unavailable, limits fall back to this process only: %s", exc)
+                    self._redis_down_logged = True
+                decision = self.local.admit_now(lim)
+        else:
+            decision = self.local.admit_now(lim)
+        headers = rate_limit_headers(protocol, rec, decision)
+        if decision.verdict in ("rpm", "tpm"):
+            what = "requests" if decision.verdict == "rpm" else "tokens"
+            limit = rec.rpm if decision.verdict == "rpm" else rec.tpm
+            wait = decision.rpm_reset_s if decision.verdict == "rpm" else decision.tpm_reset_s
+            raise GatewayError(
+                "rate_limit",
+                f"Rate limit reached for API key {rec.id} on {what} per minute: limit {limit}. "
+                f"Please try again in {openai_reset(wait)}.",
+                code="rate_limit_exceeded",
+                retry_after=max(1, math.ceil(wait)),
+                retryable=False,
+                headers=headers,
+            )
+        if decision.verdict == "credit":
+            raise GatewayError(
+                "quota",
+                f"You exceeded your current quota: API key {rec.id} has no credit left.",
+                code="insufficient_quota",
+                retryable=False,
+                headers=headers,
+            )
+        return KeyAdmission(
+            key_id=rec.id,
+            key_name=rec.name,
+            reserved=to_usd(lim.reserve_units),
+            headers=headers,
+            reservation=lim.request_id,
+            est_tokens=lim.est_tokens,
+            tpm_tracked=rec.tpm is not None,
+            credit_tracked=rec.credit_units is not None,
+            shared=shared,
+        )
+
+    # -- settle ------------------------------------------------------------------------------------------
+
+    async def settle(self, admission: Admission, record: UsageRecord) -> None:
+        """Charge the key and release its reservation, then journal the record. Idempotent per admission
+        (the relay may call it early, before the last byte, and again in its ``finally``)."""
+        try:
+            if isinstance(admission, KeyAdmission):
+                if admission.settled:
+                    return
+                admission.settled = True
+            row = UsageRow.from_record(record)
+            key_id = admission.key_id
+            if key_id is not None:
+                await self._charge(admission, key_id, row, record.usage.total_tokens)
+            await self.writer.record(row)
+        except Exception:
+            log.exception("settling request %s failed", record.request_id)
+
+    async def _charge(self, admission: Admission, key_id: str, row: UsageRow, tokens: int) -> None:
+        # In-process accounting first and with no await in between: the charge becomes pending in the same
+        # step as the reservation is released, so no admit sees neither (or both).
+        if row.cost_units:
+            self.pending_units[key_id] = self.pending_units.get(key_id, 0) + row.cost_units
+        if not isinstance(admission, KeyAdmission) or not admission.reservation:
+            return
+        delta = tokens - admission.est_tokens
+        if not admission.shared or self.shared is None:
+            self.local.settle_now(key_id, admission.reservation, token_delta=delta, tpm=admission.tpm_tracked)
+            return
+        try:
+            await self.shared.settle(
+                key_id,
+                admission.reservation,
+                cost_units=row.cost_units,
+                token_delta=delta,
+                tpm=admission.tpm_tracked,
+                credit=admission.credit_tracked,
+            )
+        except (redis.exceptions.RedisError, OSError) as exc:
+            # The reservation expires on its own; the charge reaches Redis' counter when it is reseeded.
+            log.error("Redis settle failed for key %s: %s", key_id, exc)
+
+    # -- for the admin API ---------------------------------------------------------------------------------
+
+    def balance_units(self, rec: KeyRecord) -> int | None:
+        if rec.credit_units is None:
+            return None
+        return rec.credit_units - rec.spent_units - self.pending_units.get(rec.id, 0)

@@ -1,0 +1,140 @@
+"""Versioned schema migrations, one SQL list per dialect, applied in order at start.
+
+The applied version lives in ``omnirelay_schema(version)``. Each backend runs the pending steps in one
+transaction under a lock (SQLite ``BEGIN IMMEDIATE``, PostgreSQL an advisory lock) so replicas starting
+together migrate once. Never edit a released step: append a new one. Tests migrate from empty and from every
+prior version (``target`` stops early to build an old schema).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class Migration(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+
+VERSION_TABLE_SQLITE = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INTEGER NOT NULL)"
+VERSION_TABLE_POSTGRES = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INTEGER NOT NULL)"
+# Any constant: the advisory lock that serialises migrations between replicas.
+PG_MIGRATION_LOCK = 0x6F6D6E69
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="api keys",
+        sqlite=(
+            """CREATE TABLE keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE,
+                created_at REAL NOT NULL,
+                expires_at REAL,
+                disabled INTEGER NOT NULL DEFAULT 0,
+                models TEXT NOT NULL DEFAULT '[]',
+                rpm INTEGER,
+                tpm INTEGER,
+                credit_units INTEGER,
+                spent_units INTEGER NOT NULL DEFAULT 0
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE keys (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                secret_hash TEXT NOT NULL UNIQUE,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION,
+                disabled BOOLEAN NOT NULL DEFAULT FALSE,
+                models TEXT NOT NULL DEFAULT '[]',
+                rpm INTEGER,
+                tpm INTEGER,
+                credit_units BIGINT,
+                spent_units BIGINT NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
+    Migration(
+        version=2,
+        description="usage records",
+        sqlite=(
+            """CREATE TABLE usage (
+                request_id TEXT PRIMARY KEY,
+                created_at REAL NOT NULL,
+                key_id TEXT,
+                protocol TEXT NOT NULL,
+                model_requested TEXT NOT NULL,
+                upstream TEXT,
+                provider TEXT,
+                model_used TEXT,
+                stream INTEGER NOT NULL DEFAULT 0,
+                input_tokens INTEGER NOT NULL DEFAULT 0,
+                output_tokens INTEGER NOT NULL DEFAULT 0,
+                cached_tokens INTEGER NOT NULL DEFAULT 0,
+                cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+                reasoning_tokens INTEGER NOT NULL DEFAULT 0,
+                cost_units INTEGER NOT NULL DEFAULT 0,
+                latency_ms REAL NOT NULL DEFAULT 0,
+                ttft_ms REAL,
+                status INTEGER NOT NULL,
+                error TEXT
+            )""",
+            "CREATE INDEX usage_created ON usage (created_at)",
+        ),
+        postgres=(
+            """CREATE TABLE usage (
+                request_id TEXT PRIMARY KEY,
+                created_at DOUBLE PRECISION NOT NULL,
+                key_id TEXT,
+                protocol TEXT NOT NULL,
+                model_requested TEXT NOT NULL,
+                upstream TEXT,
+                provider TEXT,
+                model_used TEXT,
+                stream BOOLEAN NOT NULL DEFAULT FALSE,
+                input_tokens BIGINT NOT NULL DEFAULT 0,
+                output_tokens BIGINT NOT NULL DEFAULT 0,
+                cached_tokens BIGINT NOT NULL DEFAULT 0,
+                cache_write_tokens BIGINT NOT NULL DEFAULT 0,
+                reasoning_tokens BIGINT NOT NULL DEFAULT 0,
+                cost_units BIGINT NOT NULL DEFAULT 0,
+                latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
+                ttft_ms DOUBLE PRECISION,
+                status INTEGER NOT NULL,
+                error TEXT
+            )""",
+            "CREATE INDEX usage_created ON usage (created_at)",
+        ),
+    ),
+    Migration(
+        version=3,
+        description="key updated_at, usage attempts, per-key usage index",
+        sqlite=(
+            "ALTER TABLE keys ADD COLUMN updated_at REAL NOT NULL DEFAULT 0",
+            "UPDATE keys SET updated_at = created_at",
+            "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX usage_key_created ON usage (key_id, created_at)",
+        ),
+        postgres=(
+            "ALTER TABLE keys ADD COLUMN updated_at DOUBLE PRECISION NOT NULL DEFAULT 0",
+            "UPDATE keys SET updated_at = created_at",
+            "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
+            "CREATE INDEX usage_key_created ON usage (key_id, created_at)",
+        ),
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def pending(current: int, target: int | None = None) -> list[Migration]:
+    stop = LATEST_VERSION if target is None else target
+    if current > LATEST_VERSION:
+        raise RuntimeError(
+            f"database schema version {current} is newer than this omnirelay ({LATEST_VERSION}): upgrade omnirelay"
+        )
+    return [m for m in MIGRATIONS if current < m.version <= stop]

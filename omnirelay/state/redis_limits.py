@@ -1,0 +1,188 @@
+"""Rate limits and credit shared by every replica, in Redis: one Lua script per admit and one per settle,
+so each is atomic and costs one round trip.
+
+Per key (all under one hash tag, so a Redis Cluster keeps them in one slot):
+  ``{id}:rq`` / ``{id}:tk``  hash second -> requests / tokens, the 60 s window (same rules as LocalLimiter)
+  ``{id}:bal``               hash ``spent``: every charge settled by any replica, in 1e-10 USD. Seeded from the
+                             database the first time (and again after an hour idle, when the database has
+                             caught up with every replica's batched records).
+  ``{id}:res`` / ``{id}:rx`` hash request -> reserved units (and ``_sum``, their total) / zset request ->
+                             expiry: reservations in flight; a replica that dies with requests in flight leaves
+                             reservations that expire. Every step is O(1) apart from expiring dead ones.
+Clock: Redis ``TIME``, so replicas with skewed clocks still share one window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from omnirelay.state.local_limits import Decision, Limiter, Limits, Verdict
+
+BALANCE_IDLE_TTL_S = 3600
+MAX_CONNECTIONS = 64
+
+_COMMON = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec + tonumber(t[2]) / 1000000
+local function window(key)
+  local used, oldest = 0, nil
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    local s = tonumber(all[i])
+    if s <= sec - 60 then
+      redis.call('HDEL', key, all[i])
+    else
+      used = used + tonumber(all[i + 1])
+      if oldest == nil or s < oldest then oldest = s end
+    end
+  end
+  if used < 0 then used = 0 end
+  return used, oldest
+end
+"""
+
+ADMIT_LUA = (
+    _COMMON
+    + """
+local rpm, tpm, est = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local credit = tonumber(ARGV[4])
+local rused, roldest, tused, toldest = 0, nil, 0, nil
+if rpm > 0 then rused, roldest = window(KEYS[1]) end
+if tpm > 0 then tused, toldest = window(KEYS[2]) end
+local function reset(oldest)
+  if oldest == nil then return '0' end
+  return tostring(oldest + 60 - now)
+end
+local function answer(code)
+  return {code, rpm - rused, reset(roldest), tpm - tused, reset(toldest)}
+end
+if rpm > 0 and rused + 1 > rpm then return answer(1) end
+if tpm > 0 and tused > 0 and tused + est > tpm then return answer(2) end
+if credit >= 0 then
+  if redis.call('EXISTS', KEYS[3]) == 0 then redis.call('HSET', KEYS[3], 'spent', ARGV[5]) end
+  redis.call('EXPIRE', KEYS[3], ARGV[9])
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now)
+  for _, rid in ipairs(dead) do
+    local held = redis.call('HGET', KEYS[4], rid)
+    if held then
+      redis.call('HDEL', KEYS[4], rid)
+      redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+    end
+  end
+  if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
+  local reserved = tonumber(redis.call('HGET', KEYS[4], '_sum') or '0')
+  local spent = tonumber(redis.call('HGET', KEYS[3], 'spent'))
+  if credit - spent - reserved <= 0 then return answer(3) end
+  local ttl = tonumber(ARGV[8])
+  redis.call('HSET', KEYS[4], ARGV[7], ARGV[6])
+  redis.call('HINCRBY', KEYS[4], '_sum', ARGV[6])
+  redis.call('ZADD', KEYS[5], now + ttl, ARGV[7])
+  redis.call('EXPIRE', KEYS[4], math.ceil(ttl) + 60)
+  redis.call('EXPIRE', KEYS[5], math.ceil(ttl) + 60)
+end
+if rpm > 0 then
+  redis.call('HINCRBY', KEYS[1], sec, 1)
+  redis.call('EXPIRE', KEYS[1], 120)
+  rused = rused + 1
+  if roldest == nil then roldest = sec end
+end
+if tpm > 0 then
+  redis.call('HINCRBY', KEYS[2], sec, est)
+  redis.call('EXPIRE', KEYS[2], 120)
+  tused = tused + est
+  if toldest == nil then toldest = sec end
+end
+return answer(0)
+"""
+)
+
+SETTLE_LUA = (
+    _COMMON
+    + """
+local held = redis.call('HGET', KEYS[4], ARGV[1])
+if held then
+  redis.call('HDEL', KEYS[4], ARGV[1])
+  redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+end
+redis.call('ZREM', KEYS[5], ARGV[1])
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('HINCRBY', KEYS[3], 'spent', ARGV[2])
+end
+if ARGV[3] == '1' and tonumber(ARGV[5]) ~= 0 then
+  redis.call('HINCRBY', KEYS[2], sec, ARGV[5])
+  redis.call('EXPIRE', KEYS[2], 120)
+end
+return 0
+"""
+)
+
+_VERDICTS: dict[int, Verdict] = {0: "ok", 1: "rpm", 2: "tpm", 3: "credit"}
+
+
+class RedisLimiter(Limiter):
+    def __init__(self, url: str, prefix: str = "omnirelay:") -> None:
+        self.url = url
+        self.prefix = prefix
+        self._redis: aioredis.Redis | None = None
+        self._admit: Any = None
+        self._settle: Any = None
+
+    async def start(self) -> None:
+        # A blocking pool: under a burst, callers wait for a connection instead of failing with
+        # "Too many connections" (which would leak reservations until they expire).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
+        await self._redis.ping()
+        self._admit = self._redis.register_script(ADMIT_LUA)
+        self._settle = self._redis.register_script(SETTLE_LUA)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+
+    def keys_for(self, key_id: str) -> list[str]:
+        base = f"{self.prefix}{{{key_id}}}"
+        return [f"{base}:rq", f"{base}:tk", f"{base}:bal", f"{base}:res", f"{base}:rx"]
+
+    async def admit(self, lim: Limits) -> Decision:
+        out = await self._admit(
+            keys=self.keys_for(lim.key_id),
+            args=[
+                lim.rpm or 0,
+                lim.tpm or 0,
+                lim.est_tokens,
+                -1 if lim.credit_units is None else lim.credit_units,
+                lim.spent_units,
+                lim.reserve_units,
+                lim.request_id,
+                lim.reserve_ttl_s,
+                BALANCE_IDLE_TTL_S,
+            ],
+        )
+        return Decision(
+            verdict=_VERDICTS[int(out[0])],
+            rpm_remaining=max(0, int(out[1])),
+            rpm_reset_s=max(0.0, float(out[2])),
+            tpm_remaining=max(0, int(out[3])),
+            tpm_reset_s=max(0.0, float(out[4])),
+        )
+
+    async def settle(
+        self, key_id: str, request_id: str, *, cost_units: int, token_delta: int, tpm: bool, credit: bool
+    ) -> None:
+        await self._settle(
+            keys=self.keys_for(key_id),
+            args=[request_id, cost_units, int(tpm), int(credit), token_delta],
+        )
+
+    async def spent(self, key_id: str) -> int | None:
+        """The shared balance counter (tests and the admin API read it)."""
+        assert self._redis is not None
+        value = await self._redis.hget(self.keys_for(key_id)[2], "spent")
+        return None if value is None else int(value)

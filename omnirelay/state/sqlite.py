@@ -1,0 +1,249 @@
+"""SQLite store: the default, one file, nothing to run.
+
+Why it never returns SQLITE_BUSY under load: WAL mode lets readers and the writer proceed together; this
+process writes through exactly one connection (serialised by an asyncio lock); every write transaction
+starts with ``BEGIN IMMEDIATE`` so it takes the write lock up front instead of upgrading a read transaction
+(an upgrade that would fail with SQLITE_BUSY without waiting); and ``busy_timeout`` makes the rare
+cross-process contention (the CLI, a second worker) wait instead of failing. ``synchronous=FULL`` because
+the usage journal is deleted once a batch commits: the commit must be on disk by then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from omnirelay.state.keys import KeyRecord
+from omnirelay.state.migrations import VERSION_TABLE_SQLITE, pending
+from omnirelay.state.store import (
+    SUMMARY_AGGREGATES,
+    UPDATABLE_KEY_FIELDS,
+    USAGE_COLUMNS,
+    Store,
+    UsageFilter,
+    UsageRow,
+    check_dimensions,
+    summary_row,
+)
+
+BUSY_TIMEOUT_MS = 30_000
+KEY_COLUMNS = (
+    "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units"
+)
+_COLS = ", ".join(USAGE_COLUMNS)
+_MARKS = ", ".join("?" for _ in USAGE_COLUMNS)
+
+
+def _key_from_row(row: Any) -> KeyRecord:
+    return KeyRecord(
+        id=row[0],
+        name=row[1],
+        secret_hash=row[2],
+        created_at=row[3],
+        updated_at=row[4],
+        expires_at=row[5],
+        disabled=bool(row[6]),
+        models=msgspec.json.decode(row[7], type=list[str]),
+        rpm=row[8],
+        tpm=row[9],
+        credit_units=row[10],
+        spent_units=row[11],
+    )
+
+
+def _make_parent(path: str) -> None:
+    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if flt.since is not None:
+        clauses.append("created_at >= ?")
+        args.append(flt.since)
+    if flt.until is not None:
+        clauses.append("created_at < ?")
+        args.append(flt.until)
+    if flt.key_id is not None:
+        clauses.append("key_id = ?")
+        args.append(flt.key_id)
+    if flt.model is not None:
+        clauses.append("(model_requested = ? OR model_used = ?)")
+        args.extend([flt.model, flt.model])
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+
+class SqliteStore(Store):
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    @property
+    def writer(self) -> aiosqlite.Connection:
+        assert self._writer is not None, "store is not open"
+        return self._writer
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        assert self._reader is not None, "store is not open"
+        return self._reader
+
+    async def open(self, migrate_to: int | None = None) -> None:
+        if self.path != ":memory:":
+            await asyncio.to_thread(_make_parent, self.path)
+        self._writer = await self._connect()
+        await self._migrate(migrate_to)
+        # A second connection for reads: in WAL mode it never waits for the writer.
+        self._reader = self._writer if self.path == ":memory:" else await self._connect()
+        await self.writer.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS usage_batch (request_id TEXT PRIMARY KEY, "
+            + ", ".join(USAGE_COLUMNS[1:])
+            + ")"
+        )
+
+    async def close(self) -> None:
+        for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
+            await conn.close()
+        self._writer = self._reader = None
+
+    async def _migrate(self, target: int | None) -> None:
+        async with self._write_lock:
+            await self.writer.execute("BEGIN IMMEDIATE")
+            try:
+                await self.writer.execute(VERSION_TABLE_SQLITE)
+                current = await self._version(self.writer)
+                if current is None:
+                    await self.writer.execute("INSERT INTO omnirelay_schema (version) VALUES (0)")
+                    current = 0
+                for step in pending(current, target):
+                    for sql in step.sqlite:
+                        await self.writer.execute(sql)
+                    await self.writer.execute("UPDATE omnirelay_schema SET version = ?", (step.version,))
+                await self.writer.execute("COMMIT")
+            except BaseException:
+                await self.writer.execute("ROLLBACK")
+                raise
+
+    @staticmethod
+    async def _version(conn: aiosqlite.Connection) -> int | None:
+        async with conn.execute("SELECT version FROM omnirelay_schema") as cur:
+            row = await cur.fetchone()
+        return None if row is None else int(row[0])
+
+    async def schema_version(self) -> int:
+        return await self._version(self.reader) or 0
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    async def load_keys(self) -> list[KeyRecord]:
+        async with self.reader.execute(f"SELECT {KEY_COLUMNS} FROM keys") as cur:
+            rows = await cur.fetchall()
+        return [_key_from_row(r) for r in rows]
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        async with self.reader.execute(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _key_from_row(row)
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        async with self._write_lock:
+            await self.writer.execute(
+                f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.name,
+                    key.secret_hash,
+                    key.created_at,
+                    key.updated_at,
+                    key.expires_at,
+                    int(key.disabled),
+                    msgspec.json.encode(key.models).decode(),
+                    key.rpm,
+                    key.tpm,
+                    key.credit_units,
+                    key.spent_units,
+                ),
+            )
+
+    async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
+        sets: list[str] = ["updated_at = ?"]
+        args: list[Any] = [time.time()]
+        for name, value in fields.items():
+            if name not in UPDATABLE_KEY_FIELDS:
+                raise ValueError(f"key field {name!r} cannot be updated")
+            sets.append(f"{name} = ?")
+            if name == "models":
+                value = msgspec.json.encode(value).decode()
+            elif name == "disabled":
+                value = int(bool(value))
+            args.append(value)
+        async with self._write_lock:
+            await self.writer.execute(f"UPDATE keys SET {', '.join(sets)} WHERE id = ?", (*args, key_id))
+        return await self.get_key(key_id)
+
+    async def delete_key(self, key_id: str) -> bool:
+        async with self._write_lock:
+            cur = await self.writer.execute("DELETE FROM keys WHERE id = ?", (key_id,))
+            return cur.rowcount > 0
+
+    # -- usage -----------------------------------------------------------------------------------------
+
+    async def write_usage(self, rows: list[UsageRow]) -> int:
+        if not rows:
+            return 0
+        w = self.writer
+        async with self._write_lock:
+            await w.execute("BEGIN IMMEDIATE")
+            try:
+                await w.execute("DELETE FROM temp.usage_batch")
+                await w.executemany(
+                    f"INSERT OR IGNORE INTO temp.usage_batch ({_COLS}) VALUES ({_MARKS})", [r.values() for r in rows]
+                )
+                # Only rows not stored yet: they are charged, then inserted (idempotent replay).
+                await w.execute("DELETE FROM temp.usage_batch WHERE request_id IN (SELECT request_id FROM usage)")
+                await w.execute(
+                    "UPDATE keys SET spent_units = spent_units + (SELECT SUM(b.cost_units) FROM temp.usage_batch b "
+                    "WHERE b.key_id = keys.id) WHERE id IN (SELECT key_id FROM temp.usage_batch)"
+                )
+                cur = await w.execute(f"INSERT INTO usage ({_COLS}) SELECT {_COLS} FROM temp.usage_batch")
+                inserted = cur.rowcount
+                await w.execute("COMMIT")
+            except BaseException:
+                await w.execute("ROLLBACK")
+                raise
+        return inserted
+
+    async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
+        where, args = _where(flt)
+        sql = f"SELECT {_COLS} FROM usage{where} ORDER BY created_at, request_id"
+        if flt.limit is not None:
+            sql += f" LIMIT {int(flt.limit)}"
+        async with self.reader.execute(sql, args) as cur:
+            rows = await cur.fetchall()
+        return [UsageRow.from_values(r) for r in rows]
+
+    async def summarize_usage(self, flt: UsageFilter, by: list[str]) -> list[dict[str, Any]]:
+        dims = check_dimensions(by)
+        where, args = _where(flt)
+        select = [*dims, *SUMMARY_AGGREGATES]
+        group = f" GROUP BY {', '.join(dims)} ORDER BY {', '.join(dims)}" if dims else ""
+        async with self.reader.execute(f"SELECT {', '.join(select)} FROM usage{where}{group}", args) as cur:
+            rows = await cur.fetchall()
+        return [summary_row(dims, r) for r in rows]

@@ -1,0 +1,140 @@
+"""Helpers for the routing tests: gateway configs over the fault server, socket and task counting."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.gateway import Gateway
+from tests.mocks.faults import FaultServer
+
+ADMIN_KEY = "sk-routing-admin"
+TIMEOUTS = {"connect": 1.0, "first_byte": 1.0, "total": 6.0}
+
+
+def fault_upstream(faults: FaultServer, name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "provider": "openai",
+        "preset": "openai",
+        "base_url": faults.base_url(name),
+        "api_key": f"sk-{name}-secret",
+        "timeouts": dict(TIMEOUTS),
+        **extra,
+    }
+
+
+def channel(upstream: str, model: str = "gpt-4.1-mini", **extra: Any) -> dict[str, Any]:
+    return {"upstream": upstream, "model": model, **extra}
+
+
+def base_config(faults: FaultServer, upstreams: list[str], models: dict[str, Any], **routing: Any) -> dict[str, Any]:
+    return {
+        "server": {"master_key": ADMIN_KEY},
+        "upstreams": [fault_upstream(faults, n) for n in upstreams],
+        "models": models,
+        "routing": {
+            "retry": {"max_attempts": 2, "backoff_base": 0.05, "backoff_cap": 0.2, "retry_after_cap": 3.0},
+            **routing,
+        },
+    }
+
+
+def admin_get(gw: Gateway, path: str) -> httpx.Response:
+    return httpx.get(gw.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
+
+
+def channel_states(gw: Gateway) -> dict[str, dict[str, Any]] | None:
+    """The gateway's /admin/channels view by channel name; None while the route is not registered."""
+    resp = admin_get(gw, "/admin/channels")
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    return {c["channel"]: c for c in resp.json()["data"]}
+
+
+def task_count(gw: Gateway) -> int | None:
+    resp = admin_get(gw, "/admin/debug/tasks")
+    if resp.status_code == 404:
+        return None
+    resp.raise_for_status()
+    count: int = resp.json()["tasks"]
+    return count
+
+
+def usage_rows(gw: Gateway, request_id: str, settle_s: float = 3.0) -> list[dict[str, Any]] | None:
+    """The usage records with this request id; None while the state layer's admin API is not registered.
+    The record is settled just after the response went out, so give it a moment to appear."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        resp = admin_get(gw, "/admin/usage")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        rows = [r for r in resp.json()["data"] if r.get("request_id") == request_id]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+# -- sockets --------------------------------------------------------------------------------------------
+
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
+
+
+def _descendants(pid: int) -> list[int]:
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out.extend(_descendants(int(child)))
+    return out
+
+
+def tcp_sockets(pid: int) -> Counter[str]:
+    """TCP sockets held by ``pid`` and its child processes (granian's workers), counted by state."""
+    inodes: set[str] = set()
+    for p in _descendants(pid):
+        fd_dir = f"/proc/{p}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"{fd_dir}/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    states: Counter[str] = Counter()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[9] in inodes:
+                states[_TCP_STATES.get(fields[3], fields[3])] += 1
+    return states

@@ -1,0 +1,369 @@
+"""The state layer below the HTTP API, on SQLite and PostgreSQL (+ Redis for the shared limiter): migrations
+from empty and from every prior version, idempotent usage writes that charge exactly once, the journal's
+replay after a crash and while the database is away, and the limiter semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+from omnirelay.state.keys import key_id_of, new_key, secret_matches, to_units
+from omnirelay.state.local_limits import Limiter, Limits, LocalLimiter
+from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
+from omnirelay.state.redis_limits import RedisLimiter
+from omnirelay.state.store import Store, UsageFilter, UsageRow, open_store
+from omnirelay.state.usage import UsageWriter
+from tests.state_helpers import BACKENDS, PG_BASE, REDIS_URL
+
+# The async fixtures live on the session loop (pyproject); the tests must run there too.
+on_session_loop = pytest.mark.asyncio(loop_scope="session")
+
+
+def _url(kind: str, tmp_path: Path, tag: str) -> str:
+    return f"{PG_BASE}?schema=omni_{tag}" if kind == "postgres" else f"sqlite:///{tmp_path}/state.db"
+
+
+async def _drop_schema(tag: str) -> None:
+    conn = await asyncpg.connect(PG_BASE)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    tag = "u" + uuid.uuid4().hex[:12]
+    yield _url(request.param, tmp_path, tag)
+    if request.param == "postgres":
+        await _drop_schema(tag)
+
+
+@pytest.fixture()
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def _row(request_id: str, key_id: str | None, cost_units: int, created_at: float | None = None, **kw: Any) -> UsageRow:
+    fields: dict[str, Any] = {
+        "request_id": request_id,
+        "created_at": created_at if created_at is not None else time.time(),
+        "key_id": key_id,
+        "protocol": "openai",
+        "model_requested": "gpt-4.1",
+        "upstream": "mock-openai",
+        "provider": "openai",
+        "model_used": "gpt-4.1",
+        "stream": False,
+        "input_tokens": 12,
+        "output_tokens": 7,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "cost_units": cost_units,
+        "latency_ms": 12.5,
+        "ttft_ms": 10.0,
+        "status": 200,
+        "error": None,
+        "attempts": 1,
+    }
+    fields.update(kw)
+    return UsageRow(**fields)
+
+
+def test_secret_hashing_and_id() -> None:
+    rec, secret = new_key("a", credit=1.5, models=["gpt-*"])
+    assert key_id_of(secret) == rec.id and secret not in rec.secret_hash and len(rec.secret_hash) == 64
+    assert secret_matches(secret, rec) and not secret_matches(secret + "x", rec)
+    assert rec.credit_units == to_units(1.5) == 15_000_000_000
+    assert key_id_of("sk-proj-abc") is None
+
+
+@on_session_loop
+async def test_keys_crud(store: Store) -> None:
+    rec, _secret = new_key("team-a", credit=25, models=["gpt-4.1*", "claude-*"], rpm=60, tpm=100_000)
+    await store.insert_key(rec)
+    got = await store.get_key(rec.id)
+    assert got is not None and got.models == ["gpt-4.1*", "claude-*"] and got.credit_units == 25 * 10**10
+    assert got.secret_hash == rec.secret_hash and got.rpm == 60 and got.disabled is False
+    updated = await store.update_key(rec.id, {"disabled": True, "models": [], "credit_units": None})
+    assert updated is not None and updated.disabled is True and updated.models == [] and updated.credit_units is None
+    assert updated.updated_at >= rec.updated_at
+    assert await store.update_key("nope", {"disabled": True}) is None
+    with pytest.raises(ValueError):
+        await store.update_key(rec.id, {"spent_units": 0})
+    assert [k.id for k in await store.load_keys()] == [rec.id]
+    assert await store.delete_key(rec.id) is True and await store.delete_key(rec.id) is False
+
+
+@on_session_loop
+async def test_usage_write_is_idempotent_and_charges_once(store: Store) -> None:
+    rec, _ = new_key("k", credit=1)
+    await store.insert_key(rec)
+    rows = [_row(f"req_{i}", rec.id, 1000 + i) for i in range(5)] + [_row("req_anon", None, 77)]
+    assert await store.write_usage(rows) == 6
+    # A replay (journal after a crash) with overlap and an in-batch duplicate: only the new one counts.
+    assert await store.write_usage([*rows[:3], _row("req_new", rec.id, 5), _row("req_new", rec.id, 5)]) == 1
+    key = await store.get_key(rec.id)
+    assert key is not None and key.spent_units == sum(1000 + i for i in range(5)) + 5
+    got = await store.query_usage(UsageFilter(key_id=rec.id))
+    assert len(got) == 6 and got[0] == rows[0]
+
+
+@on_session_loop
+async def test_usage_filters_and_summary(store: Store) -> None:
+    t0 = 1_700_000_000.0
+    rows = [
+        _row("a", "k1", 10, t0),
+        _row("b", "k1", 20, t0 + 10, model_requested="claude-x", model_used="claude-x", status=429),
+        _row("c", "k2", 30, t0 + 20, cached_tokens=5),
+    ]
+    await store.write_usage(rows)
+    assert [r.request_id for r in await store.query_usage(UsageFilter(since=t0 + 5))] == ["b", "c"]
+    assert [r.request_id for r in await store.query_usage(UsageFilter(until=t0 + 10))] == ["a"]
+    assert [r.request_id for r in await store.query_usage(UsageFilter(model="claude-x"))] == ["b"]
+    assert [r.request_id for r in await store.query_usage(UsageFilter(limit=1))] == ["a"]
+    summary = await store.summarize_usage(UsageFilter(), ["key_id", "model_requested"])
+    assert summary[0] == {
+        "key_id": "k1",
+        "model_requested": "claude-x",
+        "requests": 1,
+        "input_tokens": 12,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "output_tokens": 7,
+        "reasoning_tokens": 0,
+        "cost": 20 / 1e10,
+        "errors": 1,
+    }
+    totals = await store.summarize_usage(UsageFilter(), [])
+    assert totals[0]["requests"] == 3 and totals[0]["cost"] == 60 / 1e10 and totals[0]["cached_tokens"] == 5
+    with pytest.raises(ValueError):
+        await store.summarize_usage(UsageFilter(), ["secret_hash"])
+
+
+@pytest.mark.parametrize("start_version", [0, *(m.version for m in MIGRATIONS[:-1])])
+@on_session_loop
+async def test_migrations_from_each_prior_version(store_url: str, start_version: int) -> None:
+    old = open_store(store_url)
+    await old.open(migrate_to=start_version)
+    assert await old.schema_version() == start_version
+    if start_version >= 1:  # data written by the old schema must survive the upgrade
+        cols = "id, name, secret_hash, created_at, models, credit_units, spent_units"
+        if old.dialect == "sqlite":
+            await old.writer.execute(  # type: ignore[attr-defined]
+                f"INSERT INTO keys ({cols}) VALUES ('oldkey', 'old', 'h', 100.0, '[]', 5, 2)"
+            )
+        else:
+            await old.pool.execute(  # type: ignore[attr-defined]
+                f"INSERT INTO keys ({cols}) VALUES ('oldkey', 'old', 'h', 100.0, '[]', 5, 2)"
+            )
+    await old.close()
+    new = open_store(store_url)
+    await new.open()
+    try:
+        assert await new.schema_version() == LATEST_VERSION
+        if start_version >= 1:
+            key = await new.get_key("oldkey")
+            assert key is not None and key.updated_at == 100.0 and key.credit_units == 5 and key.spent_units == 2
+        await new.write_usage([_row("r1", "oldkey", 3)])
+        assert (await new.query_usage(UsageFilter()))[0].attempts == 1
+        # Opening again is a no-op; a second process starting at the same time waits for the lock.
+        again = [open_store(store_url), open_store(store_url)]
+        await asyncio.gather(*(s.open() for s in again))
+        for s in again:
+            assert await s.schema_version() == LATEST_VERSION
+            await s.close()
+    finally:
+        await new.close()
+
+
+# -- the journal ---------------------------------------------------------------------------------------
+
+
+@on_session_loop
+async def test_journal_replays_records_of_a_killed_writer(store: Store, tmp_path: Path) -> None:
+    rec, _ = new_key("k", credit=1)
+    await store.insert_key(rec)
+    journal = tmp_path / "journal"
+    dead = UsageWriter(store, journal, flush_s=3600)
+    await dead.start()
+    await asyncio.gather(*(dead.record(_row(f"j{i}", rec.id, 100)) for i in range(50)))
+    await dead.flush()  # 50 committed, their segment dropped
+    await asyncio.gather(*(dead.record(_row(f"k{i}", rec.id, 100)) for i in range(30)))
+    # "SIGKILL": the process is gone without flushing; the kernel releases its flock.
+    assert dead._loop_task is not None
+    dead._loop_task.cancel()
+    dead.journal.close(remove=False)
+    assert len(list(journal.glob("*.jnl"))) >= 1
+    with (next(journal.glob("*.jnl"))).open("ab") as f:
+        f.write(b'["torn", 1.0, "k')  # a write the dead process never acknowledged
+    fresh = UsageWriter(store, journal, flush_s=3600)
+    await fresh.start()
+    key = await store.get_key(rec.id)
+    assert key is not None and key.spent_units == 80 * 100
+    assert len(await store.query_usage(UsageFilter(key_id=rec.id))) == 80
+    assert [p.name for p in journal.iterdir() if not p.name.startswith(fresh.journal.owner)] == []
+    await fresh.stop()
+    assert list(journal.iterdir()) == []
+
+
+class FlakyStore:
+    """A store whose database is "restarting" while ``down`` is set."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.down = False
+
+    async def write_usage(self, rows: list[UsageRow]) -> int:
+        if self.down:
+            raise ConnectionError("database restarting")
+        return await self.inner.write_usage(rows)
+
+
+@on_session_loop
+async def test_records_wait_in_the_journal_while_the_database_is_down(store: Store, tmp_path: Path) -> None:
+    flaky = FlakyStore(store)
+    writer = UsageWriter(flaky, tmp_path / "journal", flush_s=0.05)  # type: ignore[arg-type]
+    await writer.start()
+    flaky.down = True
+    await asyncio.gather(*(writer.record(_row(f"d{i}", None, 1)) for i in range(20)))
+    await asyncio.sleep(0.3)
+    assert await store.query_usage(UsageFilter()) == [] and len(writer.pending) == 20
+    assert any(p.stat().st_size > 0 for p in (tmp_path / "journal").glob("*.jnl"))
+    flaky.down = False
+    for _ in range(200):
+        if writer.committed == 20:
+            break
+        await asyncio.sleep(0.05)
+    assert len(await store.query_usage(UsageFilter())) == 20
+    await writer.stop()
+
+
+# -- limiters ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["local", "redis"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
+    if request.param == "local":
+        yield LocalLimiter()
+        return
+    prefix = f"omni-test-{uuid.uuid4().hex[:10]}:"
+    lim = RedisLimiter(REDIS_URL, prefix)
+    await lim.start()
+    yield lim
+    await lim.close()
+    r = aioredis.Redis.from_url(REDIS_URL)
+    async for name in r.scan_iter(f"{prefix}*"):
+        await r.delete(name)
+    await r.aclose()
+
+
+def _limits(**kw: Any) -> Limits:
+    base: dict[str, Any] = {
+        "key_id": "k",
+        "request_id": uuid.uuid4().hex,
+        "rpm": None,
+        "tpm": None,
+        "est_tokens": 10,
+        "credit_units": None,
+        "spent_units": 0,
+        "reserve_units": 0,
+        "reserve_ttl_s": 600.0,
+    }
+    base.update(kw)
+    return Limits(**base)
+
+
+@on_session_loop
+async def test_rpm_window(limiter: Limiter) -> None:
+    verdicts = [(await limiter.admit(_limits(rpm=3))).verdict for _ in range(4)]
+    assert verdicts == ["ok", "ok", "ok", "rpm"]
+    d = await limiter.admit(_limits(rpm=3))
+    assert d.rpm_remaining == 0 and 0 < d.rpm_reset_s <= 60
+
+
+@on_session_loop
+async def test_tpm_estimate_then_correction(limiter: Limiter) -> None:
+    first = _limits(tpm=100, est_tokens=80)
+    assert (await limiter.admit(first)).verdict == "ok"
+    assert (await limiter.admit(_limits(tpm=100, est_tokens=30))).verdict == "tpm"
+    await limiter.settle("k", first.request_id, cost_units=0, token_delta=-60, tpm=True, credit=False)  # used 20
+    d = await limiter.admit(_limits(tpm=100, est_tokens=30))
+    assert d.verdict == "ok" and d.tpm_remaining == 50
+
+
+@on_session_loop
+async def test_credit_reservations(limiter: Limiter) -> None:
+    # 100 units of credit, 30 already spent; each request reserves 40.
+    held = [_limits(credit_units=100, spent_units=30, reserve_units=40) for _ in range(3)]
+    assert [(await limiter.admit(h)).verdict for h in held] == ["ok", "ok", "credit"]  # 70-40=30 > 0, then -10
+    shared = isinstance(limiter, RedisLimiter)
+    await limiter.settle("k", held[0].request_id, cost_units=5, token_delta=0, tpm=False, credit=True)
+    # Local: the caller reports spent (30 + 5); Redis: its counter already has the 5.
+    spent = 30 if shared else 35
+    nxt = _limits(credit_units=100, spent_units=spent, reserve_units=40)
+    assert (await limiter.admit(nxt)).verdict == "ok"  # 100 - 35 - 40 = 25 > 0
+    if isinstance(limiter, RedisLimiter):
+        assert await limiter.spent("k") == 35
+
+
+@on_session_loop
+async def test_redis_reservation_of_a_dead_replica_expires() -> None:
+    lim = RedisLimiter(REDIS_URL, f"omni-test-{uuid.uuid4().hex[:10]}:")
+    await lim.start()
+    try:
+        orphan = _limits(credit_units=100, reserve_units=100, reserve_ttl_s=0.3)
+        assert (await lim.admit(orphan)).verdict == "ok"
+        assert (await lim.admit(_limits(credit_units=100, reserve_units=1))).verdict == "credit"
+        await asyncio.sleep(0.4)
+        assert (await lim.admit(_limits(credit_units=100, reserve_units=1))).verdict == "ok"
+    finally:
+        await lim.close()
+
+
+def test_sqlite_has_no_busy_errors_with_concurrent_processes(tmp_path: Path) -> None:
+    """Four processes hammering one SQLite file (the CLI next to workers): every write goes through."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/busy.db"
+    script = (
+        "import asyncio, sys, time\n"
+        "from omnirelay.state.store import open_store\n"
+        "from tests.test_state_backends import _row\n"
+        "async def main():\n"
+        f"    s = open_store({url!r}); await s.open()\n"
+        "    for i in range(40):\n"
+        "        await s.write_usage([_row(f'{sys.argv[1]}-{i}-{j}', None, 1) for j in range(25)])\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(n)], env=env, stderr=subprocess.PIPE) for n in range(4)
+    ]
+    for p in procs:
+        _out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+
+    async def count() -> int:
+        s = open_store(url)
+        await s.open()
+        n = len(await s.query_usage(UsageFilter()))
+        await s.close()
+        return n
+
+    assert asyncio.run(count()) == 4 * 40 * 25
