@@ -1,10 +1,10 @@
 """Model name -> channels. Resolution order:
 
 1. an explicit route in ``models:`` (several channels, weights, priorities, fallbacks);
-2. ``<upstream>/<model>``: that upstream, that model;
-3. every upstream whose ``models`` list serves the name;
-4. the same again for the name's alias (built-in cloud spellings such as
-   ``anthropic.claude-3-7-sonnet-20250219-v1:0``, plus config ``aliases``).
+2. a known alias (built-in cloud spellings such as ``anthropic.claude-3-7-sonnet-20250219-v1:0``, plus config
+   ``aliases``) resolves as the model it names, by the steps below;
+3. ``<upstream>/<model>``: that upstream, that model;
+4. every upstream whose ``models`` list serves the name.
 
 Everything here is computed from the config at start; resolution of a name is then a dict lookup (results are
 memoised) so the hot path does no scanning.
@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.config import ChannelConfig, Config, RetryConfig, Timeouts, UpstreamConfig
+from omnirelay.compound import MODES, split_virtual, virtual_upstream
+from omnirelay.config import BreakerConfig, ChannelConfig, Config, RetryConfig, Timeouts, UpstreamConfig
 from omnirelay.core.catalog import ALIASES, MODELS
 from omnirelay.core.errors import GatewayError
 from omnirelay.routing.balancer import Balancer
@@ -51,6 +52,7 @@ class Channel(msgspec.Struct, kw_only=True, frozen=True):
 
 
 _DEFAULT_BREAKER = Config().routing.breaker
+_NO_BREAKER = BreakerConfig(enabled=False)
 
 
 class Route(msgspec.Struct, kw_only=True, frozen=True):
@@ -136,10 +138,16 @@ class RouteTable:
         return route
 
     def _lookup(self, model: str) -> Route | None:
-        route = self._direct(model)
-        if route is None and model in self._aliases:
+        virtual = split_virtual(model)
+        if virtual is not None:
+            return self._virtual(model, *virtual)
+        if model not in self.config.models and model in self._aliases:
+            # A known other spelling routes as the model it names, so the upstream gets the canonical id
+            # (``claude-3-7-sonnet@20250219`` would otherwise match a ``claude-*`` pattern verbatim).
             route = self._direct(self._aliases[model])
-        return route
+            if route is not None:
+                return route
+        return self._direct(model)
 
     def _direct(self, model: str) -> Route | None:
         cfg = self.config
@@ -171,6 +179,21 @@ class RouteTable:
             return Route(public_name=model, channels=serving, retry=cfg.routing.retry)
         return None
 
+    def _virtual(self, model: str, mode: str, base: str) -> Route | None:
+        """``think:``/``heavy:``/``deepsearch:`` over a routable, non-virtual base: one channel to the mode's
+        engine (which routes its own calls to the base). One attempt only: the engine's calls retry
+        themselves, and running a whole compound request again would multiply its cost; no breaker either."""
+        if split_virtual(base) is not None or self._lookup(base) is None:
+            return None
+        up = virtual_upstream(mode)
+        channel = Channel(
+            upstream=up,
+            model=base,
+            name=f"{up.name}/{base}",
+            breaker=Breaker(f"{up.name}/{base}", _NO_BREAKER),
+        )
+        return Route(public_name=model, channels=(channel,), retry=RetryConfig(max_attempts=1))
+
     def public_models(self) -> list[tuple[str, str]]:
         """(model id, owner) pairs for /v1/models: explicit routes, concrete upstream model names, and
         catalogue models matched by an upstream's patterns."""
@@ -187,4 +210,7 @@ class RouteTable:
             for known in MODELS:
                 if up.serves(known):
                     seen.setdefault(known, up.name)
+        for name, owner in list(seen.items()):  # every routable model also as each compound mode
+            for mode in MODES:
+                seen.setdefault(f"{mode}:{name}", owner)
         return sorted(seen.items())
