@@ -1,0 +1,1 @@
+"""Benchmark harness: omnirelay against LiteLLM's proxy and nginx on one fast mock upstream."""

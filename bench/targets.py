@@ -1,0 +1,222 @@
+"""The servers under test, each configured for the same mock upstream: the mock itself (the baseline every
+"added latency" is measured against), omnirelay, LiteLLM's proxy, and nginx ``proxy_pass`` (the ceiling)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.install import RUN, ensure_litellm, nginx_binary
+from bench.mock_upstream import MODEL
+from bench.procs import Service, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT_KEY = "sk-bench-client-key"
+UPSTREAM_KEY = "sk-bench-upstream-key"
+
+
+@dataclass
+class Target:
+    name: str
+    service: Service | None = None
+    port: int = 0
+    key: str = CLIENT_KEY  # what the load sends as its API key
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def root_pid(self) -> int | None:
+        return self.service.pid if self.service is not None else None
+
+    def translates_anthropic(self) -> bool:
+        """Whether /v1/messages is really translated to the OpenAI upstream (nginx only passes bytes on)."""
+        return True
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+
+class MockTarget(Target):
+    def start(self, chunks: int) -> MockTarget:
+        self.port = free_port()
+        argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(self.port), "--chunks", str(chunks)]
+        self.service = Service("mock", argv, RUN / "logs" / "mock.log").start(cwd=ROOT)
+        self.service.wait_http(self.url + "/health", timeout=20)
+        return self
+
+
+def _omnirelay_argv() -> list[str]:
+    script = Path(sys.executable).parent / "omnirelay"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "omnirelay"]
+
+
+class OmnirelayTarget(Target):
+    def start(self, upstream: str, workers: int, state: bool) -> OmnirelayTarget:
+        self.port = free_port()
+        workdir = RUN / "omnirelay"
+        if workdir.exists():
+            shutil.rmtree(workdir)  # a fresh usage database each run
+        workdir.mkdir(parents=True)
+        config: dict[str, Any] = {
+            "server": {"host": "127.0.0.1", "port": self.port, "workers": workers},
+            "upstreams": [
+                {
+                    "name": "mock",
+                    "provider": "openai",
+                    "preset": "openai",
+                    "base_url": upstream + "/v1",
+                    "api_key": UPSTREAM_KEY,
+                    "models": ["gpt-*"],
+                }
+            ],
+        }
+        env = {"OMNIRELAY_DATA_DIR": str(workdir)}
+        path = workdir / "omnirelay.yaml"
+        if state:
+            config["state"] = {"data_dir": str(workdir)}
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            self.key = create_key(path, env)
+            self.notes.append(
+                "issued key with rpm/tpm limits and a credit balance, checked on every request; "
+                "usage records written to SQLite (state layer ON)"
+            )
+        else:
+            config["server"]["master_key"] = CLIENT_KEY
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            self.notes.append("master-key check only; no issued key, so no per-key rate limits (state layer OFF)")
+        argv = [*_omnirelay_argv(), "serve", "--config", str(path)]
+        self.service = Service("omnirelay", argv, RUN / "logs" / "omnirelay.log", env=env).start(cwd=ROOT)
+        self.service.wait_http(self.url + "/health", timeout=60)
+        return self
+
+
+def create_key(config_path: Path, env: dict[str, str]) -> str:
+    """Issue a key in omnirelay's SQLite store with limits far above the benchmark's load (so they are checked
+    on every request but never bite) and return its secret."""
+    argv = [*_omnirelay_argv(), "keys", "create", "--name", "bench", "--config", str(config_path)]
+    argv += ["--rpm", "100000000", "--tpm", "1000000000", "--credit", "1000000"]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **env}, check=False)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"omnirelay keys create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    return lines[-1].strip()
+
+
+LITELLM_LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO"},
+        "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+    },
+}
+
+
+class LiteLLMTarget(Target):
+    def start(self, upstream: str, workers: int) -> LiteLLMTarget:
+        self.port = free_port()
+        litellm = ensure_litellm()
+        workdir = RUN / "litellm"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "model_list": [
+                {
+                    "model_name": MODEL,
+                    "litellm_params": {
+                        "model": f"openai/{MODEL}",
+                        "api_base": upstream + "/v1",
+                        "api_key": UPSTREAM_KEY,
+                    },
+                }
+            ],
+            # The master key is LiteLLM's key check without a database (as in the issue's calibration run).
+            "general_settings": {"master_key": CLIENT_KEY},
+            "litellm_settings": {
+                "telemetry": False,
+                "drop_params": True,
+                # Anthropic-in must reach the same chat-completions upstream as omnirelay, not the Responses API.
+                "use_chat_completions_url_for_anthropic_messages": True,
+            },
+        }
+        path = workdir / "litellm.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        # No access log line per request: omnirelay and nginx run without one too.
+        log_config = workdir / "logging.json"
+        log_config.write_text(json.dumps(LITELLM_LOGGING))
+        env = {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # no fetch of the price list from the internet at start
+            "LITELLM_LOG": "ERROR",
+            "LITELLM_TELEMETRY": "False",
+            "DISABLE_SCHEMA_UPDATE": "True",
+        }
+        argv = [str(litellm), "--config", str(path), "--host", "127.0.0.1", "--port", str(self.port)]
+        argv += ["--num_workers", str(workers), "--log_config", str(log_config)]
+        self.service = Service("litellm", argv, RUN / "logs" / "litellm.log", env=env).start(cwd=workdir)
+        self.service.wait_http(self.url + "/health/liveliness", timeout=180)
+        self.notes.append("no database: master-key check only, no rate limits, no spend logging")
+        return self
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/client_body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream mock {{
+        server {upstream_hostport};
+        keepalive 512;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+class NginxTarget(Target):
+    def translates_anthropic(self) -> bool:
+        return False
+
+    def start(self, upstream: str, workers: int) -> NginxTarget:
+        nginx = nginx_binary()
+        if nginx is None:
+            raise RuntimeError("nginx is not installed")
+        self.port = free_port()
+        prefix = RUN / "nginx"
+        prefix.mkdir(parents=True, exist_ok=True)
+        conf = prefix / "nginx.conf"
+        hostport = upstream.removeprefix("http://")
+        conf.write_text(NGINX_CONF.format(workers=workers, prefix=prefix, upstream_hostport=hostport, port=self.port))
+        argv = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+        self.service = Service("nginx", argv, RUN / "logs" / "nginx.log").start(cwd=prefix)
+        self.service.wait_http(self.url + "/health", timeout=20)
+        self.notes.append("proxy_pass with upstream keep-alive, buffering off; no auth, no translation")
+        return self
