@@ -85,5 +85,14 @@ def _add_routing_commands() -> None:
 _add_routing_commands()
 
 
+def _add_compound_commands() -> None:
+    from omnirelay.tools.cli import corpus_app
+
+    app.add_typer(corpus_app, name="corpus")
+
+
+_add_compound_commands()
+
+
 def main() -> None:
     app()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.types import FinishReason, Usage
+from omnirelay.core.types import Citation, FinishReason, ServerToolCall, Usage
 
 
 class StreamStart(msgspec.Struct, kw_only=True):
@@ -52,6 +52,23 @@ class ChoiceEnd(msgspec.Struct, kw_only=True):
 
 class UsageReport(msgspec.Struct, kw_only=True):
     usage: Usage  # cumulative total so far
+    # Set only by compound engines, whose usage spans several models: the exact cost so far in USD, which the
+    # relay charges instead of pricing ``usage`` at one model's rate.
+    cost: float | None = None
+
+
+class CitationDelta(msgspec.Struct, kw_only=True):
+    """A citation for text already streamed (offsets count from the start of the choice's text)."""
+
+    citation: Citation
+    choice: int = 0
+
+
+class ServerToolUse(msgspec.Struct, kw_only=True):
+    """A tool the gateway ran itself, with its results (compound models)."""
+
+    call: ServerToolCall
+    choice: int = 0
 
 
 class StreamFailure(msgspec.Struct, kw_only=True):
@@ -61,5 +78,14 @@ class StreamFailure(msgspec.Struct, kw_only=True):
 
 
 StreamEvent = (
-    StreamStart | TextDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | ChoiceEnd | UsageReport | StreamFailure
+    StreamStart
+    | TextDelta
+    | ReasoningDelta
+    | ToolCallStart
+    | ToolCallArgs
+    | ChoiceEnd
+    | UsageReport
+    | StreamFailure
+    | CitationDelta
+    | ServerToolUse
 )

@@ -56,6 +56,34 @@ class ReasoningPart(msgspec.Struct, kw_only=True):
     redacted: str | None = None
 
 
+class Citation(msgspec.Struct, kw_only=True):
+    """A cited source for a span of a message's text: ``start_index``/``end_index`` are character offsets into
+    the message's concatenated text content (OpenAI ``url_citation``); ``cited_text`` is the quoted passage
+    (Anthropic citations)."""
+
+    url: str
+    title: str = ""
+    start_index: int = 0
+    end_index: int = 0
+    cited_text: str = ""
+
+
+class SearchResultRef(msgspec.Struct, kw_only=True):
+    url: str
+    title: str = ""
+    page_age: str | None = None
+
+
+class ServerToolCall(msgspec.Struct, kw_only=True):
+    """A tool the gateway ran itself (web search, fetch, python) while producing this message: shown to
+    Anthropic clients as ``server_tool_use`` + ``web_search_tool_result`` blocks."""
+
+    id: str
+    name: str
+    input: dict[str, Any] = {}
+    results: list[SearchResultRef] = []
+
+
 class Message(msgspec.Struct, kw_only=True):
     role: Role
     content: list[Part] = []
@@ -64,6 +92,9 @@ class Message(msgspec.Struct, kw_only=True):
     name: str | None = None  # tool name on role == "tool" (Gemini needs it); participant name otherwise
     is_error: bool = False  # a tool result that reports a failure
     reasoning: list[ReasoningPart] = []
+    # Filled by the gateway's own compound models only; providers ignore them.
+    citations: list[Citation] = []
+    server_tools: list[ServerToolCall] = []
 
     def text(self) -> str:
         return "".join(p.text for p in self.content if isinstance(p, TextPart))

@@ -24,7 +24,9 @@ import msgspec
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.events import (
     ChoiceEnd,
+    CitationDelta,
     ReasoningDelta,
+    ServerToolUse,
     StreamEvent,
     StreamFailure,
     StreamStart,
@@ -38,12 +40,14 @@ from omnirelay.core.types import (
     ChatRequest,
     ChatResponse,
     Choice,
+    Citation,
     FinishReason,
     ImagePart,
     Message,
     Part,
     Reasoning,
     ReasoningPart,
+    ServerToolCall,
     TextPart,
     Tool,
     ToolCall,
@@ -310,6 +314,48 @@ def _tool_input(arguments: str, name: str) -> dict[str, Any]:
     return {}
 
 
+def _citation(c: Citation) -> dict[str, Any]:
+    # encrypted_index is opaque to clients; the cited span's offsets serve as a stable value.
+    return {
+        "type": "web_search_result_location",
+        "url": c.url,
+        "title": c.title,
+        "cited_text": c.cited_text,
+        "encrypted_index": f"{c.start_index}:{c.end_index}",
+    }
+
+
+def _server_tool_blocks(call: ServerToolCall) -> list[wire.AnyBlock]:
+    results = [
+        {"type": "web_search_result", "url": r.url, "title": r.title, "encrypted_content": "", "page_age": r.page_age}
+        for r in call.results
+    ]
+    return [
+        wire.AnyBlock(type="server_tool_use", id=call.id, name=call.name, input=call.input),
+        wire.AnyBlock(type="web_search_tool_result", tool_use_id=call.id, content=results),
+    ]
+
+
+def _cited_text_blocks(text: str, citations: list[Citation]) -> list[wire.AnyBlock]:
+    """Text split at the citation spans, each cited span its own block carrying its citations (as Anthropic
+    returns web-search answers)."""
+    blocks: list[wire.AnyBlock] = []
+    at = 0
+    spans: dict[tuple[int, int], list[Citation]] = {}
+    for c in sorted(citations, key=lambda c: (c.start_index, c.end_index)):
+        spans.setdefault((c.start_index, c.end_index), []).append(c)
+    for (start, end), group in spans.items():
+        if start < at or end > len(text):
+            continue  # overlapping or out of range: keep the text whole rather than duplicate it
+        if start > at:
+            blocks.append(wire.AnyBlock(type="text", text=text[at:start]))
+        blocks.append(wire.AnyBlock(type="text", text=text[start:end], citations=[_citation(c) for c in group]))
+        at = end
+    if at < len(text):
+        blocks.append(wire.AnyBlock(type="text", text=text[at:]))
+    return blocks
+
+
 def _blocks(msg: Message) -> list[wire.AnyBlock]:
     blocks: list[wire.AnyBlock] = []
     for r in msg.reasoning:
@@ -317,7 +363,11 @@ def _blocks(msg: Message) -> list[wire.AnyBlock]:
             blocks.append(wire.AnyBlock(type="redacted_thinking", data=r.redacted))
         else:
             blocks.append(wire.AnyBlock(type="thinking", thinking=r.text, signature=r.signature or ""))
-    for p in msg.content:
+    for server_call in msg.server_tools:
+        blocks.extend(_server_tool_blocks(server_call))
+    if msg.citations:
+        blocks.extend(_cited_text_blocks(msg.text(), msg.citations))
+    for p in msg.content if not msg.citations else ():
         if isinstance(p, TextPart) and p.text:
             blocks.append(wire.AnyBlock(type="text", text=p.text))
     for call in msg.tool_calls:
@@ -429,6 +479,16 @@ class AnthropicStreamEncoder(StreamEncoder):
                 out += self._delta(self.index, wire.AnyDelta(type="text_delta", text=event.text))
         elif isinstance(event, ReasoningDelta):
             out += self._reasoning(event)
+        elif isinstance(event, CitationDelta):
+            if self.open_kind != "text":
+                out += self._open("text", wire.AnyBlock(type="text", text="", citations=[]))
+            out += self._delta(self.index, wire.AnyDelta(type="citations_delta", citation=_citation(event.citation)))
+        elif isinstance(event, ServerToolUse):
+            use, result = _server_tool_blocks(event.call)
+            out += self._open("server_tool_use", msgspec.structs.replace(use, input={}))
+            args = _ENCODER.encode(event.call.input).decode()
+            out += self._delta(self.index, wire.AnyDelta(type="input_json_delta", partial_json=args))
+            out += self._open("web_search_tool_result", result) + self._close()
         elif isinstance(event, ToolCallStart):
             block = wire.AnyBlock(type="tool_use", id=event.id, name=event.name, input={})
             out += self._open("tool_use", block)

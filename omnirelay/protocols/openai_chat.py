@@ -12,6 +12,7 @@ from msgspec import UNSET
 from omnirelay.core.errors import ErrorKind, GatewayError, invalid
 from omnirelay.core.events import (
     ChoiceEnd,
+    CitationDelta,
     ReasoningDelta,
     StreamEvent,
     StreamFailure,
@@ -25,6 +26,7 @@ from omnirelay.core.ids import new_id, now
 from omnirelay.core.types import (
     ChatRequest,
     ChatResponse,
+    Citation,
     FinishReason,
     ImagePart,
     Message,
@@ -221,6 +223,13 @@ def _usage(usage: Usage, cost: float | None) -> wire.CompletionUsage:
     )
 
 
+def _annotation(c: Citation) -> dict[str, Any]:
+    return {
+        "type": "url_citation",
+        "url_citation": {"start_index": c.start_index, "end_index": c.end_index, "url": c.url, "title": c.title},
+    }
+
+
 def _response_message(msg: Message) -> wire.ResponseMessage:
     text = msg.text()
     reasoning = "".join(r.text for r in msg.reasoning)
@@ -231,7 +240,7 @@ def _response_message(msg: Message) -> wire.ResponseMessage:
         content=text if text or not calls else None,
         reasoning_content=reasoning if reasoning else UNSET,
         tool_calls=calls if calls else UNSET,
-        annotations=[],
+        annotations=[_annotation(c) for c in msg.citations],
     )
 
 
@@ -302,6 +311,8 @@ class OpenAIStreamEncoder(StreamEncoder):
             return self._chunk(event.choice, wire.Delta(tool_calls=[call]))
         if isinstance(event, ChoiceEnd):
             return self._chunk(event.choice, _NO_DELTA, _FINISH.get(event.finish_reason, "stop"))
+        if isinstance(event, CitationDelta):
+            return self._chunk(event.choice, wire.Delta(annotations=[_annotation(event.citation)]))
         if isinstance(event, UsageReport):
             self.usage = event.usage
             return b""

@@ -53,6 +53,10 @@ class Relay:
         self.executor = executor
         self.gate = gate
         self.dispatcher = Dispatcher(routes)
+        # Compound models (think:/heavy:/deepsearch:) are engines that call back into this relay.
+        from omnirelay.compound.relay_caller import install as install_compound
+
+        install_compound(self)
 
     # -- routing -----------------------------------------------------------------------------------------
 
@@ -186,7 +190,8 @@ class Relay:
         resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         record.usage = resp.usage
-        record.cost = self._cost(record)
+        # A compound engine prices each of its upstream calls itself (they may hit different models).
+        record.cost = resp.cost if record.provider == "compound" and resp.cost is not None else self._cost(record)
         resp.cost = record.cost
         out = protocol.render_response(resp, req)
         headers = self._response_headers(record, admission)
@@ -251,6 +256,7 @@ class Relay:
             await _aclose(events)
             raise
         usage: Usage | None = None
+        reported_cost: float | None = None  # compound engines report the exact cost of their calls
         produced_chars = 0
         client_gone = False
         task = asyncio.current_task()
@@ -263,6 +269,7 @@ class Relay:
             while event is not None:
                 if isinstance(event, UsageReport):
                     usage = event.usage
+                    reported_cost = event.cost if event.cost is not None else reported_cost
                 elif isinstance(event, StreamFailure):
                     failure = event.error
                     record.status = event.error.status
@@ -282,7 +289,7 @@ class Relay:
             else:
                 completed = True
                 record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
-                record.cost = self._cost(record)
+                record.cost = reported_cost if reported_cost is not None else self._cost(record)
                 record.latency_ms = (time.perf_counter() - t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
                 await send_chunk(send, encoder.finish(record.cost))
@@ -311,7 +318,7 @@ class Relay:
             if record.status != 200 or client_gone:
                 # Charge what was produced: upstream usage if it arrived, else an estimate from the text.
                 record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
-                record.cost = self._cost(record)
+                record.cost = reported_cost if reported_cost is not None else self._cost(record)
         if not client_gone:
             await send_chunk(send, b"", more=False)
 

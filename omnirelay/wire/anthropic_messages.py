@@ -189,6 +189,8 @@ class AnyBlock(_Wire):
     signature: str | None = None
     data: str | None = None
     citations: list[dict[str, Any]] | None = None
+    tool_use_id: str | None = None  # web_search_tool_result
+    content: list[dict[str, Any]] | None = None  # web_search_tool_result: the search results
 
 
 class OutputTokensDetails(_Wire):

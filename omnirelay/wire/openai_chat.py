@@ -263,6 +263,7 @@ class Delta(msgspec.Struct, kw_only=True):
     reasoning: str | UnsetType | None = UNSET  # vLLM / Ollama spelling, decode only
     tool_calls: list[ToolCallDelta] | UnsetType | None = UNSET
     refusal: str | UnsetType | None = UNSET
+    annotations: list[Any] | UnsetType | None = UNSET  # url_citation entries (compound deepsearch)
 
 
 class ChunkChoice(msgspec.Struct, kw_only=True):

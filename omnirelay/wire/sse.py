@@ -23,35 +23,44 @@ class SSEDecoder:
         self._pending_cr = False
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if self._pending_cr and chunk.startswith(b"\n"):
+        if not chunk:
+            return []  # keeps a pending CR pending
+        if self._pending_cr and chunk[0] == 0x0A:
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
         self._pending_cr = chunk.endswith(b"\r")
-        buf = self._buf + chunk
+        buf = self._buf + chunk if self._buf else chunk
+        if b"\r" in buf:  # CR and CRLF line ends become LF; a lone trailing CR ends its line, see _pending_cr
+            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buf.rfind(b"\n") + 1
+        if not end:
+            self._buf = buf
+            return []
+        self._buf = buf[end:]
+        # Complete lines only, decoded at once (LF never occurs inside a UTF-8 sequence). Each part but the
+        # last of the split on "\n\n" is followed by a blank line; the last holds whole lines still pending.
+        blocks = buf[:end].decode("utf-8", errors="replace").split("\n\n")
+        tail = blocks.pop()
         out: list[SSEEvent] = []
-        start = 0
-        n = len(buf)
-        while start < n:
-            lf = buf.find(b"\n", start)
-            cr = buf.find(b"\r", start)
-            if lf == -1 and cr == -1:
-                break
-            if cr != -1 and (lf == -1 or cr < lf):
-                end, nxt = cr, cr + 2 if cr + 1 < n and buf[cr + 1] == 0x0A else cr + 1
-            else:
-                end, nxt = lf, lf + 1
-            self._line(buf[start:end], out)
-            start = nxt
-        self._buf = buf[start:]
+        for block in blocks:
+            # The common event, a single ``data`` line with nothing pending before it, without per-line work.
+            if block.startswith("data:") and "\n" not in block and not self._data and self._event is None:
+                out.append(SSEEvent(event=None, data=block[6:] if block.startswith(" ", 5) else block[5:]))
+                continue
+            for line in block.split("\n"):
+                self._line(line, out)
+            self._line("", out)
+        if tail:
+            for line in tail[:-1].split("\n"):
+                self._line(line, out)
         return out
 
-    def _line(self, raw: bytes, out: list[SSEEvent]) -> None:
-        if not raw:
+    def _line(self, line: str, out: list[SSEEvent]) -> None:
+        if not line:
             if self._data or self._event is not None:
                 out.append(SSEEvent(event=self._event, data="\n".join(self._data)))
             self._event = None
             self._data = []
             return
-        line = raw.decode("utf-8", errors="replace")
         if line.startswith(":"):
             return
         field, sep, value = line.partition(":")

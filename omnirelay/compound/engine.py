@@ -1,0 +1,133 @@
+"""The base of the compound engines: one async event generator per mode (``run``) serves both ``stream`` and
+``complete`` (which collects the events into a ChatResponse), so each mode is written once."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, ClassVar
+
+from omnirelay.compound.caller import ModelCaller, Tally
+from omnirelay.compound.options import CompoundSettings, Effective, request_options
+from omnirelay.core.errors import GatewayError
+from omnirelay.core.events import (
+    ChoiceEnd,
+    CitationDelta,
+    ReasoningDelta,
+    ServerToolUse,
+    StreamEvent,
+    StreamFailure,
+    StreamStart,
+    TextDelta,
+    ToolCallArgs,
+    ToolCallStart,
+    UsageReport,
+)
+from omnirelay.core.ids import new_id, now
+from omnirelay.core.types import (
+    ChatRequest,
+    ChatResponse,
+    Choice,
+    FinishReason,
+    Message,
+    ReasoningPart,
+    TextPart,
+    ToolCall,
+    Usage,
+)
+from omnirelay.providers.base import EngineProvider
+
+if TYPE_CHECKING:
+    from omnirelay.config import UpstreamConfig
+
+
+class CompoundEngine(EngineProvider):
+    family: ClassVar[str] = "compound"
+    mode: ClassVar[str]
+
+    def __init__(self, upstream: UpstreamConfig, caller: ModelCaller, settings: CompoundSettings) -> None:
+        super().__init__(upstream)
+        self.caller = caller
+        self.settings = settings
+
+    @abstractmethod
+    def run(self, req: ChatRequest, base: str, opts: Effective, tally: Tally) -> AsyncIterator[StreamEvent]:
+        """The mode's events after StreamStart: content, UsageReports (from ``tally``) and one ChoiceEnd."""
+
+    def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        return self._events(req, model)
+
+    async def _events(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]:
+        opts = request_options(req, self.settings)  # a bad option fails before anything is sent
+        tally = Tally()
+        yield StreamStart(id=new_id("cmp_"), model=req.model, created=now())
+        async for event in self.run(req, model, opts, tally):
+            yield event
+        yield tally.report()
+
+    async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
+        return await collect(self.stream(req, model), req.model)
+
+
+async def collect(events: AsyncIterator[StreamEvent], model: str) -> ChatResponse:
+    """A stream of one choice gathered into a response; ``cost`` is the last UsageReport's."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    msg = Message(role="assistant")
+    calls: dict[int, ToolCall] = {}
+    finish: FinishReason = "stop"
+    stop_sequence: str | None = None
+    usage = Usage()
+    cost: float | None = None
+    rid = new_id("cmp_")
+    created = now()
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reasoning.append(event.text)
+        elif isinstance(event, ToolCallStart):
+            calls[event.index] = ToolCall(id=event.id, name=event.name, arguments="")
+        elif isinstance(event, ToolCallArgs):
+            call = calls.get(event.index)
+            if call is not None:
+                call.arguments += event.arguments
+        elif isinstance(event, CitationDelta):
+            msg.citations.append(event.citation)
+        elif isinstance(event, ServerToolUse):
+            msg.server_tools.append(event.call)
+        elif isinstance(event, ChoiceEnd):
+            finish, stop_sequence = event.finish_reason, event.stop_sequence
+        elif isinstance(event, UsageReport):
+            usage, cost = event.usage, event.cost
+        elif isinstance(event, StreamStart):
+            rid, created = event.id, event.created or created
+        elif isinstance(event, StreamFailure):
+            raise event.error
+    joined = "".join(text)
+    msg.content = [TextPart(text=joined)] if joined else []
+    thought = "".join(reasoning)
+    msg.reasoning = [ReasoningPart(text=thought)] if thought else []
+    msg.tool_calls = [calls[i] for i in sorted(calls)]
+    choice = Choice(index=0, message=msg, finish_reason=finish, stop_sequence=stop_sequence)
+    return ChatResponse(id=rid, model=model, created=created, choices=[choice], usage=usage, cost=cost)
+
+
+def chunks(text: str, size: int = 160) -> list[str]:
+    """Text cut into pieces for streaming an answer that is already complete."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or []
+
+
+def out_of_budget(opts: Effective, tally: Tally) -> str | None:
+    """Which cap the totals so far reached, or None."""
+    if opts.max_cost is not None and tally.cost >= opts.max_cost:
+        return f"the cost cap (${opts.max_cost:g})"
+    if opts.max_tokens is not None and tally.usage.total_tokens >= opts.max_tokens:
+        return f"the token cap ({opts.max_tokens})"
+    return None
+
+
+def require_text(resp: ChatResponse, what: str) -> str:
+    if not resp.choices:
+        raise GatewayError("upstream", f"{what}: the upstream returned no choices")
+    return resp.choices[0].message.text()

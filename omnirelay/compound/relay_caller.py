@@ -1,0 +1,125 @@
+"""The relay's side of compound models: the ``ModelCaller`` the engines use (normal routing, retries and
+fallbacks, per-call pricing, no admission: the outer request was admitted and is charged the total), and the
+registration of the engines as providers of the virtual channels."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from omnirelay.compound import PROVIDER_NAME, upstream_name, virtual_upstream
+from omnirelay.compound.engine import CompoundEngine
+from omnirelay.compound.options import CompoundSettings, load_settings
+from omnirelay.config import Timeouts
+from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.estimate import estimate_request_tokens, estimate_text_tokens
+from omnirelay.core.events import (
+    ReasoningDelta,
+    StreamEvent,
+    StreamFailure,
+    StreamStart,
+    TextDelta,
+    ToolCallArgs,
+    UsageReport,
+)
+from omnirelay.core.pricing import cost_of
+from omnirelay.core.types import ChatRequest, ChatResponse, Usage
+from omnirelay.routing.table import Channel
+from omnirelay.server.gate import UsageRecord
+
+if TYPE_CHECKING:
+    from omnirelay.server.relay import Relay
+
+
+def is_virtual(channel: Channel) -> bool:
+    return channel.upstream.provider == PROVIDER_NAME
+
+
+class RelayModelCaller:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    def _price(self, model_used: str, model_requested: str, usage: Usage) -> float:
+        price = self.relay.gate.price(model_used, model_requested)
+        return cost_of(usage, price) if price is not None else 0.0
+
+    def _check(self, req: ChatRequest) -> None:
+        route = self.relay.routes.resolve(req.model)
+        if any(is_virtual(c) for c in route.channels):
+            raise invalid(f"compound models cannot call compound models (`{req.model}`)", param="model")
+
+    async def complete(self, req: ChatRequest) -> ChatResponse:
+        self._check(req)
+        relay = self.relay
+        used: list[Channel] = []
+
+        async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
+            return await relay._complete_once(channel, req, timeouts)
+
+        resp, _lease = await relay.dispatcher.run(relay._plan(req), call, lambda ch, _n: used.append(ch))
+        resp.cost = self._price(used[-1].model, req.model, resp.usage)
+        return resp
+
+    async def stream(self, req: ChatRequest) -> AsyncIterator[StreamEvent]:
+        self._check(req)
+        relay = self.relay
+        record = UsageRecord(request_id="", created_at=0.0, key_id=None, protocol="compound", model_requested=req.model)
+        events, head, lease = await relay._open_stream(req, relay._plan(req), record)
+        usage: Usage | None = None
+        produced = 0
+        failure: GatewayError | None = None
+        completed = False
+        try:
+            pending = iter(head)
+            while True:
+                event = next(pending, None)
+                if event is None:
+                    event = await anext(events, None)
+                    if event is None:
+                        break
+                if isinstance(event, UsageReport):
+                    usage = event.usage
+                    continue
+                if isinstance(event, StreamStart):
+                    continue
+                if isinstance(event, StreamFailure):
+                    raise event.error
+                if isinstance(event, TextDelta | ReasoningDelta):
+                    produced += len(event.text)
+                elif isinstance(event, ToolCallArgs):
+                    produced += len(event.arguments)
+                yield event
+            completed = True
+        except GatewayError as err:
+            failure = err
+            raise
+        finally:
+            closer = getattr(events, "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):  # a broken stream's close must not mask the outcome
+                    await closer()
+            if failure is not None:
+                lease.fail(failure)
+            elif completed:
+                lease.succeed()
+            else:
+                lease.abandon()
+        if usage is None:
+            usage = Usage(input_tokens=estimate_request_tokens(req), output_tokens=estimate_text_tokens(produced))
+        yield UsageReport(usage=usage, cost=self._price(record.model_used or req.model, req.model, usage))
+
+
+def install(relay: Relay) -> CompoundSettings:
+    """Register the compound engines as the providers of the virtual channels."""
+    from omnirelay.compound.deepsearch import DeepSearchEngine
+    from omnirelay.compound.heavy import HeavyEngine
+    from omnirelay.compound.think import ThinkEngine
+
+    config = relay.routes.config
+    settings = load_settings(config.extra, config.state.data_dir)
+    caller = RelayModelCaller(relay)
+    engines: list[type[CompoundEngine]] = [ThinkEngine, HeavyEngine, DeepSearchEngine]
+    for cls in engines:
+        relay.providers[upstream_name(cls.mode)] = cls(virtual_upstream(cls.mode), caller, settings)
+    return settings
