@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -64,6 +64,9 @@ class CompoundSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     fetch: FetchSettings = msgspec.field(default_factory=FetchSettings)
     python: PythonSettings = msgspec.field(default_factory=PythonSettings)
     max_tool_steps: int = 8  # server-side tool loop: model turns per request
+    # Anthropic server tools (``{"type": "web_search_20250305", ...}``) sent to a model served only by Anthropic
+    # upstreams: "upstream" lets Anthropic run them; "gateway" runs them here like for any other model.
+    anthropic_server_tools: Literal["upstream", "gateway"] = "upstream"
     data_dir: str | None = None  # filled from state.data_dir: where the local corpus index lives by default
 
 

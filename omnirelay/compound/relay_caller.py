@@ -115,11 +115,12 @@ def install(relay: Relay) -> CompoundSettings:
     from omnirelay.compound.deepsearch import DeepSearchEngine
     from omnirelay.compound.heavy import HeavyEngine
     from omnirelay.compound.think import ThinkEngine
+    from omnirelay.compound.toolloop import ToolLoopEngine
 
     config = relay.routes.config
     settings = load_settings(config.extra, config.state.data_dir)
     caller = RelayModelCaller(relay)
-    engines: list[type[CompoundEngine]] = [ThinkEngine, HeavyEngine, DeepSearchEngine]
+    engines: list[type[CompoundEngine]] = [ThinkEngine, HeavyEngine, DeepSearchEngine, ToolLoopEngine]
     for cls in engines:
         relay.providers[upstream_name(cls.mode)] = cls(virtual_upstream(cls.mode), caller, settings)
     return settings

@@ -76,12 +76,18 @@ class SearchResultRef(msgspec.Struct, kw_only=True):
 
 class ServerToolCall(msgspec.Struct, kw_only=True):
     """A tool the gateway ran itself (web search, fetch, python) while producing this message: shown to
-    Anthropic clients as ``server_tool_use`` + ``web_search_tool_result`` blocks."""
+    Anthropic clients as ``server_tool_use`` + ``web_search_tool_result`` / ``web_fetch_tool_result`` /
+    ``code_execution_tool_result`` blocks."""
 
     id: str
     name: str
     input: dict[str, Any] = {}
     results: list[SearchResultRef] = []
+    # The tool loop's fetch and python: the page text or program output, and why the call failed, if it did.
+    output: str = ""
+    stderr: str = ""
+    return_code: int | None = None
+    error: str | None = None
 
 
 class Message(msgspec.Struct, kw_only=True):

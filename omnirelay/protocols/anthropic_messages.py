@@ -202,9 +202,25 @@ def _assistant_turn(blocks: list[wire.ContentBlock], path: str, tool_names: dict
             msg.reasoning.append(ReasoningPart(redacted=block.data))
         elif isinstance(block, wire.ImageBlock | wire.DocumentBlock):
             msg.content.append(_input_part(block, where))
+        elif isinstance(block, wire.ServerToolUseBlock):
+            continue  # the call already ran on the server; its result block below carries what it found
+        elif isinstance(block, wire.ServerToolResultBlock):
+            # History of a server tool run (ours or Anthropic's): kept as context text, since a follow-up turn
+            # may go to any upstream and only Anthropic's own API understands these blocks.
+            msg.content.append(TextPart(text=_server_result_text(block)))
         else:
             raise invalid(f"{where}: tool_result blocks are only allowed in user messages", where)
     return msg
+
+
+SERVER_RESULT_TEXT_LIMIT = 4000
+
+
+def _server_result_text(block: wire.ServerToolResultBlock) -> str:
+    body = _ENCODER.encode(block.content).decode()
+    if len(body) > SERVER_RESULT_TEXT_LIMIT:
+        body = body[:SERVER_RESULT_TEXT_LIMIT] + "..."
+    return f"[{block_type(block)}] {body}"
 
 
 def block_type(block: wire.ContentBlock) -> str:
@@ -326,13 +342,53 @@ def _citation(c: Citation) -> dict[str, Any]:
 
 
 def _server_tool_blocks(call: ServerToolCall) -> list[wire.AnyBlock]:
-    results = [
-        {"type": "web_search_result", "url": r.url, "title": r.title, "encrypted_content": "", "page_age": r.page_age}
-        for r in call.results
-    ]
+    """The ``server_tool_use`` block and its result block, as Anthropic returns its own web search, web fetch
+    and code execution tools (the gateway's ``fetch`` and ``python`` are shown as ``web_fetch`` and
+    ``code_execution``)."""
+    content: list[dict[str, Any]] | dict[str, Any]
+    if call.name == "fetch":
+        name, kind = "web_fetch", "web_fetch_tool_result"
+        if call.error is not None:
+            content = {"type": "web_fetch_tool_result_error", "error_code": "url_not_accessible"}
+        else:
+            url = call.results[0].url if call.results else str(call.input.get("url", ""))
+            title = call.results[0].title if call.results else None
+            source = {"type": "text", "media_type": "text/plain", "data": call.output}
+            content = {
+                "type": "web_fetch_result",
+                "url": url,
+                "content": {"type": "document", "source": source, "title": title},
+            }
+    elif call.name == "python":
+        name, kind = "code_execution", "code_execution_tool_result"
+        if call.error is not None:
+            content = {"type": "code_execution_tool_result_error", "error_code": "invalid_tool_input"}
+        else:
+            content = {
+                "type": "code_execution_result",
+                "stdout": call.output,
+                "stderr": call.stderr,
+                "return_code": call.return_code or 0,
+                "content": [],
+            }
+    else:
+        name, kind = call.name, "web_search_tool_result"
+        if call.error is not None:
+            content = {"type": "web_search_tool_result_error", "error_code": "unavailable"}
+        else:
+            content = [
+                {
+                    "type": "web_search_result",
+                    "url": r.url,
+                    "title": r.title,
+                    "encrypted_content": "",
+                    "page_age": r.page_age,
+                }
+                for r in call.results
+            ]
     return [
-        wire.AnyBlock(type="server_tool_use", id=call.id, name=call.name, input=call.input),
-        wire.AnyBlock(type="web_search_tool_result", tool_use_id=call.id, content=results),
+        wire.AnyBlock(type="server_tool_use", id=call.id, name=name, input=call.input),
+        wire.AnyBlock(type=kind, tool_use_id=call.id, content=content),
     ]
 
 
@@ -488,7 +544,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             out += self._open("server_tool_use", msgspec.structs.replace(use, input={}))
             args = _ENCODER.encode(event.call.input).decode()
             out += self._delta(self.index, wire.AnyDelta(type="input_json_delta", partial_json=args))
-            out += self._open("web_search_tool_result", result) + self._close()
+            out += self._open(result.type, result) + self._close()
         elif isinstance(event, ToolCallStart):
             block = wire.AnyBlock(type="tool_use", id=event.id, name=event.name, input={})
             out += self._open("tool_use", block)

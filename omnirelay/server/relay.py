@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from omnirelay.compound.toolloop import tool_loop_route
 from omnirelay.config import Timeouts
 from omnirelay.core.catalog import THINKING_SUFFIX
 from omnirelay.core.errors import GatewayError, invalid
@@ -76,6 +77,9 @@ class Relay:
         """The models to try in order: the requested one, then the request's fallbacks (``omnirelay.fallbacks``
         or OpenRouter's ``models``), then the model's configured ones. An unknown fallback name is skipped; an
         unknown requested model is too when the request names fallbacks (as OpenRouter does)."""
+        looped = tool_loop_route(self, req)  # names web_search / fetch / python: the gateway runs the tool loop
+        if looped is not None:
+            return [looped]
         requested = _requested_fallbacks(req)
         try:
             route: Route | None = self._resolve(req)

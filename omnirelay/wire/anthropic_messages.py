@@ -89,8 +89,45 @@ class RedactedThinkingBlock(_Tagged, tag="redacted_thinking"):
     data: str
 
 
+class ServerToolUseBlock(_Tagged, tag="server_tool_use"):
+    """A server tool call (web search, fetch, code execution) from an earlier assistant turn, sent back."""
+
+    id: str
+    name: str
+    input: Any = None
+
+
+class _ServerToolResult(_Tagged):
+    tool_use_id: str
+    content: Any = None
+
+
+class WebSearchToolResultBlock(_ServerToolResult, tag="web_search_tool_result"):
+    pass
+
+
+class WebFetchToolResultBlock(_ServerToolResult, tag="web_fetch_tool_result"):
+    pass
+
+
+class CodeExecutionToolResultBlock(_ServerToolResult, tag="code_execution_tool_result"):
+    pass
+
+
+ServerToolResultBlock = WebSearchToolResultBlock | WebFetchToolResultBlock | CodeExecutionToolResultBlock
+
 ContentBlock = (
-    TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock | ThinkingBlock | RedactedThinkingBlock
+    TextBlock
+    | ImageBlock
+    | DocumentBlock
+    | ToolUseBlock
+    | ToolResultBlock
+    | ThinkingBlock
+    | RedactedThinkingBlock
+    | ServerToolUseBlock
+    | WebSearchToolResultBlock
+    | WebFetchToolResultBlock
+    | CodeExecutionToolResultBlock
 )
 
 
@@ -190,7 +227,8 @@ class AnyBlock(_Wire):
     data: str | None = None
     citations: list[dict[str, Any]] | None = None
     tool_use_id: str | None = None  # web_search_tool_result
-    content: list[dict[str, Any]] | None = None  # web_search_tool_result: the search results
+    # web_search_tool_result: the search results; web_fetch / code_execution tool results: one object
+    content: list[dict[str, Any]] | dict[str, Any] | None = None
 
 
 class OutputTokensDetails(_Wire):
