@@ -30,6 +30,8 @@ from omnirelay.routing.table import Channel, Route, RouteTable
 
 log = logging.getLogger("omnirelay.routing")
 
+TIMER_PAD_S = 0.005
+
 T = TypeVar("T")
 
 
@@ -216,7 +218,9 @@ class Dispatcher:
                 soonest = ready
         limit = retry.retry_after_cap if deadline is None else min(retry.retry_after_cap, deadline - now)
         if soonest is not None and soonest <= limit:
-            await asyncio.sleep(soonest)
+            # uvloop's timers have millisecond granularity and may fire just before the rest ends; the pad
+            # makes the next pick see the channel usable instead of spending another bounded wait.
+            await asyncio.sleep(soonest + TIMER_PAD_S)
             return True
         if any_full:
             wait = queue_until - now if deadline is None else min(queue_until, deadline) - now

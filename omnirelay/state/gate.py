@@ -174,11 +174,18 @@ class KeyGate(Gate):
             matcher = prev.matcher if prev is not None and prev.record.models == rec.models else None
             fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models))
         self.keys = fresh
+        self._verified = {}
         self.open = not fresh and self.config.server.master_key is None
 
     def _committed(self, rows: list[UsageRow]) -> None:
+        # Runs under the writer's db_lock right after the commit. The committed units move from pending to the
+        # cached key's spent in the same step, so spent + pending never dips until the next refresh reloads
+        # spent from the database (otherwise a key would look richer for up to one refresh interval).
         for row in rows:
             if row.key_id is not None and row.cost_units:
+                cached = self.keys.get(row.key_id)
+                if cached is not None:
+                    cached.record.spent_units += row.cost_units
                 left = self.pending_units.get(row.key_id, 0) - row.cost_units
                 if left:
                     self.pending_units[row.key_id] = left
