@@ -86,9 +86,11 @@ _add_routing_commands()
 
 
 def _add_compound_commands() -> None:
+    from omnirelay.eval.cli import eval_app
     from omnirelay.tools.cli import corpus_app
 
     app.add_typer(corpus_app, name="corpus")
+    app.add_typer(eval_app, name="eval")
 
 
 _add_compound_commands()
