@@ -22,6 +22,11 @@ class ModelCaller(Protocol):
         ``UsageReport`` whose ``cost`` is set. No StreamStart; a failure raises GatewayError."""
         ...
 
+    def abandoned(self, req: ChatRequest) -> UsageReport:
+        """What to charge for a call cancelled after it was sent (an engine stopping at a cap): the upstream has
+        read the prompt, so its estimated input tokens at the model's price; what it generated is unknown."""
+        ...
+
 
 class Tally:
     """Running totals over every upstream call of one compound request."""

@@ -73,6 +73,7 @@ class HeavyEngine(CompoundEngine):
             per_agent_tokens = min(per_agent_tokens or share, share)
         temps = temperatures(n)
         agent_of: dict[asyncio.Task[ChatResponse], int] = {}
+        sub_of: dict[asyncio.Task[ChatResponse], ChatRequest] = {}
         for k in range(n):
             sub = sub_request(
                 req,
@@ -84,7 +85,9 @@ class HeavyEngine(CompoundEngine):
                 tool_choice=None,
                 parallel_tool_calls=None,
             )
-            agent_of[asyncio.create_task(self.caller.complete(sub))] = k
+            task = asyncio.create_task(self.caller.complete(sub))
+            agent_of[task] = k
+            sub_of[task] = sub
         done_texts: list[tuple[int, str, str | None]] = []  # (agent, text, extracted answer), completion order
         cap: str | None = None
         failures: list[GatewayError] = []
@@ -120,6 +123,10 @@ class HeavyEngine(CompoundEngine):
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+                for task in pending:
+                    if task.cancelled():  # sent and cut short: the upstream bills the prompt it read
+                        charge = self.caller.abandoned(sub_of[task])
+                        tally.add(charge.usage, charge.cost)
         if not done_texts:
             if failures and cap is None:
                 raise failures[0]

@@ -61,6 +61,10 @@ class RelayModelCaller:
         resp.cost = self._price(used[-1].model, req.model, resp.usage)
         return resp
 
+    def abandoned(self, req: ChatRequest) -> UsageReport:
+        usage = Usage(input_tokens=estimate_request_tokens(req))
+        return UsageReport(usage=usage, cost=self._price(req.model, req.model, usage))
+
     async def stream(self, req: ChatRequest) -> AsyncIterator[StreamEvent]:
         self._check(req)
         relay = self.relay
