@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -24,9 +25,20 @@ def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default: from config)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: from config, 8080)")] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes (default: from config, 1)")] = None,
+    interface: Annotated[
+        str,
+        typer.Option(
+            envvar="OMNIRELAY_INTERFACE",
+            help="granian interface: rsgi (native, cheaper per request) or asgi (the same app, standard ASGI)",
+        ),
+    ] = "rsgi",
 ) -> None:
     """Run the gateway."""
     from granian import Granian
+
+    if interface not in ("rsgi", "asgi"):
+        typer.echo(f"omnirelay: --interface must be rsgi or asgi, not {interface!r}", err=True)
+        raise typer.Exit(2)
 
     try:
         cfg = load_config(config)
@@ -39,11 +51,11 @@ def serve(
     bind_port = port or cfg.server.port
     typer.echo(f"omnirelay listening on http://{bind_host}:{bind_port}", err=True)
     Granian(
-        target="omnirelay.server.app:create_app",
+        target="omnirelay.server.rsgi:create_rsgi_app" if interface == "rsgi" else "omnirelay.server.app:create_app",
         factory=True,
         address=bind_host,
         port=bind_port,
-        interface="asgi",  # type: ignore[arg-type]
+        interface=interface,  # type: ignore[arg-type]
         workers=workers or cfg.server.workers,
         loop="uvloop",  # type: ignore[arg-type]
         log_access=False,
@@ -66,6 +78,12 @@ def check_config(config: ConfigOption = None) -> None:
         typer.echo(f"model {name}: {chans}")
 
 
+# ``omnirelay serve`` needs none of the other command groups. Not importing them keeps their modules (key store,
+# routing, eval and corpus CLIs) out of the server's processes, which saves RSS in the supervisor and in each
+# forked worker (see bench/CHANGES.md).
+_SERVING = sys.argv[1:2] == ["serve"]
+
+
 def _add_state_commands() -> None:
     from omnirelay.state.cli import keys_app, usage
 
@@ -73,7 +91,8 @@ def _add_state_commands() -> None:
     app.command("usage")(usage)
 
 
-_add_state_commands()
+if not _SERVING:
+    _add_state_commands()
 
 
 def _add_routing_commands() -> None:
@@ -82,7 +101,8 @@ def _add_routing_commands() -> None:
     app.add_typer(channels_app, name="channels")
 
 
-_add_routing_commands()
+if not _SERVING:
+    _add_routing_commands()
 
 
 def _add_compound_commands() -> None:
@@ -93,7 +113,8 @@ def _add_compound_commands() -> None:
     app.add_typer(eval_app, name="eval")
 
 
-_add_compound_commands()
+if not _SERVING:
+    _add_compound_commands()
 
 
 def main() -> None:

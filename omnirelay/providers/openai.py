@@ -313,17 +313,21 @@ class OpenAIStreamParser(StreamParser):
         if not self.started:
             self.started = True
             out.append(StreamStart(id=c.id or new_id("chatcmpl-"), model=c.model or self.model, created=c.created))
+        ended = self.ended
         for ch in c.choices:
             i = ch.index
-            if i in self.ended:
+            if ended and i in ended:
                 continue
             self.open.add(i)
             d = ch.delta
-            reasoning = _text(d.reasoning_content) or _text(d.reasoning)
-            if reasoning:
+            # Per chunk, so inline type checks rather than _text calls: decoded strings are exactly str.
+            reasoning = d.reasoning_content
+            if type(reasoning) is not str or not reasoning:
+                reasoning = d.reasoning
+            if type(reasoning) is str and reasoning:
                 out.append(ReasoningDelta(text=reasoning, choice=i))
-            text = _text(d.content)
-            if text:
+            text = d.content
+            if type(text) is str and text:
                 out.append(TextDelta(text=text, choice=i))
             if d.tool_calls:
                 self._tool_calls(i, d.tool_calls, out)

@@ -21,8 +21,15 @@ class ClientGone(Exception):
     """The client closed the connection."""
 
 
+# Scope key under which a non-ASGI front end (server/rsgi.py) passes the headers already as a str dict.
+PARSED_HEADERS = "omnirelay.headers"
+
+
 def header_map(scope: Scope) -> dict[str, str]:
     """Request headers, names lower-cased (ASGI already lower-cases them); repeated headers keep the last."""
+    parsed: dict[str, str] | None = scope.get(PARSED_HEADERS)
+    if parsed is not None:
+        return parsed
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 

@@ -266,6 +266,9 @@ class Relay:
         task = asyncio.current_task()
         assert task is not None
         watcher = asyncio.create_task(_watch_disconnect(receive, task))
+        # Frames of the events already read go out together, in one write per upstream read (see take_ready).
+        frames: list[bytes] = []
+        take_ready = getattr(events, "take_ready", None)
         try:
             await start_stream(send, self._response_headers(record, admission))
             pending = iter(head)
@@ -278,7 +281,8 @@ class Relay:
                     failure = event.error
                     record.status = event.error.status
                     record.error = event.error.message
-                    await send_chunk(send, encoder.error(event.error))
+                    frames.append(encoder.error(event.error))
+                    await send_chunk(send, b"".join(frames))
                     break
                 elif isinstance(event, TextDelta | ReasoningDelta):
                     produced_chars += len(event.text)
@@ -286,9 +290,17 @@ class Relay:
                     produced_chars += len(event.arguments)
                 data = encoder.encode(event)
                 if data:
-                    await send_chunk(send, data)
+                    frames.append(data)
                 event = next(pending, None)
                 if event is None:
+                    ready = take_ready() if take_ready is not None else None
+                    if ready:
+                        pending = iter(ready)
+                        event = next(pending)
+                        continue
+                    if frames:
+                        await send_chunk(send, frames[0] if len(frames) == 1 else b"".join(frames))
+                        frames.clear()
                     event = await anext(events, None)
             else:
                 completed = True
@@ -296,12 +308,14 @@ class Relay:
                 record.cost = reported_cost if reported_cost is not None else self._cost(record)
                 record.latency_ms = (time.perf_counter() - t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
-                await send_chunk(send, encoder.finish(record.cost))
+                frames.append(encoder.finish(record.cost))
+                await send_chunk(send, b"".join(frames))
         except GatewayError as err:
             failure = err
             record.status = err.status
             record.error = err.message
-            await send_chunk(send, encoder.error(err))
+            frames.append(encoder.error(err))
+            await send_chunk(send, b"".join(frames))
         except asyncio.CancelledError:
             if not watcher.done() or watcher.result() is not True:
                 raise

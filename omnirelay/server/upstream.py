@@ -8,7 +8,7 @@ aiohttp rather than httpx: its client is several times cheaper per request, whic
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiohttp
 
@@ -70,11 +70,15 @@ class HttpExecutor:
             raise GatewayError("upstream", f"upstream {name} failed: {type(exc).__name__}") from None
         return provider.parse_response(body, req)
 
-    async def stream(
-        self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts
-    ) -> AsyncIterator[StreamEvent]:
+    def stream(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> EventStream:
         """Events of one streamed reply. Errors before the first event raise (the caller may retry);
         errors after it raise too, and the relay turns them into the protocol's error frame."""
+        return EventStream(self._stream_batches(provider, req, model, timeouts))
+
+    async def _stream_batches(
+        self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts
+    ) -> AsyncGenerator[list[StreamEvent], None]:
+        """The events parsed from each upstream read, one list per read."""
         ureq = provider.build_request(req, model)
         name = provider.upstream.name
         parser = provider.stream_parser(req)
@@ -86,10 +90,12 @@ class HttpExecutor:
                     body = await resp.read()
                     raise provider.parse_error(resp.status, resp.headers, body)
                 async for chunk in resp.content.iter_any():
-                    for event in parser.feed(chunk):
-                        yield event
-                for event in parser.close():
-                    yield event
+                    events = parser.feed(chunk)
+                    if events:
+                        yield events
+                events = parser.close()
+                if events:
+                    yield events
         except TimeoutError:
             raise GatewayError("timeout", f"upstream {name} timed out") from None
         except aiohttp.ClientConnectorError:
@@ -100,3 +106,36 @@ class HttpExecutor:
             raise GatewayError("upstream", f"upstream {name} failed: {type(exc).__name__}") from None
         except asyncio.CancelledError:
             raise
+
+
+class EventStream:
+    """An upstream stream's events, one at a time (``async for``), plus ``take_ready``: the events already
+    parsed from the last read, without awaiting. The relay uses it to turn everything one upstream read produced
+    into a single write to the client instead of one per event."""
+
+    __slots__ = ("_batches", "_pos", "_ready")
+
+    def __init__(self, batches: AsyncGenerator[list[StreamEvent], None]) -> None:
+        self._batches = batches
+        self._ready: list[StreamEvent] = []
+        self._pos = 0
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while self._pos >= len(self._ready):
+            self._ready = await anext(self._batches)  # StopAsyncIteration ends the stream
+            self._pos = 0
+        event = self._ready[self._pos]
+        self._pos += 1
+        return event
+
+    def take_ready(self) -> list[StreamEvent]:
+        ready = self._ready[self._pos :] if self._pos else self._ready
+        self._ready = []
+        self._pos = 0
+        return ready
+
+    async def aclose(self) -> None:
+        await self._batches.aclose()

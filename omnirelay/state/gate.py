@@ -24,7 +24,6 @@ import contextlib
 import hmac
 import logging
 import math
-import secrets
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ import redis.exceptions
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.estimate import estimate_request_tokens
+from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import cost_of
 from omnirelay.core.types import ChatRequest, Usage
 from omnirelay.server.gate import Admission, Gate, UsageRecord
@@ -128,6 +128,9 @@ class KeyGate(Gate):
             on_committed=self._committed,
         )
         self.keys: dict[str, CachedKey] = {}
+        # Tokens already checked against the current cache, so a known key costs a dict lookup instead of a
+        # SHA-256; only tokens that matched get in (one per key), and every refresh starts it afresh.
+        self._verified: dict[str, CachedKey] = {}
         self.pending_units: dict[str, int] = {}  # settled charges the database has not committed yet
         self.open = False  # no master key and no issued key: everyone is let in
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
@@ -203,6 +206,9 @@ class KeyGate(Gate):
             raise _auth_error("You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or 'x-api-key'.")
         if master is not None and hmac.compare_digest(token.encode(), master.encode()):
             return None
+        known = self._verified.get(token)
+        if known is not None:
+            return known.record
         key_id = key_id_of(token)
         cached = self.keys.get(key_id) if key_id is not None else None
         # Hash and compare even for an unknown id, so timing does not tell which ids exist.
@@ -211,6 +217,7 @@ class KeyGate(Gate):
             if self.open:
                 return None
             raise _auth_error("Incorrect API key provided.")
+        self._verified[token] = cached
         return cached.record
 
     async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission:
@@ -243,7 +250,7 @@ class KeyGate(Gate):
         est_in = estimate_request_tokens(req)
         lim = Limits(
             key_id=rec.id,
-            request_id=secrets.token_hex(8),
+            request_id=new_id(""),
             rpm=rec.rpm,
             tpm=rec.tpm,
             est_tokens=est_in + (req.max_tokens or 0),

@@ -1,0 +1,151 @@
+"""``python -m bench.inproc``: CPU per request of omnirelay's App, driven in-process (no HTTP server, no load
+generator sharing the cores), against the usual mock upstream in its own process.
+
+Steadier than the HTTP runs on a shared machine, so it is what bench/CHANGES.md compares before and after a
+change: ``process_time`` of this process per request (the gateway's own work plus its aiohttp client). With
+``--profile`` it prints cProfile's top functions instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+import yaml
+
+from bench.procs import Service, free_port
+from bench.scenarios import Request, scenarios
+from bench.targets import UPSTREAM_KEY, create_key
+
+
+async def _one(app: Any, req: Request, key: str) -> int:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(req.body)).encode())]
+    for name, value in req.headers.items():
+        if name.lower() in ("authorization", "x-api-key"):
+            value = value.replace(value.split()[-1], key)
+        headers.append((name.lower().encode(), value.encode()))
+    scope = {"type": "http", "method": "POST", "path": req.path, "headers": headers, "query_string": b""}
+    sent = False
+    gone = asyncio.Event()
+    size = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": req.body, "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal size
+        if message["type"] == "http.response.start" and message["status"] != 200:
+            raise RuntimeError(f"status {message['status']}")
+        size += len(message.get("body", b""))
+
+    await app(scope, receive, send)
+    gone.set()
+    return size
+
+
+async def _drive(app: Any, req: Request, key: str, concurrency: int, count: int) -> None:
+    left = count
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await _one(app, req, key)
+
+    # One deadline for the whole run (not one per request, which would cost a timer each): a hang fails loudly.
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout=300)
+
+
+async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
+    from omnirelay.config import load_config
+    from omnirelay.server.app import App
+
+    config_path = workdir / "omnirelay.yaml"
+    config = {
+        "server": {"host": "127.0.0.1", "port": 1},
+        "upstreams": [
+            {
+                "name": "mock",
+                "provider": "openai",
+                "preset": "openai",
+                "base_url": upstream + "/v1",
+                "api_key": UPSTREAM_KEY,
+                "models": ["gpt-*"],
+            }
+        ],
+        "state": {"data_dir": str(workdir)},
+    }
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    key = create_key(config_path, {"OMNIRELAY_DATA_DIR": str(workdir)})
+    app = App(load_config(str(config_path)))
+    await app.startup()
+    try:
+        for sc in scenarios():
+            if sc.key not in args.scenarios:
+                continue
+            await _drive(app, sc.inbound, key, args.concurrency, 200)  # warm-up
+            count = args.requests if not sc.stream else max(1, args.requests // 5)
+            prof = cProfile.Profile() if args.profile else None
+            cpu, wall = time.process_time(), time.perf_counter()
+            if prof is not None:
+                prof.enable()
+            await _drive(app, sc.inbound, key, args.concurrency, count)
+            if prof is not None:
+                prof.disable()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            print(
+                f"{sc.key:10s} c={args.concurrency:<3d} {count:6d} req  {1e6 * cpu / count:7.0f} µs CPU/req  "
+                f"{count / wall:7.0f} req/s in-process",
+                flush=True,
+            )
+            if prof is not None:
+                stats = pstats.Stats(prof).sort_stats(args.sort)
+                stats.print_stats(args.top)
+                if args.callers:
+                    stats.print_callers(args.callers)
+    finally:
+        await app.shutdown()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
+    p.add_argument("--scenarios", default="openai,stream,anthropic")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--requests", type=int, default=5000, help="non-streaming requests (streams: a fifth)")
+    p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--sort", default="tottime")
+    p.add_argument("--top", type=int, default=30)
+    p.add_argument("--callers", help="with --profile: also print who calls functions matching this")
+    args = p.parse_args()
+    args.scenarios = args.scenarios.split(",")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="omnirelay-inproc-"))
+    argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port), "--chunks", str(args.chunks)]
+    mock = Service("mock", argv, workdir / "mock.log").start(cwd=Path(__file__).resolve().parent.parent)
+    try:
+        mock.wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+        os.environ["OMNIRELAY_DATA_DIR"] = str(workdir)
+        uvloop.run(_main(args, f"http://127.0.0.1:{port}", workdir))
+    finally:
+        mock.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
