@@ -138,7 +138,8 @@ class SqliteStore(Store):
                     await self.writer.execute("UPDATE omnirelay_schema SET version = ?", (step.version,))
                 await self.writer.execute("COMMIT")
             except BaseException:
-                await self.writer.execute("ROLLBACK")
+                if self.writer.in_transaction:  # a cancel can land before BEGIN ran: nothing to roll back
+                    await self.writer.execute("ROLLBACK")
                 raise
 
     @staticmethod
@@ -226,7 +227,8 @@ class SqliteStore(Store):
                 inserted = cur.rowcount
                 await w.execute("COMMIT")
             except BaseException:
-                await w.execute("ROLLBACK")
+                if w.in_transaction:  # a cancel (shutdown) can land before BEGIN ran: nothing to roll back
+                    await w.execute("ROLLBACK")
                 raise
         return inserted
 
