@@ -13,7 +13,7 @@ from omnirelay.compound.engine import CompoundEngine
 from omnirelay.compound.options import CompoundSettings, load_settings
 from omnirelay.config import Timeouts
 from omnirelay.core.errors import GatewayError, invalid
-from omnirelay.core.estimate import estimate_request_tokens, estimate_text_tokens
+from omnirelay.core.estimate import estimated_usage
 from omnirelay.core.events import (
     ReasoningDelta,
     StreamEvent,
@@ -62,7 +62,7 @@ class RelayModelCaller:
         return resp
 
     def abandoned(self, req: ChatRequest) -> UsageReport:
-        usage = Usage(input_tokens=estimate_request_tokens(req))
+        usage = estimated_usage(req)
         return UsageReport(usage=usage, cost=self._price(req.model, req.model, usage))
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[StreamEvent]:
@@ -110,7 +110,7 @@ class RelayModelCaller:
             else:
                 lease.abandon()
         if usage is None:
-            usage = Usage(input_tokens=estimate_request_tokens(req), output_tokens=estimate_text_tokens(produced))
+            usage = estimated_usage(req, produced)
         yield UsageReport(usage=usage, cost=self._price(record.model_used or req.model, req.model, usage))
 
 

@@ -5,7 +5,7 @@ at a flat 1,000 tokens. Deliberately simple: exact counts always replace these w
 
 from __future__ import annotations
 
-from omnirelay.core.types import ChatRequest, ImagePart, TextPart
+from omnirelay.core.types import ChatRequest, ImagePart, TextPart, Usage
 
 CHARS_PER_TOKEN = 4
 IMAGE_TOKENS = 1000
@@ -30,3 +30,9 @@ def estimate_request_tokens(req: ChatRequest) -> int:
     for tool in req.tools:
         total += estimate_text_tokens(len(tool.name) + len(tool.description or "") + len(str(tool.parameters)))
     return total
+
+
+def estimated_usage(req: ChatRequest, produced_chars: int = 0) -> Usage:
+    """The usage to charge for a call that ended before its upstream reported any: the prompt as sent and the
+    text produced so far (none for a call cancelled before it answered)."""
+    return Usage(input_tokens=estimate_request_tokens(req), output_tokens=estimate_text_tokens(produced_chars))

@@ -15,7 +15,7 @@ from omnirelay.compound.toolloop import tool_loop_route
 from omnirelay.config import Timeouts
 from omnirelay.core.catalog import THINKING_SUFFIX
 from omnirelay.core.errors import GatewayError, invalid
-from omnirelay.core.estimate import estimate_request_tokens, estimate_text_tokens
+from omnirelay.core.estimate import estimated_usage
 from omnirelay.core.events import (
     ReasoningDelta,
     StreamEvent,
@@ -304,7 +304,7 @@ class Relay:
                     event = await anext(events, None)
             else:
                 completed = True
-                record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
+                record.usage = usage if usage is not None else estimated_usage(req, produced_chars)
                 record.cost = reported_cost if reported_cost is not None else self._cost(record)
                 record.latency_ms = (time.perf_counter() - t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
@@ -335,7 +335,7 @@ class Relay:
                 lease.abandon()
             if record.status != 200 or client_gone:
                 # Charge what was produced: upstream usage if it arrived, else an estimate from the text.
-                record.usage = usage if usage is not None else _estimated_usage(req, produced_chars)
+                record.usage = usage if usage is not None else estimated_usage(req, produced_chars)
                 record.cost = reported_cost if reported_cost is not None else self._cost(record)
         if not client_gone:
             await send_chunk(send, b"", more=False)
@@ -357,10 +357,6 @@ def _requested_fallbacks(req: ChatRequest) -> list[str]:
             raise invalid(f"`{param}` must be a list of model names", param=param)
         found.extend(value)
     return found
-
-
-def _estimated_usage(req: ChatRequest, produced_chars: int) -> Usage:
-    return Usage(input_tokens=estimate_request_tokens(req), output_tokens=estimate_text_tokens(produced_chars))
 
 
 async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
