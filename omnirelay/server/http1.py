@@ -47,6 +47,10 @@ class ProtocolViolation(UpstreamHTTPError):
     """The reply is not valid HTTP/1.x (or uses an encoding this client cannot decode)."""
 
 
+class InvalidRequestHeader(UpstreamHTTPError):
+    """A header to send contains a line break (it would split the request); nothing was sent."""
+
+
 class _Target:
     """A URL split once: its pool key and the request line's pieces. Providers build the same URL strings over
     and over, so targets are cached by string."""
@@ -419,8 +423,13 @@ class _Pool:
         return None
 
     def release(self, conn: _Connection) -> None:
-        conn.idle_since = time.monotonic()
-        self.idle.append(conn)
+        now = conn.idle_since = time.monotonic()
+        idle = self.idle
+        # Sweep from the cold end: connections the upstream closed, or idle past keep-alive after a burst,
+        # would otherwise sit under the warm ones until the pool next runs dry.
+        while idle and (idle[0].closed or now - idle[0].idle_since >= self.keepalive):
+            idle.popleft().discard()
+        idle.append(conn)
 
     def close(self) -> None:
         while self.idle:
@@ -556,7 +565,7 @@ def _serialize(method: str, target: _Target, headers: dict[str, str], body: byte
             continue  # framing is this client's business
         if "\n" in value or "\r" in value or "\n" in name or "\r" in name:
             # a header built from configuration or input must never split the request (no secret in the text)
-            raise ProtocolViolation(f"header {name.strip()[:40]!r} contains a line break")
+            raise InvalidRequestHeader(f"header {name.strip()[:40]!r} contains a line break")
         lines.append(f"{name}: {value}\r\n")
     if body or method not in ("GET", "HEAD"):
         lines.append(f"content-length: {len(body)}\r\n")

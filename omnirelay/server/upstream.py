@@ -21,6 +21,7 @@ from omnirelay.server.http1 import (
     ConnectFailed,
     ConnectionClosed,
     HTTP1Client,
+    InvalidRequestHeader,
     ProtocolViolation,
     Reply,
     UpstreamHTTPError,
@@ -35,6 +36,8 @@ def _gateway_error(name: str, exc: UpstreamHTTPError, midway: str) -> GatewayErr
         return GatewayError("upstream", f"cannot connect to upstream {name}")
     if isinstance(exc, ConnectionClosed):
         return GatewayError("upstream", f"upstream {name} {midway}")
+    if isinstance(exc, InvalidRequestHeader):
+        return GatewayError("upstream", f"upstream {name}: {exc} (check its configured headers and key)")
     if isinstance(exc, ProtocolViolation):
         return GatewayError("upstream", f"upstream {name} sent a malformed HTTP reply")
     return GatewayError("upstream", f"upstream {name} failed: {type(exc).__name__}")
