@@ -1,4 +1,4 @@
-"""``python -m bench`` (``make bench``): omnirelay vs LiteLLM vs nginx on the same mock upstream.
+"""``python -m bench`` (``make bench``): omnirelay vs a minimal Python relay vs LiteLLM vs nginx on one mock upstream.
 
 python -m bench                      # the full run (~15 min on 2 cores), writes bench/RESULTS.md
 python -m bench --quick              # seconds: tiny load, same tables
@@ -44,7 +44,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--stream-rates", type=_floats, help="open-loop streams/s (default 20,200)")
     p.add_argument("--chunks", type=int, default=50, help="content chunks per streamed reply (default 50)")
     p.add_argument("--workers", type=int, default=1, help="worker processes for every server (default 1)")
-    p.add_argument("--targets", type=_names, default=["omnirelay", "litellm", "nginx"], help="omnirelay,litellm,nginx")
+    p.add_argument(
+        "--targets",
+        type=_names,
+        default=["omnirelay", "pyrelay", "litellm", "nginx"],
+        help="omnirelay,pyrelay,litellm,nginx (pyrelay: bench/pyrelay.py, the minimal Python relay)",
+    )
     p.add_argument(
         "--scenarios", type=_names, default=["openai", "stream", "anthropic"], help="openai,stream,anthropic"
     )

@@ -18,8 +18,16 @@ from bench.runner import Results, Summary
 from bench.scenarios import scenarios
 
 MB = 2**20
-LABELS = {"direct": "mock direct", "omnirelay": "omnirelay", "litellm": "LiteLLM", "nginx": "nginx"}
-GATEWAYS = ["omnirelay", "litellm", "nginx"]
+LABELS = {
+    "direct": "mock direct",
+    "omnirelay": "omnirelay",
+    "pyrelay": "pyrelay",
+    "litellm": "LiteLLM",
+    "nginx": "nginx",
+}
+GATEWAYS = ["omnirelay", "pyrelay", "litellm", "nginx"]
+# Targets that cannot translate Anthropic-in: the harness sends them the OpenAI stream (Target.translates_anthropic).
+PASSTHROUGH = ["pyrelay", "nginx"]
 
 
 def _num(s: Summary | None, key: str) -> float | None:
@@ -100,7 +108,7 @@ def _rows(by_target: dict[str, Summary], stream: bool, chunks: int) -> list[Row]
 
 def scenario_table(runs: dict[str, dict[str, Summary]], targets: list[str], stream: bool, chunks: int) -> list[str]:
     cols = ["direct", *[t for t in GATEWAYS if t in targets]]
-    ratio_cols = [t for t in ("litellm", "nginx") if t in targets and "omnirelay" in targets]
+    ratio_cols = [t for t in ("pyrelay", "litellm", "nginx") if t in targets and "omnirelay" in targets]
     head = ["load", "metric", *(LABELS[c] for c in cols), *(f"omnirelay/{LABELS[r]}" for r in ratio_cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for load, by_target in runs.items():
@@ -153,6 +161,8 @@ def versions(targets: list[str], used_wrk: bool) -> list[str]:
         out.append(f"- omnirelay commit {commit or '?'}{' + uncommitted changes' if dirty else ''}")
     except OSError:
         pass
+    if "pyrelay" in targets:
+        out.append("- pyrelay: bench/pyrelay.py on the same granian, aiohttp, msgspec and uvloop as omnirelay")
     if "litellm" in targets:
         out.append(f"- LiteLLM proxy {litellm_version(WORK / 'litellm-venv' / 'bin' / 'litellm')} (own venv)")
     if "nginx" in targets and (ng := nginx_binary()):
@@ -201,8 +211,14 @@ def render(results: Results, command: str) -> str:
         if sc.key not in results.runs:
             continue
         lines += ["", f"## {sc.title.format(chunks=s.chunks)}", ""]
-        if sc.key == "anthropic" and "nginx" in s.targets:
-            lines += ["nginx cannot translate: its column passes the OpenAI stream through (reference only).", ""]
+        passthrough = [LABELS[t] for t in PASSTHROUGH if t in s.targets]
+        if sc.key == "anthropic" and passthrough:
+            who = " and ".join(passthrough)
+            lines += [
+                f"{who} cannot translate: {'their columns pass' if len(passthrough) > 1 else 'its column passes'} "
+                "the OpenAI stream through (reference only).",
+                "",
+            ]
         lines += scenario_table(results.runs[sc.key], s.targets, sc.stream, s.chunks)
     lines += ["", "## Memory", "", "| server | idle RSS (MB) | peak RSS over the run (MB) |", "|---|---|---|"]
     for name, idle in results.idle_rss.items():

@@ -1,6 +1,6 @@
 """Orchestration: start the mock and every target, drive each with the same load, collect the numbers.
 
-Targets are interleaved within each load level (direct, omnirelay, LiteLLM, nginx, then the next level) so a
+Targets are interleaved within each load level (direct, omnirelay, pyrelay, LiteLLM, nginx, then the next level) so a
 noisy neighbour on this shared machine hits them all alike; comparisons are ratios within one run.
 """
 
@@ -19,7 +19,16 @@ from bench import wrk
 from bench.install import RUN, ensure_apt, log
 from bench.procs import RssSampler, tree_cpu_seconds, tree_rss
 from bench.scenarios import Request, Scenario, scenarios
-from bench.targets import CLIENT_KEY, ROOT, LiteLLMTarget, MockTarget, NginxTarget, OmnirelayTarget, Target
+from bench.targets import (
+    CLIENT_KEY,
+    ROOT,
+    LiteLLMTarget,
+    MockTarget,
+    NginxTarget,
+    OmnirelayTarget,
+    PyRelayTarget,
+    Target,
+)
 
 Summary = dict[str, object]
 
@@ -33,7 +42,7 @@ class Settings:
     stream_rates: list[float]
     chunks: int
     workers: int
-    targets: list[str]  # among omnirelay, litellm, nginx (the mock "direct" baseline always runs)
+    targets: list[str]  # among omnirelay, pyrelay, litellm, nginx (the mock "direct" baseline always runs)
     scenarios: list[str]
     state: bool
     install: bool
@@ -109,6 +118,8 @@ def start_target(name: str, settings: Settings, mock: MockTarget) -> Target:
     target: Target
     if name == "omnirelay":
         target = OmnirelayTarget("omnirelay").start(mock.url, settings.workers, settings.state)
+    elif name == "pyrelay":
+        target = PyRelayTarget("pyrelay").start(mock.url, settings.workers)
     elif name == "litellm":
         target = LiteLLMTarget("litellm").start(mock.url, settings.workers)
     elif name == "nginx":

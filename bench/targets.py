@@ -1,5 +1,6 @@
 """The servers under test, each configured for the same mock upstream: the mock itself (the baseline every
-"added latency" is measured against), omnirelay, LiteLLM's proxy, and nginx ``proxy_pass`` (the ceiling)."""
+"added latency" is measured against), omnirelay, a minimal Python relay (bench/pyrelay.py: the floor any
+Python gateway reaches here), LiteLLM's proxy, and nginx ``proxy_pass`` (the ceiling)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,30 @@ def create_key(config_path: Path, env: dict[str, str]) -> str:
     if out.returncode != 0 or not lines:
         raise RuntimeError(f"omnirelay keys create failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
     return lines[-1].strip()
+
+
+def _granian_argv() -> list[str]:
+    script = Path(sys.executable).parent / "granian"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "granian"]
+
+
+class PyRelayTarget(Target):
+    def translates_anthropic(self) -> bool:
+        return False  # like nginx: OpenAI in, OpenAI out; the Anthropic scenario sends it the OpenAI stream
+
+    def start(self, upstream: str, workers: int) -> PyRelayTarget:
+        self.port = free_port()
+        env = {"PYRELAY_UPSTREAM": upstream, "PYRELAY_KEY": CLIENT_KEY, "PYRELAY_UPSTREAM_KEY": UPSTREAM_KEY}
+        # The same granian settings omnirelay serves with (omnirelay/cli.py serve), so only the app differs.
+        argv = [*_granian_argv(), "--interface", "rsgi", "--loop", "uvloop", "--workers", str(workers)]
+        argv += ["--no-log", "--host", "127.0.0.1", "--port", str(self.port), "--backlog", "2048", "bench.pyrelay:app"]
+        self.service = Service("pyrelay", argv, RUN / "logs" / "pyrelay.log", env=env).start(cwd=ROOT)
+        self.service.wait_http(self.url + "/health", timeout=30)
+        self.notes.append(
+            "granian RSGI + pooled aiohttp client, static key compare, no state: "
+            "the floor a Python relay reaches on this machine (bench/pyrelay.py; no translation)"
+        )
+        return self
 
 
 LITELLM_LOGGING = {
