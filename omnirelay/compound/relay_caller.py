@@ -5,11 +5,12 @@ registration of the engines as providers of the virtual channels."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import TYPE_CHECKING
 
-from omnirelay.compound import PROVIDER_NAME, upstream_name, virtual_upstream
-from omnirelay.compound.engine import CompoundEngine
+from omnirelay.compound import ENGINES, PROVIDER_NAME, upstream_name, virtual_upstream
 from omnirelay.compound.options import CompoundSettings, load_settings
 from omnirelay.config import Timeouts
 from omnirelay.core.errors import GatewayError, invalid
@@ -25,10 +26,12 @@ from omnirelay.core.events import (
 )
 from omnirelay.core.pricing import cost_of
 from omnirelay.core.types import ChatRequest, ChatResponse, Usage
+from omnirelay.providers import ProviderMap
 from omnirelay.routing.table import Channel
 from omnirelay.server.gate import UsageRecord
 
 if TYPE_CHECKING:
+    from omnirelay.compound.engine import CompoundEngine
     from omnirelay.server.relay import Relay
 
 
@@ -115,16 +118,23 @@ class RelayModelCaller:
 
 
 def install(relay: Relay) -> CompoundSettings:
-    """Register the compound engines as the providers of the virtual channels."""
-    from omnirelay.compound.deepsearch import DeepSearchEngine
-    from omnirelay.compound.heavy import HeavyEngine
-    from omnirelay.compound.think import ThinkEngine
-    from omnirelay.compound.toolloop import ToolLoopEngine
-
+    """Register the compound engines as the providers of the virtual channels. The settings are checked now (a
+    bad config fails at start); each engine is built, and its module imported, on its first use when the relay's
+    providers are a ``ProviderMap``."""
     config = relay.routes.config
     settings = load_settings(config.extra, config.state.data_dir)
     caller = RelayModelCaller(relay)
-    engines: list[type[CompoundEngine]] = [ThinkEngine, HeavyEngine, DeepSearchEngine, ToolLoopEngine]
-    for cls in engines:
-        relay.providers[upstream_name(cls.mode)] = cls(virtual_upstream(cls.mode), caller, settings)
+    providers = relay.providers
+    for mode, where in ENGINES.items():
+        factory = partial(_build_engine, where, mode, caller, settings)
+        if isinstance(providers, ProviderMap):
+            providers.add_lazy(upstream_name(mode), factory)
+        else:
+            providers[upstream_name(mode)] = factory()
     return settings
+
+
+def _build_engine(where: str, mode: str, caller: RelayModelCaller, settings: CompoundSettings) -> CompoundEngine:
+    module, _, name = where.partition(":")
+    cls: type[CompoundEngine] = getattr(importlib.import_module(module), name)
+    return cls(virtual_upstream(mode), caller, settings)

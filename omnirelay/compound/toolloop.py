@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from omnirelay.compound import split_virtual
+from omnirelay.compound import SERVER_TOOLS, TOOLS_MODE, upstream_name
 from omnirelay.compound.caller import Tally, sub_request, with_system
 from omnirelay.compound.engine import CompoundEngine, out_of_budget
 from omnirelay.compound.options import Effective, SearchBackendConfig
@@ -62,8 +62,7 @@ from omnirelay.tools.search.http import SearchError
 if TYPE_CHECKING:
     from omnirelay.server.relay import Relay
 
-MODE = "tools"  # the hidden engine's upstream is "compound:tools"; not a public model prefix
-SERVER_TOOLS = frozenset(("web_search", "fetch", "python"))
+MODE = TOOLS_MODE
 # Anthropic server tool types (versioned: web_search_20250305, web_fetch_20250910, code_execution_20250825...)
 ANTHROPIC_TYPES = (("web_search_", "web_search"), ("web_fetch_", "fetch"), ("code_execution_", "python"))
 RESULTS_PER_SEARCH = 5
@@ -127,15 +126,6 @@ def _anthropic_kind(entry: Any) -> str | None:
     return None
 
 
-def _may_name_server_tools(req: ChatRequest) -> bool:
-    """Cheap test run on every request: could it name a server tool at all?"""
-    if req.options and "tools" in req.options:
-        return True
-    if req.extra_family == "anthropic" and "tools" in req.extra:
-        return True
-    return any(t.name in SERVER_TOOLS and not t.parameters for t in req.tools)
-
-
 def tool_spec(req: ChatRequest, include_anthropic: bool) -> ToolSpec:
     server: list[str] = []
     raw = req.options.get("tools") if req.options else None
@@ -170,12 +160,10 @@ def tool_spec(req: ChatRequest, include_anthropic: bool) -> ToolSpec:
     return ToolSpec(server=server, client=client, extra=extra)
 
 
-def tool_loop_route(relay: Relay, req: ChatRequest) -> Route | None:
-    """The route to the tool loop when ``req`` names server tools the gateway should run; None otherwise
-    (the request then routes as usual)."""
-    if not _may_name_server_tools(req) or split_virtual(req.model) is not None:
-        return None
-    engine = relay.providers.get(f"compound:{MODE}")
+def loop_route(relay: Relay, req: ChatRequest) -> Route | None:
+    """``omnirelay.compound.tool_loop_route`` once its cheap test passed: the route to the tool loop when
+    ``req`` names server tools the gateway should run; None otherwise (the request then routes as usual)."""
+    engine = relay.providers.get(upstream_name(MODE))
     if not isinstance(engine, ToolLoopEngine):
         return None
     try:

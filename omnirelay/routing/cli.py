@@ -1,6 +1,6 @@
 """``omnirelay channels``: the running gateway's channel states, from its admin API.
 
-Register in ``omnirelay/cli.py`` with ``app.add_typer(channels_app, name="channels")``.
+Registered in ``omnirelay/commands.py`` with ``app.add_typer(channels_app, name="channels")``.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.ids import now
 from omnirelay.protocols.base import InboundProtocol
-from omnirelay.providers import provider_class
-from omnirelay.providers.base import EngineProvider, HttpProvider
+from omnirelay.providers import ProviderMap, provider_class
+from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes
@@ -62,9 +62,9 @@ class App:
         self.openai = _load_protocol("omnirelay.protocols.openai_chat")
         self.anthropic = _load_protocol("omnirelay.protocols.anthropic_messages")
         self.executor = HttpExecutor()
-        self.providers: dict[str, HttpProvider | EngineProvider] = {
-            up.name: provider_class(up.provider)(up) for up in config.upstreams
-        }
+        self.providers = ProviderMap()
+        for up in config.upstreams:
+            self.providers[up.name] = provider_class(up.provider)(up)
         self.routes = RouteTable(config)
         self.gate = gate or KeyGate(config)
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from omnirelay.compound.toolloop import tool_loop_route
+from omnirelay.compound import tool_loop_route
 from omnirelay.config import Timeouts
 from omnirelay.core.catalog import THINKING_SUFFIX
 from omnirelay.core.errors import GatewayError, invalid
