@@ -21,14 +21,8 @@ import msgspec
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
 from omnirelay.routing.table import RouteTable
-from omnirelay.server.asgi import Send, send_bytes
+from omnirelay.server.exchange import Exchange
 from omnirelay.server.gate import bearer_token
-
-
-class AdminRequest(Protocol):
-    headers: dict[str, str]
-    send: Send
-
 
 AdminHandler = Callable[[Any], Awaitable[None]]
 
@@ -95,19 +89,19 @@ def channels_view(routes: RouteTable) -> dict[str, Any]:
 
 
 def channels_handler(routes: RouteTable) -> AdminHandler:
-    async def handle(request: AdminRequest) -> None:
+    async def handle(request: Exchange) -> None:
         check_admin(routes.config, request.headers)
-        await send_bytes(request.send, 200, msgspec.json.encode(channels_view(routes)))
+        await request.respond(200, msgspec.json.encode(channels_view(routes)))
 
     return handle
 
 
 def tasks_handler(config: Config) -> AdminHandler:
-    async def handle(request: AdminRequest) -> None:
+    async def handle(request: Exchange) -> None:
         check_admin(config, request.headers)
         tasks = asyncio.all_tasks()
         names = Counter(getattr(t.get_coro(), "__qualname__", "?") for t in tasks)
         body = {"tasks": len(tasks), "by_coroutine": dict(names.most_common())}
-        await send_bytes(request.send, 200, msgspec.json.encode(body))
+        await request.respond(200, msgspec.json.encode(body))
 
     return handle

@@ -17,7 +17,8 @@ from omnirelay.providers import ProviderMap, provider_class
 from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
-from omnirelay.server.asgi import ClientGone, Receive, Scope, Send, header_map, read_body, send_bytes
+from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
+from omnirelay.server.exchange import ClientGone, Exchange
 from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
 from omnirelay.server.upstream import HttpExecutor
@@ -26,29 +27,7 @@ from omnirelay.state.gate import KeyGate
 
 log = logging.getLogger("omnirelay")
 
-Handler = Callable[["Request"], Awaitable[None]]
-
-
-class Request:
-    """What a route handler gets: the raw ASGI triple plus parsed headers."""
-
-    __slots__ = ("headers", "receive", "scope", "send")
-
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.scope = scope
-        self.receive = receive
-        self.send = send
-        self.headers = header_map(scope)
-
-    @property
-    def path(self) -> str:
-        path: str = self.scope["path"]
-        return path
-
-    @property
-    def query_string(self) -> str:
-        qs: bytes = self.scope.get("query_string", b"")
-        return qs.decode("latin-1")
+Handler = Callable[[Exchange], Awaitable[None]]
 
 
 def _load_protocol(module: str) -> InboundProtocol:
@@ -118,7 +97,7 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self.handle(AsgiExchange(scope, receive, send))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -138,15 +117,17 @@ class App:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive, send)
+    # -- every request, whatever the server interface ---------------------------------------------------
+
+    async def handle(self, request: Exchange) -> None:
         path = request.path.rstrip("/") or "/"
-        handler = self.handlers.get((scope["method"], path)) or self._prefix_handler(scope["method"], path)
+        method = request.method
+        handler = self.handlers.get((method, path)) or self._prefix_handler(method, path)
         try:
             if handler is None:
                 if any(p == path for (_m, p) in self.handlers):
-                    raise GatewayError("invalid_request", f"method {scope['method']} not allowed on {path}", status=405)
-                raise GatewayError("not_found", f"no route for {scope['method']} {path}", code="unknown_url")
+                    raise GatewayError("invalid_request", f"method {method} not allowed on {path}", status=405)
+                raise GatewayError("not_found", f"no route for {method} {path}", code="unknown_url")
             await handler(request)
         except GatewayError as err:
             await self._send_error(request, err)
@@ -156,26 +137,26 @@ class App:
             log.exception("unhandled error on %s", path)
             await self._send_error(request, GatewayError("internal", "internal error in the gateway"))
 
-    async def _send_error(self, request: Request, err: GatewayError) -> None:
+    async def _send_error(self, request: Exchange, err: GatewayError) -> None:
         protocol = self.protocol_for(request.path)
         headers = dict(err.headers)
         if err.retry_after is not None:
             headers["retry-after"] = str(max(0, round(err.retry_after)))
         try:
-            await send_bytes(request.send, err.status, protocol.render_error(err), headers=headers)
+            await request.respond(err.status, protocol.render_error(err), headers=headers)
         except Exception:  # the response had already started or the client left; nothing more to say
             log.debug("could not send error response", exc_info=True)
 
     # -- handlers --------------------------------------------------------------------------------------
 
     def _chat_handler(self, protocol: InboundProtocol) -> Handler:
-        async def handle(request: Request) -> None:
-            body = await read_body(request.receive, request.headers, self.max_body)
-            await self.relay.handle(protocol, request.headers, body, request.receive, request.send)
+        async def handle(request: Exchange) -> None:
+            body = await request.body(self.max_body)
+            await self.relay.handle(protocol, request, body)
 
         return handle
 
-    async def list_models(self, request: Request) -> None:
+    async def list_models(self, request: Exchange) -> None:
         models = self.routes.public_models()
         if "anthropic-version" in request.headers:
             data = [
@@ -196,10 +177,10 @@ class App:
                     {"id": mid, "object": "model", "created": created, "owned_by": owner} for mid, owner in models
                 ],
             }
-        await send_bytes(request.send, 200, msgspec.json.encode(body))
+        await request.respond(200, msgspec.json.encode(body))
 
-    async def health(self, request: Request) -> None:
-        await send_bytes(request.send, 200, b'{"status":"ok"}')
+    async def health(self, request: Exchange) -> None:
+        await request.respond(200, b'{"status":"ok"}')
 
 
 def create_app() -> App:

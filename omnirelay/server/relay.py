@@ -32,7 +32,7 @@ from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
-from omnirelay.server.asgi import Receive, Send, send_bytes, send_chunk, start_stream
+from omnirelay.server.exchange import Exchange
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token
 from omnirelay.server.upstream import HttpExecutor
 
@@ -125,12 +125,11 @@ class Relay:
 
     # -- the request --------------------------------------------------------------------------------------
 
-    async def handle(
-        self, protocol: InboundProtocol, headers: dict[str, str], body: bytes, receive: Receive, send: Send
-    ) -> None:
+    async def handle(self, protocol: InboundProtocol, exchange: Exchange, body: bytes) -> None:
         started = time.time()
         t0 = time.perf_counter()
         request_id = new_id("req_")
+        headers = exchange.headers
         req = protocol.parse_request(body, headers)
         admission = await self.gate.admit(bearer_token(headers), req, protocol.name)
         record = UsageRecord(
@@ -144,9 +143,9 @@ class Relay:
         try:
             plan = self._plan(req)
             if req.stream:
-                await self._stream(protocol, req, plan, admission, record, t0, receive, send)
+                await self._stream(protocol, req, plan, admission, record, t0, exchange)
             else:
-                await self._complete(protocol, req, plan, admission, record, t0, send)
+                await self._complete(protocol, req, plan, admission, record, t0, exchange)
         except GatewayError as err:
             record.status = err.status
             record.error = err.message
@@ -186,7 +185,7 @@ class Relay:
         admission: Admission,
         record: UsageRecord,
         t0: float,
-        send: Send,
+        exchange: Exchange,
     ) -> None:
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await self._complete_once(channel, req, timeouts)
@@ -204,7 +203,7 @@ class Relay:
         # gateway dies the next instant. (The call in handle's finally is a no-op after this.)
         record.latency_ms = (time.perf_counter() - t0) * 1000.0
         await self.gate.settle(admission, record)
-        await send_bytes(send, 200, out, headers=headers)
+        await exchange.respond(200, out, headers=headers)
 
     async def _open_stream(
         self, req: ChatRequest, plan: list[Route], record: UsageRecord
@@ -246,8 +245,7 @@ class Relay:
         admission: Admission,
         record: UsageRecord,
         t0: float,
-        receive: Receive,
-        send: Send,
+        exchange: Exchange,
     ) -> None:
         events, head, lease = await self._open_stream(req, plan, record)
         failure: GatewayError | None = None
@@ -265,12 +263,12 @@ class Relay:
         client_gone = False
         task = asyncio.current_task()
         assert task is not None
-        watcher = asyncio.create_task(_watch_disconnect(receive, task))
+        watcher = asyncio.create_task(_watch_disconnect(exchange, task))
         # Frames of the events already read go out together, in one write per upstream read (see take_ready).
         frames: list[bytes] = []
         take_ready = getattr(events, "take_ready", None)
         try:
-            await start_stream(send, self._response_headers(record, admission))
+            await exchange.open_stream(self._response_headers(record, admission))
             pending = iter(head)
             event: StreamEvent | None = next(pending)
             while event is not None:
@@ -282,7 +280,7 @@ class Relay:
                     record.status = event.error.status
                     record.error = event.error.message
                     frames.append(encoder.error(event.error))
-                    await send_chunk(send, b"".join(frames))
+                    await exchange.send(b"".join(frames))
                     break
                 elif isinstance(event, TextDelta | ReasoningDelta):
                     produced_chars += len(event.text)
@@ -299,7 +297,7 @@ class Relay:
                         event = next(pending)
                         continue
                     if frames:
-                        await send_chunk(send, frames[0] if len(frames) == 1 else b"".join(frames))
+                        await exchange.send(frames[0] if len(frames) == 1 else b"".join(frames))
                         frames.clear()
                     event = await anext(events, None)
             else:
@@ -309,13 +307,13 @@ class Relay:
                 record.latency_ms = (time.perf_counter() - t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
                 frames.append(encoder.finish(record.cost))
-                await send_chunk(send, b"".join(frames))
+                await exchange.send(b"".join(frames))
         except GatewayError as err:
             failure = err
             record.status = err.status
             record.error = err.message
             frames.append(encoder.error(err))
-            await send_chunk(send, b"".join(frames))
+            await exchange.send(b"".join(frames))
         except asyncio.CancelledError:
             if not watcher.done() or watcher.result() is not True:
                 raise
@@ -338,7 +336,7 @@ class Relay:
                 record.usage = usage if usage is not None else estimated_usage(req, produced_chars)
                 record.cost = reported_cost if reported_cost is not None else self._cost(record)
         if not client_gone:
-            await send_chunk(send, b"", more=False)
+            await exchange.close_stream()
 
 
 def _requested_fallbacks(req: ChatRequest) -> list[str]:
@@ -368,10 +366,8 @@ async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
             log.debug("error while closing an upstream stream", exc_info=True)
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[object]) -> bool:
+async def _watch_disconnect(exchange: Exchange, task: asyncio.Task[object]) -> bool:
     """Wait for the client to disconnect, then cancel the streaming task. Returns True if it did."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            task.cancel()
-            return True
+    await exchange.disconnected()
+    task.cancel()
+    return True

@@ -1,9 +1,8 @@
-"""The same App served over granian's native RSGI interface instead of ASGI.
+"""The gateway over granian's native RSGI interface (the default; ``--interface asgi`` serves plain ASGI).
 
 RSGI skips what ASGI costs per request in granian: a scope dict built from Rust, an awaitable per ``send``, and
-header names and values as bytes. The App keeps speaking ASGI messages (its tests and any other ASGI server
-still work); this adapter turns them into RSGI calls: a complete reply is one synchronous ``response_bytes``,
-a stream is ``response_stream`` plus one ``send_bytes`` per frame batch.
+header names and values as bytes. A complete reply is one synchronous ``response_bytes``; a stream is
+``response_stream`` plus one ``send_bytes`` per frame batch.
 """
 
 from __future__ import annotations
@@ -13,58 +12,61 @@ import logging
 from typing import Any
 
 from omnirelay.server.app import App, create_app
-from omnirelay.server.asgi import PARSED_HEADERS, Message
+from omnirelay.server.exchange import EVENT_STREAM_HEADERS, Exchange, declared_length, too_large
 
 log = logging.getLogger("omnirelay.rsgi")
 
 
-class _Exchange:
-    """One request's ASGI ``receive``/``send`` on top of its RSGI protocol object."""
+class RsgiExchange(Exchange):
+    """One request's ``Exchange`` on its RSGI protocol object."""
 
-    __slots__ = ("chunks", "headers", "proto", "read", "status", "stream")
+    __slots__ = ("_proto", "_stream")
 
-    def __init__(self, proto: Any, chunked: bool) -> None:
-        self.proto = proto
-        # A body without Content-Length is read chunk by chunk, so read_body's size limit stops it early; with
-        # one, the HTTP layer bounds the body by it and read_body has already checked the declared size.
-        self.chunks: Any = proto.__aiter__() if chunked else None
-        self.read = False
-        self.status = 200
-        self.headers: list[tuple[str, str]] = []
-        self.stream: Any = None
+    def __init__(self, scope: Any, proto: Any) -> None:
+        super().__init__(scope.method, scope.path, scope.query_string, dict(scope.headers.items()))
+        self._proto = proto
+        self._stream: Any = None
 
-    async def receive(self) -> Message:
-        if not self.read:
-            if self.chunks is None:
-                self.read = True
-                return {"type": "http.request", "body": await self.proto(), "more_body": False}
+    async def body(self, limit: int) -> bytes:
+        if declared_length(self.headers, limit) is not None or self.method == "GET":
+            # The HTTP layer bounds the body by its declared length, checked above.
+            body: bytes = await self._proto()
+            return body
+        # No Content-Length: read chunk by chunk, so the limit stops an oversized body early.
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in self._proto:
+            total += len(chunk)
+            if total > limit:
+                raise too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def respond(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        raw = [("content-type", content_type)]
+        if headers:
+            raw += headers.items()
+        self._proto.response_bytes(status, raw, body)
+
+    async def open_stream(self, headers: dict[str, str]) -> None:
+        self._stream = self._proto.response_stream(200, [*EVENT_STREAM_HEADERS, *headers.items()])
+
+    async def send(self, data: bytes) -> None:
+        if data:
             try:
-                return {"type": "http.request", "body": await anext(self.chunks), "more_body": True}
-            except StopAsyncIteration:
-                self.read = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-        await self.proto.client_disconnect()
-        return {"type": "http.disconnect"}
-
-    async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.status = message["status"]
-            self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())]
-            return
-        if kind != "http.response.body":
-            return
-        body: bytes = message.get("body", b"")
-        if self.stream is None:
-            if not message.get("more_body", False):
-                self.proto.response_bytes(self.status, self.headers, body)
-                return
-            self.stream = self.proto.response_stream(self.status, self.headers)
-        if body:
-            try:
-                await self.stream.send_bytes(body)
-            except Exception:  # the client left: the relay's disconnect watcher (receive) ends the request
+                await self._stream.send_bytes(data)
+            except Exception:  # the client left: the relay's disconnect watcher ends the request
                 log.debug("client closed the stream", exc_info=True)
+
+    async def close_stream(self) -> None:
+        # granian ends a streamed body when its transport is released; an exception caught on the way (a
+        # reference cycle through its traceback) could otherwise keep it alive until the next GC pass.
+        self._stream = None
+
+    async def disconnected(self) -> None:
+        await self._proto.client_disconnect()
 
 
 class RsgiApp:
@@ -84,22 +86,11 @@ class RsgiApp:
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
             return  # no websockets here
-        headers = dict(scope.headers.items())
-        exchange = _Exchange(proto, chunked="content-length" not in headers and scope.method != "GET")
-        asgi_scope = {
-            "type": "http",
-            "method": scope.method,
-            "path": scope.path,
-            "query_string": scope.query_string.encode("latin-1"),
-            "headers": (),
-            PARSED_HEADERS: headers,
-        }
+        exchange = RsgiExchange(scope, proto)
         try:
-            await self.app(asgi_scope, exchange.receive, exchange.send)
+            await self.app.handle(exchange)
         finally:
-            # granian ends a streamed body when its transport is released, and an exception caught on the way
-            # (a reference cycle through its traceback) can keep this exchange alive until the next GC pass.
-            exchange.stream = None
+            exchange._stream = None  # see close_stream
 
 
 def create_rsgi_app() -> RsgiApp:

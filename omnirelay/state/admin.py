@@ -29,14 +29,14 @@ from urllib.parse import parse_qs
 import msgspec
 
 from omnirelay.core.errors import GatewayError
-from omnirelay.server.asgi import read_body, send_bytes
+from omnirelay.server.exchange import Exchange
 from omnirelay.server.gate import bearer_token
 from omnirelay.state.gate import KeyGate
 from omnirelay.state.keys import KeyRecord, new_key, parse_models, to_units
 from omnirelay.state.store import SUMMARY_DIMENSIONS, USAGE_COLUMNS, UsageFilter
 
 if TYPE_CHECKING:
-    from omnirelay.server.app import App, Request
+    from omnirelay.server.app import App
 
 ADMIN_BODY_LIMIT = 64 * 1024
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -147,8 +147,8 @@ class AdminApi:
         app.route("GET", "/admin/usage", self._guard(self.usage))
         app.route("GET", "/admin/usage/summary", self._guard(self.usage_summary))
 
-    def _guard(self, handler: Callable[[Request], Awaitable[None]]) -> Callable[[Request], Awaitable[None]]:
-        async def guarded(request: Request) -> None:
+    def _guard(self, handler: Callable[[Exchange], Awaitable[None]]) -> Callable[[Exchange], Awaitable[None]]:
+        async def guarded(request: Exchange) -> None:
             admin = self.gate.config.state.admin_key or self.gate.config.server.master_key
             if admin is None:
                 raise GatewayError("permission", "the admin API is disabled: set OMNIRELAY_ADMIN_KEY")
@@ -161,8 +161,8 @@ class AdminApi:
 
     # -- helpers -----------------------------------------------------------------------------------------
 
-    async def _json_body(self, request: Request) -> dict[str, Any]:
-        raw = await read_body(request.receive, request.headers, ADMIN_BODY_LIMIT)
+    async def _json_body(self, request: Exchange) -> dict[str, Any]:
+        raw = await request.body(ADMIN_BODY_LIMIT)
         if not raw.strip():
             return {}
         try:
@@ -182,11 +182,11 @@ class AdminApi:
         return view
 
     @staticmethod
-    async def _send(request: Request, status: int, body: Any) -> None:
-        await send_bytes(request.send, status, msgspec.json.encode(body))
+    async def _send(request: Exchange, status: int, body: Any) -> None:
+        await request.respond(status, msgspec.json.encode(body))
 
     @staticmethod
-    def _query(request: Request) -> dict[str, str]:
+    def _query(request: Exchange) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(request.query_string).items()}
 
     def _filter(self, q: dict[str, str]) -> UsageFilter:
@@ -203,7 +203,7 @@ class AdminApi:
 
     # -- handlers ----------------------------------------------------------------------------------------
 
-    async def create_key(self, request: Request) -> None:
+    async def create_key(self, request: Exchange) -> None:
         fields = key_fields(await self._json_body(request), creating=True)
         rec, secret = new_key(fields.pop("name"))
         for name, value in fields.items():
@@ -212,14 +212,14 @@ class AdminApi:
         await self.gate.refresh()
         await self._send(request, 201, {"key": self._key_view(rec), "secret": secret})
 
-    async def list_keys(self, request: Request) -> None:
+    async def list_keys(self, request: Exchange) -> None:
         keys = sorted(await self.store.load_keys(), key=lambda k: k.created_at)
         await self._send(request, 200, {"data": [self._key_view(k) for k in keys]})
 
-    async def one_key(self, request: Request) -> None:
+    async def one_key(self, request: Exchange) -> None:
         rest = request.path.rstrip("/").removeprefix("/admin/keys/")
         key_id, _, action = rest.partition("/")
-        method = request.scope["method"]
+        method = request.method
         if method == "GET" and not action:
             rec = await self.store.get_key(key_id)
         elif method == "PATCH" and not action:
@@ -240,17 +240,17 @@ class AdminApi:
             await self.gate.refresh()
         await self._send(request, 200, self._key_view(rec))
 
-    async def usage(self, request: Request) -> None:
+    async def usage(self, request: Exchange) -> None:
         q = self._query(request)
         flt = self._filter(q)
         await self.gate.writer.flush()  # this replica's settled records become visible at once
         rows = [r.public() for r in await self.store.query_usage(flt)]
         if q.get("format") == "csv":
-            await send_bytes(request.send, 200, usage_csv(rows), content_type=b"text/csv; charset=utf-8")
+            await request.respond(200, usage_csv(rows), content_type="text/csv; charset=utf-8")
             return
         await self._send(request, 200, {"data": rows})
 
-    async def usage_summary(self, request: Request) -> None:
+    async def usage_summary(self, request: Exchange) -> None:
         q = self._query(request)
         flt = self._filter(q)
         await self.gate.writer.flush()
