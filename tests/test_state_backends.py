@@ -5,6 +5,7 @@ replay after a crash and while the database is away, and the limiter semantics."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import uuid
@@ -123,6 +124,28 @@ async def test_usage_write_is_idempotent_and_charges_once(store: Store) -> None:
 
 
 @on_session_loop
+async def test_large_usage_batches_charge_only_new_rows(store: Store) -> None:
+    """Batches big enough for the multi-row inserts (SQLite: groups of 40 plus the rest one by one; PostgreSQL:
+    one JSON payload), with a replay overlapping them, duplicates inside a group and rows of no key."""
+    a, _ = new_key("a", credit=1)
+    b, _ = new_key("b", credit=1)
+    await store.insert_key(a)
+    await store.insert_key(b)
+    keys = [a.id, b.id, None]
+    first = [_row(f"r{i:03d}", keys[i % 3], 10 + i, ttft_ms=None if i % 5 else 1.5) for i in range(95)]
+    assert await store.write_usage(first) == 95
+    dup = _row("r200", a.id, 1000)
+    replay = [*first[40:], dup, *(_row(f"r{i:03d}", keys[i % 3], 10 + i) for i in range(95, 130)), dup]
+    assert await store.write_usage(replay) == 36
+    spent = {k.id: k.spent_units for k in await store.load_keys()}
+    charged = [r for r in [*first, *replay[55:-1]] if r.key_id is not None]
+    assert spent[a.id] == sum(r.cost_units for r in charged if r.key_id == a.id)
+    assert spent[b.id] == sum(r.cost_units for r in charged if r.key_id == b.id)
+    got = {r.request_id: r for r in await store.query_usage(UsageFilter())}
+    assert len(got) == 131 and got["r000"] == first[0] and got["r011"] == first[11] and got["r200"] == dup
+
+
+@on_session_loop
 async def test_usage_filters_and_summary(store: Store) -> None:
     t0 = 1_700_000_000.0
     rows = [
@@ -218,6 +241,48 @@ async def test_journal_replays_records_of_a_killed_writer(store: Store, tmp_path
     assert [p.name for p in journal.iterdir() if not p.name.startswith(fresh.journal.owner)] == []
     await fresh.stop()
     assert list(journal.iterdir()) == []
+
+
+class CountingStore:
+    def __init__(self) -> None:
+        self.rows: list[UsageRow] = []
+
+    async def write_usage(self, rows: list[UsageRow]) -> int:
+        self.rows.extend(rows)
+        return len(rows)
+
+
+@on_session_loop
+async def test_journal_appends_once_per_tick_and_each_record_waits_for_it(tmp_path: Path) -> None:
+    writer = UsageWriter(CountingStore(), tmp_path / "journal", fsync=False, flush_s=3600)  # type: ignore[arg-type]
+    await writer.start()
+    writes: list[bytes] = []
+    write = writer.journal.write
+
+    def counting_write(data: bytes) -> None:
+        writes.append(data)
+        write(data)
+
+    writer.journal.write = counting_write  # type: ignore[method-assign]
+
+    def journalled() -> bytes:
+        return b"".join(p.read_bytes() for p in (tmp_path / "journal").glob("*.jnl"))
+
+    async def settle(i: int) -> None:
+        await writer.record(_row(f"t{i}", None, 1))
+        assert f'"t{i}"'.encode() in journalled()  # on disk (in the kernel) by the time record() returns
+
+    await asyncio.gather(*(settle(i) for i in range(40)))
+    assert len(writes) == 1 and writes[0].count(b"\n") == 40
+    # A settle cancelled while it waits for the tick still leaves its record journalled and queued.
+    task = asyncio.create_task(writer.record(_row("cancelled", None, 1)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert b'"cancelled"' in journalled() and len(writer.pending) == 41
+    await writer.stop()
+    assert len(writer.store.rows) == 41  # type: ignore[attr-defined]
 
 
 class FlakyStore:

@@ -28,16 +28,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import redis.exceptions
-
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
-from omnirelay.core.pricing import cost_of
-from omnirelay.core.types import ChatRequest, Usage
+from omnirelay.core.pricing import PER_TOKEN
+from omnirelay.core.types import ChatRequest
 from omnirelay.server.gate import Admission, Gate, UsageRecord
-from omnirelay.state.keys import KeyRecord, ModelMatcher, hash_secret, key_id_of, secret_matches, to_units, to_usd
+from omnirelay.state.keys import UNITS_PER_USD, KeyRecord, ModelMatcher, hash_secret, key_id_of, secret_matches, to_usd
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
 from omnirelay.state.store import Store, UsageRow, open_store
 from omnirelay.state.usage import UsageWriter
@@ -59,11 +57,14 @@ class KeyAdmission(Admission, kw_only=True):
 
 
 class CachedKey:
-    __slots__ = ("matcher", "record")
+    __slots__ = ("matcher", "record", "rpm_text", "tpm_text")
 
     def __init__(self, record: KeyRecord, matcher: ModelMatcher) -> None:
         self.record = record
         self.matcher = matcher
+        # The limits as header values: once per key version rather than on every request.
+        self.rpm_text = str(record.rpm)
+        self.tpm_text = str(record.tpm)
 
 
 def openai_reset(seconds: float) -> str:
@@ -76,30 +77,58 @@ def openai_reset(seconds: float) -> str:
     return f"{minutes}m{rest}s"
 
 
-def rfc3339_in(seconds: float) -> str:
-    return datetime.fromtimestamp(time.time() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The reset headers change with time, not with each request: their strings are cached at the headers'
+# resolution (a millisecond for OpenAI's durations, a second for Anthropic's timestamps), so a busy key formats
+# each one once. Under steady load the windows' oldest bucket always ends within the coming second, so the
+# OpenAI cache holds about a thousand strings; both are emptied when full rather than tracking use.
+_RESET_CACHE_SIZE = 4096
+_openai_resets: dict[int, str] = {}
+_rfc3339_resets: dict[int, str] = {}
 
 
-def rate_limit_headers(protocol: str, rec: KeyRecord, d: Decision) -> dict[str, str]:
+def openai_reset_cached(seconds: float) -> str:
+    ms = round(seconds * 1000)
+    text = _openai_resets.get(ms)
+    if text is None:
+        if len(_openai_resets) >= _RESET_CACHE_SIZE:
+            _openai_resets.clear()
+        text = _openai_resets[ms] = openai_reset(ms / 1000)
+    return text
+
+
+def rfc3339_at(epoch_s: int) -> str:
+    text = _rfc3339_resets.get(epoch_s)
+    if text is None:
+        if len(_rfc3339_resets) >= _RESET_CACHE_SIZE:
+            _rfc3339_resets.clear()
+        text = _rfc3339_resets[epoch_s] = datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text
+
+
+def rate_limit_headers(protocol: str, key: CachedKey, d: Decision) -> dict[str, str]:
+    rec = key.record
     headers: dict[str, str] = {}
     if protocol == "anthropic":
+        # A window resets when its oldest one-second bucket leaves it: a whole second, which rounding recovers
+        # from the relative reset whatever the clock read in between (or Redis' clock).
+        now = time.time()
         if rec.rpm is not None:
-            headers["anthropic-ratelimit-requests-limit"] = str(rec.rpm)
+            headers["anthropic-ratelimit-requests-limit"] = key.rpm_text
             headers["anthropic-ratelimit-requests-remaining"] = str(d.rpm_remaining)
-            headers["anthropic-ratelimit-requests-reset"] = rfc3339_in(d.rpm_reset_s)
+            headers["anthropic-ratelimit-requests-reset"] = rfc3339_at(round(now + d.rpm_reset_s))
         if rec.tpm is not None:
-            headers["anthropic-ratelimit-tokens-limit"] = str(rec.tpm)
+            headers["anthropic-ratelimit-tokens-limit"] = key.tpm_text
             headers["anthropic-ratelimit-tokens-remaining"] = str(d.tpm_remaining)
-            headers["anthropic-ratelimit-tokens-reset"] = rfc3339_in(d.tpm_reset_s)
+            headers["anthropic-ratelimit-tokens-reset"] = rfc3339_at(round(now + d.tpm_reset_s))
     else:
         if rec.rpm is not None:
-            headers["x-ratelimit-limit-requests"] = str(rec.rpm)
+            headers["x-ratelimit-limit-requests"] = key.rpm_text
             headers["x-ratelimit-remaining-requests"] = str(d.rpm_remaining)
-            headers["x-ratelimit-reset-requests"] = openai_reset(d.rpm_reset_s)
+            headers["x-ratelimit-reset-requests"] = openai_reset_cached(d.rpm_reset_s)
         if rec.tpm is not None:
-            headers["x-ratelimit-limit-tokens"] = str(rec.tpm)
+            headers["x-ratelimit-limit-tokens"] = key.tpm_text
             headers["x-ratelimit-remaining-tokens"] = str(d.tpm_remaining)
-            headers["x-ratelimit-reset-tokens"] = openai_reset(d.tpm_reset_s)
+            headers["x-ratelimit-reset-tokens"] = openai_reset_cached(d.tpm_reset_s)
     return headers
 
 
@@ -128,6 +157,7 @@ class KeyGate(Gate):
             on_committed=self._committed,
         )
         self.keys: dict[str, CachedKey] = {}
+        self._reserve_rates: dict[str, tuple[float, float]] = {}  # by model, see _reserve_units
         # Tokens already checked against the current cache, so a known key costs a dict lookup instead of a
         # SHA-256; only tokens that matched get in (one per key), and every refresh starts it afresh.
         self._verified: dict[str, CachedKey] = {}
@@ -197,7 +227,7 @@ class KeyGate(Gate):
 
     # -- admit -------------------------------------------------------------------------------------------
 
-    def _authenticate(self, token: str | None) -> KeyRecord | None:
+    def _authenticate(self, token: str | None) -> CachedKey | None:
         """The key for this token; None for the master key or an open gateway."""
         master = self.config.server.master_key
         if token is None:
@@ -208,7 +238,7 @@ class KeyGate(Gate):
             return None
         known = self._verified.get(token)
         if known is not None:
-            return known.record
+            return known
         key_id = key_id_of(token)
         cached = self.keys.get(key_id) if key_id is not None else None
         # Hash and compare even for an unknown id, so timing does not tell which ids exist.
@@ -218,17 +248,18 @@ class KeyGate(Gate):
                 return None
             raise _auth_error("Incorrect API key provided.")
         self._verified[token] = cached
-        return cached.record
+        return cached
 
     async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission:
-        rec = self._authenticate(token)
-        if rec is None:
+        cached = self._authenticate(token)
+        if cached is None:
             return KeyAdmission(key_name="master" if token is not None and not self.open else None)
+        rec = cached.record
         if rec.disabled:
             raise _auth_error(f"API key {rec.id} has been disabled.")
         if rec.expires_at is not None and rec.expires_at <= time.time():
             raise _auth_error(f"API key {rec.id} expired.")
-        if not self.keys[rec.id].matcher.allows(req.model):
+        if not cached.matcher.allows(req.model):
             raise GatewayError(
                 "permission",
                 f"API key {rec.id} is not allowed to use model {req.model}.",
@@ -237,16 +268,24 @@ class KeyGate(Gate):
             )
         if rec.rpm is None and rec.tpm is None and rec.credit_units is None:
             return KeyAdmission(key_id=rec.id, key_name=rec.name)
-        return await self._limit(rec, req, protocol)
+        return await self._limit(cached, req, protocol)
 
     def _reserve_units(self, req: ChatRequest, est_in: int) -> int:
-        price = self.price(None, req.model)
-        if price is None:
-            return 0
+        rates = self._reserve_rates.get(req.model)
+        if rates is None:
+            # Units per input and per output token: what cost_of charges for a usage without cached tokens.
+            # Looked up once per model (the price lookup and cost_of were a third of admit's time).
+            price = self.price(None, req.model)
+            per_token = PER_TOKEN * UNITS_PER_USD
+            rates = (0.0, 0.0) if price is None else (price.input * per_token, price.output * per_token)
+            if len(self._reserve_rates) >= 1024:  # model names come from clients: keep it bounded
+                self._reserve_rates.clear()
+            self._reserve_rates[req.model] = rates
         out = req.max_tokens if req.max_tokens is not None else self.config.state.reserve_output_tokens
-        return to_units(cost_of(Usage(input_tokens=est_in, output_tokens=out), price))
+        return round(est_in * rates[0] + out * rates[1])
 
-    async def _limit(self, rec: KeyRecord, req: ChatRequest, protocol: str) -> KeyAdmission:
+    async def _limit(self, cached: CachedKey, req: ChatRequest, protocol: str) -> KeyAdmission:
+        rec = cached.record
         est_in = estimate_request_tokens(req)
         lim = Limits(
             key_id=rec.id,
@@ -261,6 +300,8 @@ class KeyGate(Gate):
         )
         shared = False
         if self.shared is not None:
+            import redis.exceptions  # here, not at the top: a deployment without Redis never imports it (RSS)
+
             try:
                 decision = await self.shared.admit(lim)
                 shared = True
@@ -272,7 +313,7 @@ class KeyGate(Gate):
                 decision = self.local.admit_now(lim)
         else:
             decision = self.local.admit_now(lim)
-        headers = rate_limit_headers(protocol, rec, decision)
+        headers = rate_limit_headers(protocol, cached, decision)
         if decision.verdict in ("rpm", "tpm"):
             what = "requests" if decision.verdict == "rpm" else "tokens"
             limit = rec.rpm if decision.verdict == "rpm" else rec.tpm
@@ -335,6 +376,8 @@ class KeyGate(Gate):
         if not admission.shared or self.shared is None:
             self.local.settle_now(key_id, admission.reservation, token_delta=delta, tpm=admission.tpm_tracked)
             return
+        import redis.exceptions  # see _limit
+
         try:
             await self.shared.settle(
                 key_id,

@@ -117,35 +117,36 @@ class LocalLimiter(Limiter):
     def admit_now(self, lim: Limits) -> Decision:
         now = time.time()
         sec = int(now)
-        st = self._state(lim.key_id)
-        r_used = st.requests.used(sec) if lim.rpm is not None else 0
-        t_used = st.tokens.used(sec) if lim.tpm is not None else 0
-
-        def decision(verdict: Verdict, r: int, t: int) -> Decision:
-            return Decision(
-                verdict=verdict,
-                rpm_remaining=max(0, (lim.rpm or 0) - r),
-                rpm_reset_s=st.requests.reset_s(now),
-                tpm_remaining=max(0, (lim.tpm or 0) - t),
-                tpm_reset_s=st.tokens.reset_s(now),
-            )
-
-        if lim.rpm is not None and r_used + 1 > lim.rpm:
-            return decision("rpm", r_used, t_used)
-        if lim.tpm is not None and t_used > 0 and t_used + lim.est_tokens > lim.tpm:
-            return decision("tpm", r_used, t_used)
-        if lim.credit_units is not None:
-            if lim.credit_units - lim.spent_units - st.reserved <= 0:
-                return decision("credit", r_used, t_used)
-            st.reservations[lim.request_id] = lim.reserve_units
-            st.reserved += lim.reserve_units
-        if lim.rpm is not None:
-            st.requests.add(sec, 1)
-            r_used += 1
-        if lim.tpm is not None:
-            st.tokens.add(sec, lim.est_tokens)
-            t_used += lim.est_tokens
-        return decision("ok", r_used, t_used)
+        st = self._keys.get(lim.key_id) or self._state(lim.key_id)
+        requests, tokens = st.requests, st.tokens
+        rpm, tpm, credit = lim.rpm, lim.tpm, lim.credit_units
+        r_used = requests.used(sec) if rpm is not None else 0
+        t_used = tokens.used(sec) if tpm is not None else 0
+        verdict: Verdict
+        if rpm is not None and r_used + 1 > rpm:
+            verdict = "rpm"
+        elif tpm is not None and t_used > 0 and t_used + lim.est_tokens > tpm:
+            verdict = "tpm"
+        elif credit is not None and credit - lim.spent_units - st.reserved <= 0:
+            verdict = "credit"
+        else:
+            verdict = "ok"
+            if credit is not None:
+                st.reservations[lim.request_id] = lim.reserve_units
+                st.reserved += lim.reserve_units
+            if rpm is not None:
+                requests.add(sec, 1)
+                r_used += 1
+            if tpm is not None:
+                tokens.add(sec, lim.est_tokens)
+                t_used += lim.est_tokens
+        return Decision(
+            verdict=verdict,
+            rpm_remaining=max(0, (rpm or 0) - r_used),
+            rpm_reset_s=requests.reset_s(now),
+            tpm_remaining=max(0, (tpm or 0) - t_used),
+            tpm_reset_s=tokens.reset_s(now),
+        )
 
     async def admit(self, lim: Limits) -> Decision:
         return self.admit_now(lim)

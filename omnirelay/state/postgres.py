@@ -31,7 +31,7 @@ KEY_COLUMNS = (
     "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units"
 )
 _COLS = ", ".join(USAGE_COLUMNS)
-_ARRAY_TYPES = (
+_COLUMN_TYPES = (
     "text",  # request_id
     "float8",  # created_at
     "text",  # key_id
@@ -53,10 +53,13 @@ _ARRAY_TYPES = (
     "text",  # error
     "int4",  # attempts
 )
-_UNNEST = ", ".join(f"${i}::{t}[]" for i, t in enumerate(_ARRAY_TYPES, start=1))
+# The batch travels as one JSON text (each row a JSON array in USAGE_COLUMNS order, as journalled): msgspec
+# encodes it in one C call, and PostgreSQL takes it apart, where encoding twenty arrays of Python values
+# cost the gateway's event loop ~15 µs per row.
+_FIELDS = ", ".join(f"(r->>{i})::{t}" for i, t in enumerate(_COLUMN_TYPES))
 WRITE_USAGE_SQL = f"""
 WITH batch AS (
-    SELECT DISTINCT ON (request_id) * FROM unnest({_UNNEST}) AS t({_COLS})
+    SELECT DISTINCT ON (request_id) * FROM (SELECT {_FIELDS} FROM jsonb_array_elements($1::jsonb) AS r) AS t({_COLS})
 ), inserted AS (
     INSERT INTO usage ({_COLS}) SELECT {_COLS} FROM batch
     ON CONFLICT (request_id) DO NOTHING
@@ -69,6 +72,7 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged)
 """
+_rows_encoder = msgspec.json.Encoder()
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -78,6 +82,11 @@ def split_schema(url: str) -> tuple[str, str | None]:
     schema = next((v for k, v in query if k == "schema"), None)
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+def _without_nul(row: UsageRow) -> UsageRow:
+    fields: list[Any] = [v.replace("\x00", "") if isinstance(v, str) else v for v in row.values()]
+    return UsageRow(*fields)
 
 
 def _key_from_row(row: Any) -> KeyRecord:
@@ -215,8 +224,10 @@ class PostgresStore(Store):
     async def write_usage(self, rows: list[UsageRow]) -> int:
         if not rows:
             return 0
-        columns = [list(col) for col in zip(*(r.values() for r in rows), strict=True)]
-        record = await self.pool.fetchrow(WRITE_USAGE_SQL, *columns)
+        payload = _rows_encoder.encode(rows).decode()
+        if "\\u0000" in payload:  # PostgreSQL text cannot hold NUL (a model name sent by a client, an error)
+            payload = _rows_encoder.encode([_without_nul(r) for r in rows]).decode()
+        record = await self.pool.fetchrow(WRITE_USAGE_SQL, payload)
         assert record is not None
         return int(record[0])
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import msgspec
+from msgspec.structs import astuple
 
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import VERSION_TABLE_SQLITE, pending
@@ -37,6 +39,19 @@ KEY_COLUMNS = (
 )
 _COLS = ", ".join(USAGE_COLUMNS)
 _MARKS = ", ".join("?" for _ in USAGE_COLUMNS)
+# 40 rows x 20 columns = 800 parameters, under the 999 per statement of SQLite builds before 3.32.
+_ROWS_PER_INSERT = 40
+# ON CONFLICT skips only a row already stored (a journal replay), unlike OR IGNORE, which would also drop a row
+# breaking another constraint without a word.
+_INSERT_ONE = f"INSERT INTO usage ({_COLS}) VALUES ({_MARKS}) ON CONFLICT (request_id) DO NOTHING"
+_INSERT_GROUP = (
+    f"INSERT INTO usage ({_COLS}) VALUES "
+    + ", ".join([f"({_MARKS})"] * _ROWS_PER_INSERT)
+    + " ON CONFLICT (request_id) DO NOTHING"
+)
+# NOT INDEXED: otherwise the planner walks the whole (key_id, created_at) index to save the GROUP BY's sort,
+# instead of reading the batch's rowid range.
+_ADDED_BY_KEY = "SELECT key_id, SUM(cost_units), COUNT(*) FROM usage NOT INDEXED WHERE rowid > ? GROUP BY key_id"
 
 
 def _key_from_row(row: Any) -> KeyRecord:
@@ -112,11 +127,6 @@ class SqliteStore(Store):
         await self._migrate(migrate_to)
         # A second connection for reads: in WAL mode it never waits for the writer.
         self._reader = self._writer if self.path == ":memory:" else await self._connect()
-        await self.writer.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS usage_batch (request_id TEXT PRIMARY KEY, "
-            + ", ".join(USAGE_COLUMNS[1:])
-            + ")"
-        )
 
     async def close(self) -> None:
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
@@ -209,28 +219,36 @@ class SqliteStore(Store):
     async def write_usage(self, rows: list[UsageRow]) -> int:
         if not rows:
             return 0
+        values = list(map(astuple, rows))  # UsageRow.values(), without a Python call per row
+        # Full groups go in multi-row INSERTs: the connection's thread binds a whole group under the GIL, then
+        # releases it once for the group's step instead of once per row (each reacquisition competes with
+        # the event loop); the few rows left over go one by one.
+        n = _ROWS_PER_INSERT
+        whole = len(values) - len(values) % n
+        groups = [list(chain.from_iterable(values[i : i + n])) for i in range(0, whole, n)]
         w = self.writer
         async with self._write_lock:
             await w.execute("BEGIN IMMEDIATE")
             try:
-                await w.execute("DELETE FROM temp.usage_batch")
-                await w.executemany(
-                    f"INSERT OR IGNORE INTO temp.usage_batch ({_COLS}) VALUES ({_MARKS})", [r.values() for r in rows]
-                )
-                # Only rows not stored yet: they are charged, then inserted (idempotent replay).
-                await w.execute("DELETE FROM temp.usage_batch WHERE request_id IN (SELECT request_id FROM usage)")
-                await w.execute(
-                    "UPDATE keys SET spent_units = spent_units + (SELECT SUM(b.cost_units) FROM temp.usage_batch b "
-                    "WHERE b.key_id = keys.id) WHERE id IN (SELECT key_id FROM temp.usage_batch)"
-                )
-                cur = await w.execute(f"INSERT INTO usage ({_COLS}) SELECT {_COLS} FROM temp.usage_batch")
-                inserted = cur.rowcount
+                # The rows this batch adds get rowids above the current maximum (SQLite's rowid allocation; the
+                # write lock is ours), so that range is exactly what to charge: a replayed row is skipped by
+                # ON CONFLICT and charged nowhere. (The former staging table, deduplicated with
+                # ``IN (SELECT request_id FROM usage)``, made SQLite walk the whole usage index every flush.)
+                ((mark,),) = await w.execute_fetchall("SELECT COALESCE(MAX(rowid), 0) FROM usage")
+                if groups:
+                    await w.executemany(_INSERT_GROUP, groups)
+                if whole < len(values):
+                    await w.executemany(_INSERT_ONE, values[whole:])
+                added = await w.execute_fetchall(_ADDED_BY_KEY, (mark,))
+                charges = [(total, key_id) for key_id, total, _ in added if key_id is not None and total]
+                if charges:
+                    await w.executemany("UPDATE keys SET spent_units = spent_units + ? WHERE id = ?", charges)
                 await w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:  # a cancel (shutdown) can land before BEGIN ran: nothing to roll back
                     await w.execute("ROLLBACK")
                 raise
-        return inserted
+        return sum(count for _, _, count in added)
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
         where, args = _where(flt)

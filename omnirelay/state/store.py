@@ -13,7 +13,7 @@ from typing import Any, Literal
 import msgspec
 
 from omnirelay.server.gate import UsageRecord
-from omnirelay.state.keys import KeyRecord, to_units
+from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
 
 # Columns a caller may set through update_key (the admin API and CLI).
 UPDATABLE_KEY_FIELDS = ("name", "expires_at", "disabled", "models", "rpm", "tpm", "credit_units")
@@ -43,8 +43,10 @@ USAGE_COLUMNS = (
 )
 
 
-class UsageRow(msgspec.Struct, kw_only=True, array_like=True):
-    """One usage record as stored (and as journalled: array_like keeps journal lines short)."""
+class UsageRow(msgspec.Struct, array_like=True):
+    """One usage record as stored (and as journalled: array_like keeps journal lines short). Fields are in
+    USAGE_COLUMNS order, so ``values()`` is one C call and rows can be built positionally (both on the hot
+    path: ``from_record`` runs on every settle)."""
 
     request_id: str
     created_at: float
@@ -70,43 +72,50 @@ class UsageRow(msgspec.Struct, kw_only=True, array_like=True):
     @classmethod
     def from_record(cls, r: UsageRecord) -> UsageRow:
         u = r.usage
+        ttft = r.ttft_ms
+        error = r.error
         return cls(
-            request_id=r.request_id,
-            created_at=r.created_at,
-            key_id=r.key_id,
-            protocol=r.protocol,
-            model_requested=r.model_requested,
-            upstream=r.upstream,
-            provider=r.provider,
-            model_used=r.model_used,
-            stream=r.stream,
-            input_tokens=u.input_tokens,
-            output_tokens=u.output_tokens,
-            cached_tokens=u.cached_tokens,
-            cache_write_tokens=u.cache_write_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            cost_units=to_units(r.cost),
-            latency_ms=round(r.latency_ms, 3),
-            ttft_ms=None if r.ttft_ms is None else round(r.ttft_ms, 3),
-            status=r.status,
-            error=r.error[:500] if r.error else None,
-            attempts=r.attempts,
+            r.request_id,
+            r.created_at,
+            r.key_id,
+            r.protocol,
+            r.model_requested,
+            r.upstream,
+            r.provider,
+            r.model_used,
+            r.stream,
+            u.input_tokens,
+            u.output_tokens,
+            u.cached_tokens,
+            u.cache_write_tokens,
+            u.reasoning_tokens,
+            round(r.cost * UNITS_PER_USD),  # keys.to_units, inlined
+            round(r.latency_ms, 3),
+            None if ttft is None else round(ttft, 3),
+            r.status,
+            error[:500] if error else None,
+            r.attempts,
         )
 
     @classmethod
     def from_values(cls, values: Any) -> UsageRow:
         """From a database row in USAGE_COLUMNS order."""
-        fields = dict(zip(USAGE_COLUMNS, values, strict=True))
-        fields["stream"] = bool(fields["stream"])
-        return cls(**fields)
+        fields = list(values)
+        fields[_STREAM] = bool(fields[_STREAM])  # SQLite stores it as 0/1
+        return cls(*fields)
 
     def values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, c) for c in USAGE_COLUMNS)
+        """The row in USAGE_COLUMNS order, for the database."""
+        return msgspec.structs.astuple(self)
 
     def public(self) -> dict[str, Any]:
         out = {c: getattr(self, c) for c in USAGE_COLUMNS if c != "cost_units"}
         out["cost"] = self.cost_units / 1e10
         return out
+
+
+assert UsageRow.__struct_fields__ == USAGE_COLUMNS  # values() and from_values() rely on the order
+_STREAM = USAGE_COLUMNS.index("stream")
 
 
 class UsageFilter(msgspec.Struct, kw_only=True):

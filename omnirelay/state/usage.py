@@ -21,10 +21,13 @@ owner, whose segments are read, inserted (duplicates ignored) and then deleted.
 Guarantee: a record survives a crash or SIGKILL of the gateway once ``record()`` has returned, i.e. when
 ``Gate.settle`` reaches the end of its journal step; the relay settles before the reply's last byte. By
 default (``state.journal_fsync: false``) the append is a plain ``write`` into the kernel's page cache, which
-costs microseconds and is all a process crash needs; a power loss or kernel crash can then lose records not
-yet flushed to the database (at most ``usage_flush_s`` worth). ``journal_fsync: true`` adds the group-committed
-fsync described in step 1 (about 1-3 ms per settle) for power-loss durability. A torn last line (a crash in
-the middle of a write that was never acknowledged) is skipped at replay.
+is all a process crash needs; a power loss or kernel crash can then lose records not yet flushed to the
+database (at most ``usage_flush_s`` worth). Those writes are group-committed too, per event-loop tick: each
+``record()`` adds its row to the tick's batch and yields once, and the first of them to resume writes the
+whole batch with one ``write`` (a system call per record was the largest single cost of a settle).
+``journal_fsync: true`` adds the group-committed fsync described in step 1 (about 1-3 ms per settle) for
+power-loss durability. A torn last line (a crash in the middle of a write that was never acknowledged) is
+skipped at replay.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Journal:
         self.oldest = 0  # the oldest segment not deleted yet
         self._fd: int | None = None
         self._lock_fd: int | None = None
+        self._torn = False  # a failed write may have left a partial line: end it before the next one
 
     def open(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +76,7 @@ class Journal:
         return self.dir / f"{self.owner}.{seq:08d}.jnl"
 
     def _open_segment(self) -> None:
+        self._torn = False
         self._fd = os.open(self._segment(self.seq), os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
         if self.fsync:
             # The new file's directory entry must be durable too.
@@ -82,12 +87,18 @@ class Journal:
                 os.close(dir_fd)
 
     def write(self, data: bytes) -> None:
-        """Appends; with fsync on, also makes it durable (blocking: then run it in a thread)."""
+        """Appends whole lines; with fsync on, also makes them durable (blocking: then run it in a thread)."""
         assert self._fd is not None
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        if self._torn:
+            # Otherwise replay would read the partial line and the next record as one (torn, skipped) line.
+            data = b"\n" + data
+        self._torn = True
+        n = os.write(self._fd, data)
+        if n < len(data):  # short writes are rare on a regular file (disk full, signal): finish it
+            view = memoryview(data)[n:]
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self._torn = False
         if self.fsync:
             os.fdatasync(self._fd)
 
@@ -139,6 +150,8 @@ def claim_orphans(directory: Path) -> tuple[list[UsageRow], list[Path], list[int
         for seg in sorted(directory.glob(f"{owner}.*.jnl")):
             files.append(seg)
             for line in seg.read_bytes().splitlines():
+                if not line:  # the line end written after a failed write (Journal.write)
+                    continue
                 try:
                     rows.append(_decoder.decode(line))
                 except msgspec.DecodeError:
@@ -170,6 +183,7 @@ class UsageWriter:
         self._flush_lock = asyncio.Lock()
         self._buffer: list[UsageRow] = []
         self._waiters: list[asyncio.Future[None]] = []
+        self._tick: list[UsageRow] = []  # rows settled in this event-loop tick, not written yet (no fsync)
         self._syncer: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._orphans: list[UsageRow] = []
@@ -213,13 +227,18 @@ class UsageWriter:
     async def record(self, row: UsageRow) -> None:
         """Journal the row durably, then queue it for the database."""
         if not self.journal.fsync:
-            # Surviving a crash or SIGKILL of this process only needs the bytes in the kernel: one small
-            # append, inline, with no await between it and queueing the row (so no rotation interleaves).
+            # Surviving a crash or SIGKILL of this process only needs the bytes in the kernel. Every row
+            # settled in this tick joins one batch; after one yield, the first of its writers to resume
+            # appends the batch (the others find it written). The write and the queueing happen together,
+            # with no await between them, so no rotation interleaves (see _flush). On cancellation the
+            # finally still writes it: the row is never left behind.
+            batch = self._tick
+            batch.append(row)
             try:
-                self.journal.write(_encoder.encode(row) + b"\n")
-            except OSError as exc:
-                log.error("usage journal write failed, record %s is not crash-safe: %s", row.request_id, exc)
-            self.pending.append(row)
+                await asyncio.sleep(0)
+            finally:
+                if batch is self._tick:
+                    self._write_tick()
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._buffer.append(row)
@@ -228,11 +247,19 @@ class UsageWriter:
             self._syncer = asyncio.create_task(self._sync())
         await fut
 
+    def _write_tick(self) -> None:
+        rows, self._tick = self._tick, []
+        try:
+            self.journal.write(_encoder.encode_lines(rows))
+        except OSError as exc:
+            log.error("usage journal write failed, %d records are not crash-safe: %s", len(rows), exc)
+        self.pending.extend(rows)
+
     async def _sync(self) -> None:
         while self._buffer:
             rows, waiters = self._buffer, self._waiters
             self._buffer, self._waiters = [], []
-            data = b"".join(_encoder.encode(r) + b"\n" for r in rows)
+            data = _encoder.encode_lines(rows)
             try:
                 async with self._journal_lock:
                     await asyncio.to_thread(self.journal.write, data)
@@ -304,6 +331,8 @@ class UsageWriter:
                 await self._loop_task
         if self._syncer is not None:
             await self._syncer
+        if self._tick:
+            self._write_tick()
         deadline = time.monotonic() + 10.0
         while (self.pending or self._orphans) and time.monotonic() < deadline:
             await self.flush()
