@@ -14,7 +14,17 @@ import pytest
 from tests.gateway import Gateway
 from tests.mocks.raw_http import TEXT, RawUpstream
 
-MODES = ["ok", "gzip-chunked", "until-close", "interim", "drop-second", "conn-close", "garbage", "cut-chunked"]
+MODES = [
+    "ok",
+    "gzip-chunked",
+    "until-close",
+    "interim",
+    "drop-second",
+    "conn-close",
+    "garbage",
+    "cut-chunked",
+    "trailing-junk",
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +83,7 @@ def _stream(oai: openai.OpenAI, model: str) -> str:
     return "".join(c.choices[0].delta.content or "" for c in out if c.choices)
 
 
-@pytest.mark.parametrize("mode", ["ok", "gzip-chunked", "until-close", "interim", "conn-close"])
+@pytest.mark.parametrize("mode", ["ok", "gzip-chunked", "until-close", "interim", "conn-close", "trailing-junk"])
 def test_reply_framings_are_read_whole(oai: openai.OpenAI, mode: str) -> None:
     for _ in range(3):  # and the connection is left in a state the next request can use
         text, headers = _ask(oai, f"m-{mode}")

@@ -282,7 +282,9 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reply = self.reply
-        if reply is None:  # bytes on an idle connection: nothing asked for them, so it cannot be reused
+        if reply is None or reply.done:
+            # Bytes nothing asked for (on an idle connection, or after a complete reply): the connection's
+            # framing can no longer be trusted, so it is not reused. A complete reply stays complete.
             self.discard()
             return
         reply._received = True

@@ -159,6 +159,10 @@ class RawUpstream:
             await writer.drain()
             return False
         head = b"HTTP/1.1 200 OK\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (ctype, len(body))
+        if mode == "trailing-junk":  # bytes after a complete reply: the reply stands, the connection is dropped
+            writer.write(head + b"\r\n" + body + b"JUNK")
+            await writer.drain()
+            return True
         if mode == "conn-close":
             writer.write(head + b"connection: close\r\n\r\n" + body)
             return False
