@@ -8,7 +8,7 @@ one ``asyncio.Protocol`` per connection, the reply parsed by llhttp's C parser s
 state, the body handed over as the bytes received. Everything else (redirects, cookies, proxies, multipart)
 is out of scope on purpose; tools that need them (fetch, search) keep aiohttp.
 
-Errors are the four ``UpstreamHTTPError`` kinds below; the executor maps them to GatewayErrors.
+Errors are the ``UpstreamHTTPError`` kinds below; the executor maps them to GatewayErrors.
 """
 
 from __future__ import annotations
@@ -522,33 +522,6 @@ class HTTP1Client:
                 raise
             return reply
         raise ConnectionClosed("upstream closed the connection before replying")
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        body: bytes,
-        *,
-        connect_timeout: float,
-        read_timeout: float,
-        total_timeout: float,
-    ) -> tuple[int, dict[str, str], bytes]:
-        """A whole exchange: status, headers (lower-case names) and the body."""
-        reply = await self.open(
-            method,
-            url,
-            headers,
-            body,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            total_timeout=total_timeout,
-        )
-        try:
-            data = await reply.read()
-        finally:
-            reply.close()
-        return reply.status, reply.headers, data
 
     def close(self) -> None:
         self._closed = True
