@@ -314,12 +314,6 @@ class _Connection(asyncio.Protocol):
         else:
             reply._fail(_Stale("upstream closed the connection before replying"))
 
-    def pause_writing(self) -> None:  # our writes are small; the transport buffers them
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     # -- llhttp callbacks ---------------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:

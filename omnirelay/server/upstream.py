@@ -9,7 +9,6 @@ the gateway does per request.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncGenerator
 
 from omnirelay.config import Timeouts
@@ -118,8 +117,6 @@ class HttpExecutor:
                 yield events
         except UpstreamHTTPError as exc:
             raise _gateway_error(name, exc, "closed the stream mid-way") from None
-        except asyncio.CancelledError:
-            raise
         finally:
             reply.close()
 
