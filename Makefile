@@ -1,19 +1,35 @@
 # The two entry points the README names: `make serve` and `make test`. Both build the venv from scratch
-# when it is missing or pyproject.toml changed.
+# when it is missing or pyproject.toml or a lock file changed.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+BASE_STAMP := $(VENV)/.installed-local
+STAMP := $(VENV)/.installed-dev
 ARGS ?=
 
-.PHONY: serve test lint typecheck pytest services bench clean
+.PHONY: serve test lock lint typecheck pytest services bench clean
 
-$(STAMP): pyproject.toml
+# Everything installs from the hashed lock files in requirements/ (see requirements/README.md): first pip and the
+# build backends, then the locked set built against exactly those, then omnirelay itself without dependencies.
+PIP := $(PY) -m pip --disable-pip-version-check -q
+LOCKED := --require-hashes --no-deps --no-build-isolation
+
+$(BASE_STAMP): pyproject.toml requirements/build.txt requirements/local.txt
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[local,dev]'
+	$(PIP) install --require-hashes --no-deps -r requirements/build.txt
+	$(PIP) install $(LOCKED) -r requirements/local.txt
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $(BASE_STAMP)
+
+# The test and lint tools on top (dev.txt is the same resolution as local.txt, plus those).
+$(STAMP): $(BASE_STAMP) requirements/dev.txt
+	$(PIP) install $(LOCKED) -r requirements/dev.txt
 	touch $(STAMP)
 
-serve: $(STAMP)
+# Re-resolve the locks from pyproject.toml's ranges: `make lock`, or `make lock ARGS="--upgrade-package NAME"`.
+lock: $(STAMP)
+	bash scripts/lock.sh $(VENV)/bin/uv $(ARGS)
+
+serve: $(BASE_STAMP)
 	$(VENV)/bin/omnirelay serve $(ARGS)
 
 services:
