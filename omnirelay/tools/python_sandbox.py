@@ -5,7 +5,9 @@ What the program gets (``sandbox_argv``):
 * Its own user, PID, mount, network, IPC, UTS and cgroup namespaces (``bwrap --unshare-all --unshare-user``),
   no capabilities, ``--disable-userns`` (no nested user namespace, so no way to mount a filesystem of its own),
   and uid/gid 65534 inside. When the gateway runs as root, bwrap itself is started as uid/gid 65534 on the host
-  (``PythonSettings.host_uid``), so even a kernel escape from the namespaces lands as ``nobody``.
+  (``PythonSettings.host_uid``, through util-linux's ``setpriv``, no groups, no capabilities), so even an
+  escape from the namespaces lands as ``nobody``. A gateway that is not root runs bwrap as its own uid (the
+  namespaces still hide its files, processes and network; the host must allow unprivileged user namespaces).
 * A root filesystem of its own: the host's ``/usr`` (and the ``/bin``, ``/lib*`` links into it) read-only, a
   fresh ``/proc`` that shows only the sandbox's processes, a minimal read-only ``/dev``, and one writable
   size-capped tmpfs at ``/tmp`` (its working directory and ``HOME``): ``tmp_mb`` is the total of everything
@@ -49,8 +51,9 @@ _READ_CHUNK = 65536
 _PRELUDE = r"""
 import resource, sys
 cpu, mem, fsize, nproc = (int(a) for a in sys.argv[1:5])
-for which, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, fsize),
-                     (resource.RLIMIT_NPROC, nproc), (resource.RLIMIT_CORE, 0)):
+resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))  # SIGXCPU at the soft limit, SIGKILL a second later
+for which, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_FSIZE, fsize), (resource.RLIMIT_NPROC, nproc),
+                     (resource.RLIMIT_CORE, 0)):
     resource.setrlimit(which, (value, value))
 del which, value, cpu, mem, fsize, nproc, resource
 sys.argv = ["<python>"]
@@ -58,6 +61,7 @@ _code = sys.stdin.read()
 sys.stdin.close()
 exec(compile(_code, "<python>", "exec"), {"__name__": "__main__"})
 """
+_BWRAP_ENV = {"PATH": "/usr/bin:/bin"}  # bwrap's own environment: visible inside as /proc/1/environ
 _ENV = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
     "HOME": WORKDIR,
@@ -160,29 +164,29 @@ def sandbox_argv(settings: PythonSettings, bwrap: str) -> list[str]:
     ]  # fmt: skip
 
 
-def _spawn_identity(host_uid: int | None) -> dict[str, Any]:
-    """Popen arguments that start bwrap as an unprivileged host uid when the gateway is root."""
+def _launcher(host_uid: int | None) -> list[str] | None:
+    """The command that starts bwrap as an unprivileged host uid when the gateway is root (setpriv, from
+    util-linux: the event loop's subprocess support cannot change the uid itself); None when it is needed
+    but missing."""
     if os.geteuid() != 0 or host_uid is None:
-        return {}
-    return {"user": host_uid, "group": host_uid, "extra_groups": []}
-
-
-def _bwrap_path(settings: PythonSettings) -> str | None:
-    return shutil.which(settings.bwrap)
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    ids = [f"--reuid={host_uid}", f"--regid={host_uid}", "--clear-groups"]
+    return [setpriv, *ids, "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
 @cache
-def _probe(argv: tuple[str, ...], host_uid: int | None) -> str | None:
-    identity = _spawn_identity(host_uid)
+def _probe(argv: tuple[str, ...]) -> str | None:
     try:
         done = subprocess.run(
             argv,
             input=b"print(6 * 7)\n",
             capture_output=True,
-            env={"PATH": "/usr/bin:/bin"},
+            env=_BWRAP_ENV,
             timeout=_PROBE_TIMEOUT,
             start_new_session=True,
-            **identity,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"bubblewrap could not run: {exc}"
@@ -192,16 +196,26 @@ def _probe(argv: tuple[str, ...], host_uid: int | None) -> str | None:
     return None
 
 
-def sandbox_problem(settings: PythonSettings) -> str | None:
-    """Why no sandbox can run with ``settings`` on this host, or None when one does (checked once by running a
-    trivial program in it; the answer is cached)."""
-    bwrap = _bwrap_path(settings)
+def _command(settings: PythonSettings) -> list[str] | str:
+    """The full command line for ``settings``, or why there is none."""
+    bwrap = shutil.which(settings.bwrap)
     if bwrap is None:
         return f"bubblewrap ({settings.bwrap!r}) is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
     if not os.path.isfile(settings.interpreter):
         return f"the sandbox interpreter {settings.interpreter} does not exist"
-    probe_settings = msgspec.structs.replace(settings, cpu_seconds=5, wall_seconds=_PROBE_TIMEOUT)
-    return _probe(tuple(sandbox_argv(probe_settings, bwrap)), settings.host_uid)
+    launcher = _launcher(settings.host_uid)
+    if launcher is None:
+        return "setpriv (util-linux) is needed to start the sandbox as an unprivileged user"
+    return [*launcher, *sandbox_argv(settings, bwrap)]
+
+
+def sandbox_problem(settings: PythonSettings) -> str | None:
+    """Why no sandbox can run with ``settings`` on this host, or None when one does (checked once by running a
+    trivial program in it; the answer is cached)."""
+    command = _command(msgspec.structs.replace(settings, cpu_seconds=5, wall_seconds=_PROBE_TIMEOUT))
+    if isinstance(command, str):
+        return command
+    return _probe(tuple(command))
 
 
 def python_refusal(settings: PythonSettings) -> str | None:
@@ -256,39 +270,49 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
         proc.kill()
 
 
+async def _supervise(proc: asyncio.subprocess.Process, code: bytes, out: _Output, wall: float) -> bool:
+    """Feed the program, read its output, and kill the sandbox at the wall-time limit or the output cap; True
+    when the wall-time limit stopped it."""
+    assert proc.stdout is not None and proc.stderr is not None
+    stop = asyncio.Event()
+    work: asyncio.Future[Any] = asyncio.gather(
+        _feed(proc, code), out.read_stdout(proc.stdout, stop), out.read_stderr(proc.stderr), proc.wait()
+    )
+    stopper: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        done, _ = await asyncio.wait((work, stopper), timeout=wall, return_when=asyncio.FIRST_COMPLETED)
+        if work in done:
+            work.result()
+            return False
+        _kill(proc)
+        with contextlib.suppress(TimeoutError):  # everything in the sandbox is dead: the pipes close at once
+            await asyncio.wait_for(asyncio.shield(work), timeout=10.0)
+        return not out.truncated
+    finally:
+        stopper.cancel()
+        work.cancel()
+
+
 async def run_python(code: str, settings: PythonSettings) -> PythonResult:
     """Run ``code`` in the sandbox; raises ``SandboxUnavailable`` when no sandbox works on this host."""
     problem = sandbox_problem(settings)
-    bwrap = _bwrap_path(settings)
-    if problem is not None or bwrap is None:
-        raise SandboxUnavailable(problem or "bubblewrap is not installed")
+    command = _command(settings)
+    if problem is not None or isinstance(command, str):
+        raise SandboxUnavailable(problem or str(command))
     out = _Output(settings.max_output_chars * 4)  # UTF-8: at most 4 bytes a character
     proc = await asyncio.create_subprocess_exec(
-        *sandbox_argv(settings, bwrap),
+        *command,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={"PATH": "/usr/bin:/bin"},  # bwrap's own environment is visible inside as /proc/1/environ
+        env=_BWRAP_ENV,
         cwd="/",
         start_new_session=True,
-        **_spawn_identity(settings.host_uid),
     )
-    assert proc.stdout is not None and proc.stderr is not None
-    stop = asyncio.Event()
-    work = asyncio.gather(
-        _feed(proc, code.encode()), out.read_stdout(proc.stdout, stop), out.read_stderr(proc.stderr), proc.wait()
-    )
-    stopper = asyncio.ensure_future(stop.wait())
-    timed_out = False
     try:
-        done, _ = await asyncio.wait({work, stopper}, timeout=settings.wall_seconds, return_when="FIRST_COMPLETED")
-        if work not in done:
-            timed_out = not out.truncated
-            _kill(proc)
-            await asyncio.wait_for(asyncio.shield(work), timeout=10.0)
+        timed_out = await _supervise(proc, code.encode(), out, settings.wall_seconds)
     finally:
-        stopper.cancel()
-        if proc.returncode is None:
+        if proc.returncode is None:  # cancelled (the client left): the sandbox goes too
             _kill(proc)
             await proc.wait()
     status = proc.returncode
