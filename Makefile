@@ -33,6 +33,7 @@ serve: $(BASE_STAMP)
 	$(VENV)/bin/omnirelay serve $(ARGS)
 
 services:
+	bash scripts/system-deps.sh
 	bash scripts/services.sh
 
 lint: $(STAMP)

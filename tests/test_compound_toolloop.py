@@ -46,7 +46,10 @@ def tenv(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iter
         text=True,
         check=True,
     )
-    settings = {"search_backends": {"local": {"type": "local", "path": str(index)}}}
+    settings = {
+        "search_backends": {"local": {"type": "local", "path": str(index)}},
+        "python": {"enabled": True},
+    }
     yield from compound_gateway(mocks, root / "gw", settings)
 
 

@@ -130,7 +130,7 @@ def test_python_runs_code_in_an_empty_temp_dir_with_a_clean_env(monkeypatch: pyt
 
 def test_python_runaway_loop_is_killed() -> None:
     r = _run("while True:\n    pass", cpu_seconds=1, wall_seconds=10)
-    assert r.exit_code is None and "killed" in r.as_text()
+    assert r.exit_code is None and "killed: CPU-time limit" in r.as_text()
 
 
 def test_python_wall_time_limit() -> None:
@@ -144,19 +144,22 @@ def test_python_memory_limit() -> None:
 
 
 def test_python_cannot_write_outside_its_directory(tmp_path: Path) -> None:
+    # The host's paths do not exist in the sandbox, and what does (/usr, /) is read-only.
     target = tmp_path / "escape.txt"
     r = _run(f"open({str(target)!r}, 'w').write('x')")
-    assert r.exit_code == 1 and "PermissionError" in r.stderr
+    assert r.exit_code == 1 and "FileNotFoundError" in r.stderr
     assert not target.exists()
+    r = _run("open('/usr/escape.txt', 'w').write('x')")
+    assert r.exit_code == 1 and "Read-only file system" in r.stderr
     ok = _run("open('inside.txt', 'w').write('fine')\nprint(open('inside.txt').read())")
     assert ok.stdout.strip() == "fine"
 
 
 def test_python_has_no_network() -> None:
     r = _run("import socket\ns = socket.create_connection(('127.0.0.1', 9), timeout=1)")
-    assert r.exit_code == 1 and ("PermissionError" in r.stderr or "OSError" in r.stderr)
-    r = _run("import subprocess\nsubprocess.run(['curl', 'http://example.com'])")
-    assert r.exit_code == 1 and "disabled in this sandbox" in r.stderr
+    assert r.exit_code == 1 and "ConnectionRefusedError" in r.stderr
+    r = _run("import socket\nprint(socket.getaddrinfo('example.com', 80))")
+    assert r.exit_code == 1 and "gaierror" in r.stderr
 
 
 # -- HTTP search adapters ---------------------------------------------------------------------------------------

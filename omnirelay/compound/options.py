@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -48,10 +48,19 @@ class FetchSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class PythonSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    cpu_seconds: int = 5
-    memory_mb: int = 512
-    wall_seconds: float = 10.0
-    max_output_chars: int = 20_000
+    """The ``python`` server tool (``extra.compound.python``): off unless ``enabled``, and then run only inside
+    a bubblewrap sandbox (``omnirelay.tools.python_sandbox``); without one the tool is refused."""
+
+    enabled: bool = False
+    cpu_seconds: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 5  # per process
+    memory_mb: Annotated[int, msgspec.Meta(ge=64, le=65536)] = 512  # address space per process
+    wall_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0  # the whole sandbox, then it is killed
+    max_output_chars: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 20_000  # stdout kept; past it: stopped
+    tmp_mb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 64  # the writable tmpfs: all files together
+    max_processes: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16  # in the sandbox, its first process included
+    interpreter: str = "/usr/bin/python3"  # bound read-only into the sandbox (with its prefix if outside /usr)
+    bwrap: str = "bwrap"  # the bubblewrap command (a name on PATH or a path)
+    host_uid: int | None = 65534  # a gateway running as root starts the sandbox as this uid/gid; None: as root
 
 
 class CompoundSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ from omnirelay.server.gate import UsageRecord
 if TYPE_CHECKING:
     from omnirelay.compound.engine import CompoundEngine
     from omnirelay.server.relay import Relay
+
+log = logging.getLogger("omnirelay.compound")
 
 
 def is_virtual(channel: Channel) -> bool:
@@ -123,6 +126,8 @@ def install(relay: Relay) -> CompoundSettings:
     providers are a ``ProviderMap``."""
     config = relay.routes.config
     settings = load_settings(config.extra, config.state.data_dir)
+    if settings.python.enabled:
+        _check_python_sandbox(settings)
     caller = RelayModelCaller(relay)
     providers = relay.providers
     for mode, where in ENGINES.items():
@@ -132,6 +137,17 @@ def install(relay: Relay) -> CompoundSettings:
         else:
             providers[upstream_name(mode)] = factory()
     return settings
+
+
+def _check_python_sandbox(settings: CompoundSettings) -> None:
+    """Say at start whether the enabled ``python`` tool can run (it needs an OS sandbox; the probe is cached)."""
+    from omnirelay.tools.python_sandbox import sandbox_problem
+
+    problem = sandbox_problem(settings.python)
+    if problem is None:
+        log.info("python tool enabled: programs run in a bubblewrap sandbox")
+    else:
+        log.warning("python tool enabled but unavailable, requests naming it get 400: %s", problem)
 
 
 def _build_engine(where: str, mode: str, caller: RelayModelCaller, settings: CompoundSettings) -> CompoundEngine:

@@ -55,7 +55,7 @@ from omnirelay.core.types import (
 from omnirelay.routing.breaker import Breaker
 from omnirelay.routing.table import Channel, Route
 from omnirelay.tools.fetch import FetchRefused, fetch
-from omnirelay.tools.python_sandbox import run_python
+from omnirelay.tools.python_sandbox import SandboxUnavailable, python_refusal, run_python
 from omnirelay.tools.search.base import Document, SearchBackend, make_backend
 from omnirelay.tools.search.http import SearchError
 
@@ -97,7 +97,7 @@ TOOL_DEFS: dict[str, Tool] = {
     "python": Tool(
         name="python",
         description="Run a Python 3 program in a sandbox (no network, limited CPU time and memory, an empty "
-        "working directory) and return what it printed. Print every result you need.",
+        "working directory with limited space) and return what it printed. Print every result you need.",
         parameters={
             "type": "object",
             "properties": {"code": {"type": "string", "description": "The complete program to run."}},
@@ -173,8 +173,13 @@ def loop_route(relay: Relay, req: ChatRequest) -> Route | None:
     native = engine.settings.anthropic_server_tools == "upstream" and all(
         c.upstream.provider == "anthropic" for c in route.channels
     )
-    if not tool_spec(req, include_anthropic=not native).server:
+    server = tool_spec(req, include_anthropic=not native).server
+    if not server:
         return None
+    if "python" in server:
+        refusal = python_refusal(engine.settings.python)
+        if refusal is not None:
+            raise invalid(refusal, param="tools")
     return engine.route_for(req.model)
 
 
@@ -386,7 +391,12 @@ class ToolLoopEngine(CompoundEngine):
         return record, f"{doc.title}\nURL: {doc.url}{dated}\n\n{text}", False
 
     async def _python(self, record: ServerToolCall, code: str) -> tuple[ServerToolCall, str, bool]:
-        result = await run_python(code, self.settings.python)
+        try:
+            result = await run_python(code, self.settings.python)
+        except SandboxUnavailable as exc:  # checked when the request came in; the host changed since
+            record.error = f"the python tool is unavailable: {exc}"
+            record.return_code = 1
+            return record, f"error: {record.error}", True
         record.output = result.stdout
         record.stderr = result.stderr
         record.return_code = result.exit_code if result.exit_code is not None else 137  # killed
