@@ -111,7 +111,7 @@ def _credit_units(value: Any) -> int | None:
 def _rate(value: Any, field: str) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_RATE_LIMIT):
         raise _bad(field, f"{field} must be an integer between 1 and {MAX_RATE_LIMIT}, or null")
-    return value
+    return None if value is None else int(value)
 
 
 def _expiry(value: Any) -> float | None:

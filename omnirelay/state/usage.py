@@ -378,9 +378,11 @@ class UsageWriter:
             progress = _Progress()
             try:
                 await self._store_rows(rows, progress)
-            except Exception as exc:
-                self._failures += 1
+            except BaseException as exc:
                 self.pending = rows[progress.handled :] + self.pending
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown): the rows stay pending for stop()'s last flushes
+                self._failures += 1
                 log.warning("usage flush of %d records failed, will retry: %s", len(rows) - progress.handled, exc)
                 return  # the journal segments stay: they hold the rows still pending
             finally:
