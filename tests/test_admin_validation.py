@@ -96,8 +96,14 @@ def test_usage_limit_out_of_range_is_400(admin: Admin, path: str, limit: str) ->
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("since", "1e400"), ("until", "-1e400"), ("since", "nan"), ("since", "99999999999999999999d"), ("key", "a\x00b"),
-     ("model", "gpt\x00")],
+    [
+        ("since", "1e400"),
+        ("until", "-1e400"),
+        ("since", "nan"),
+        ("since", "99999999999999999999d"),
+        ("key", "a\x00b"),
+        ("model", "gpt\x00"),
+    ],
 )
 def test_usage_filters_out_of_range_are_400(admin: Admin, field: str, value: str) -> None:
     for path in ("/admin/usage", "/admin/usage/summary"):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import openai
 import pytest
 
 from omnirelay.core.usage_bounds import MAX_TOKENS_PER_REQUEST
@@ -376,7 +375,7 @@ def test_database_and_journal_files_are_private(mocks: MockUpstreams, tmp_path: 
             os.umask(old_umask)
         try:
             admin = Admin(gw.url)
-            key_id, secret = admin.create_key()
+            _, secret = admin.create_key()
             r = httpx.post(
                 gw.url + "/v1/chat/completions",
                 json={"model": GPT, "messages": [{"role": "user", "content": "hi"}]},

@@ -27,8 +27,8 @@ from omnirelay.core.events import (
 )
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import cost_of
-from omnirelay.core.usage_bounds import sane_usage
 from omnirelay.core.types import ChatRequest, ChatResponse, Reasoning, Usage
+from omnirelay.core.usage_bounds import sane_usage
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease

@@ -77,7 +77,14 @@ def _key_from_row(row: Any) -> KeyRecord:
 # Errors that come from what the rows hold: retrying the same rows cannot help (see Store.is_row_error).
 # OverflowError: an integer beyond SQLite's 64 bits; UnicodeEncodeError: a lone surrogate in a text; IntegrityError:
 # e.g. NaN, which sqlite3 binds as NULL, in a NOT NULL column; InterfaceError: a value of a type it cannot bind.
-_ROW_ERRORS = (OverflowError, UnicodeEncodeError, TypeError, sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError)
+_ROW_ERRORS = (
+    OverflowError,
+    UnicodeEncodeError,
+    TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+)
 REJECTED_COLUMNS = "request_id, rejected_at, key_id, error, record"
 PRIVATE_FILE_MODE = 0o600
 
@@ -295,9 +302,7 @@ class SqliteStore(Store):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = await self.reader.execute_fetchall(sql)
-        return [
-            RejectedUsage(request_id=r[0], rejected_at=r[1], key_id=r[2], error=r[3], record=r[4]) for r in rows
-        ]
+        return [RejectedUsage(request_id=r[0], rejected_at=r[1], key_id=r[2], error=r[3], record=r[4]) for r in rows]
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
         where, args = _where(flt)

@@ -13,14 +13,17 @@ The path of one settled record:
    for this flush" (plus earlier flushes that failed, which stay pending and keep their segments).
 
 If the database is down (or restarting) the flush fails, records stay pending and in the journal, and the
-next flush retries with backoff. A batch the database refuses because of what its rows hold (``Store.is_row_error``:
-a number out of range, text it cannot store) is split in halves until the rows at fault are found: every other
-row commits and charges its key, and each row at fault goes to the ``usage_rejected`` table (the record as
-journalled and the error, listed by ``GET /admin/usage/rejected`` and ``omnirelay usage --rejected``), never to
-be retried. A failed flush does not start a new journal segment unless records arrived since the last one. If the gateway dies (SIGKILL included), the next process to start with the
-same data dir replays the journal: each process owns ``<owner>.lock`` under an exclusive ``flock`` for its
-lifetime (the kernel drops it when the process dies), so a lock file that can be locked belongs to a dead
-owner, whose segments are read, inserted (duplicates ignored) and then deleted.
+next flush retries with backoff. A batch the database refuses because of what its rows hold
+(``Store.is_row_error``: a number out of range, text it cannot store) is split in halves until the rows at
+fault are found: every other row commits and charges its key, and each row at fault goes to the
+``usage_rejected`` table (the record as journalled and the error, listed by ``GET /admin/usage/rejected`` and
+``omnirelay usage --rejected``, and logged with its request id), never to be retried. A failed flush starts no
+new journal segment unless records arrived since the last one.
+
+If the gateway dies (SIGKILL included), the next process to start with the same data dir replays the journal:
+each process owns ``<owner>.lock`` under an exclusive ``flock`` for its lifetime (the kernel drops it when the
+process dies), so a lock file that can be locked belongs to a dead owner, whose segments are read, inserted
+(duplicates ignored, rows at fault kept aside as above) and then deleted.
 
 Guarantee: a record survives a crash or SIGKILL of the gateway once ``record()`` has returned, i.e. when
 ``Gate.settle`` reaches the end of its journal step; the relay settles before the reply's last byte. By

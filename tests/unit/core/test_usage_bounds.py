@@ -36,7 +36,13 @@ def test_sane_usage_is_returned_unchanged() -> None:
 
 def test_huge_counts_are_capped() -> None:
     u = sane_usage(_usage(input_tokens=10**19, output_tokens=10**30, cached_tokens=10**19, reasoning_tokens=10**19))
-    assert _counts(u) == (MAX_TOKENS_PER_REQUEST, MAX_TOKENS_PER_REQUEST, MAX_TOKENS_PER_REQUEST, 0, MAX_TOKENS_PER_REQUEST)
+    assert _counts(u) == (
+        MAX_TOKENS_PER_REQUEST,
+        MAX_TOKENS_PER_REQUEST,
+        MAX_TOKENS_PER_REQUEST,
+        0,
+        MAX_TOKENS_PER_REQUEST,
+    )
 
 
 def test_negative_counts_become_zero() -> None:
@@ -46,7 +52,17 @@ def test_negative_counts_become_zero() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(12.9, 12), (-3.5, 0), (math.nan, 0), (math.inf, 0), (-math.inf, 0), ("12", 0), (None, 0), (True, 0), (1e300, 10**9)],
+    [
+        (12.9, 12),
+        (-3.5, 0),
+        (math.nan, 0),
+        (math.inf, 0),
+        (-math.inf, 0),
+        ("12", 0),
+        (None, 0),
+        (True, 0),
+        (1e300, 10**9),
+    ],
 )
 def test_counts_of_other_types(value: Any, expected: int) -> None:
     u = sane_usage(_usage(input_tokens=value, output_tokens=value))
@@ -91,7 +107,14 @@ def test_cost_of_unchanged_for_sane_usage() -> None:
 
 @pytest.mark.parametrize(
     ("cost", "expected"),
-    [(1.25, 1.25), (-6000.0, 0.0), (math.nan, 0.0), (math.inf, MAX_COST_USD), (-math.inf, 0.0), (10**400, MAX_COST_USD)],
+    [
+        (1.25, 1.25),
+        (-6000.0, 0.0),
+        (math.nan, 0.0),
+        (math.inf, MAX_COST_USD),
+        (-math.inf, 0.0),
+        (10**400, MAX_COST_USD),
+    ],
 )
 def test_sane_cost(cost: float, expected: float) -> None:
     assert sane_cost(cost) == expected
