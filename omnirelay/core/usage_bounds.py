@@ -38,11 +38,19 @@ def _count(value: object) -> int:
 
 
 def _is_sane(u: Usage) -> bool:
-    counts = (u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens)
+    # One chained comparison per convention (this runs on every request): c, w >= 0 and c + w <= i <= MAX
+    # make the input valid; 0 <= r <= o <= MAX the output.
+    i, o, c, w, r = u.input_tokens, u.output_tokens, u.cached_tokens, u.cache_write_tokens, u.reasoning_tokens
     return (
-        all(type(c) is int and 0 <= c <= MAX_TOKENS_PER_REQUEST for c in counts)
-        and u.cached_tokens + u.cache_write_tokens <= u.input_tokens
-        and u.reasoning_tokens <= u.output_tokens
+        type(i) is int
+        and type(o) is int
+        and type(c) is int
+        and type(w) is int
+        and type(r) is int
+        and c >= 0
+        and w >= 0
+        and c + w <= i <= MAX_TOKENS_PER_REQUEST
+        and 0 <= r <= o <= MAX_TOKENS_PER_REQUEST
     )
 
 
@@ -64,6 +72,8 @@ def sane_usage(u: Usage) -> Usage:
 
 def sane_cost(cost: float) -> float:
     """A cost in USD within [0, MAX_COST_USD]; NaN (or anything not a number) is 0."""
+    if type(cost) is float and 0.0 <= cost < MAX_COST_USD:  # the usual case, first
+        return cost
     if isinstance(cost, bool) or not isinstance(cost, int | float) or cost != cost or cost <= 0:
         return 0.0
     if cost >= MAX_COST_USD:  # compared before float(): an int too large for a float would raise
