@@ -3,6 +3,9 @@
 Usage convention (core.types): input_tokens includes cached reads and cache writes, output_tokens includes
 reasoning. So: uncached input = input - cached - cache_write, each part at its own rate; reasoning is billed
 inside output.
+
+The usage is bounded first (``core.usage_bounds``) and the result is never negative: an upstream's numbers,
+however odd, never turn into a credit for the caller.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from collections.abc import Mapping
 
 from omnirelay.core.catalog import ALIASES, MODELS, Price
 from omnirelay.core.types import Usage
+from omnirelay.core.usage_bounds import sane_cost, sane_usage
 
 PER_TOKEN = 1e-6
 
@@ -36,6 +40,7 @@ def price_for(model: str, overrides: Mapping[str, Price]) -> Price | None:
 
 
 def cost_of(usage: Usage, price: Price, batch: bool = False) -> float:
+    usage = sane_usage(usage)
     cached = min(usage.cached_tokens, usage.input_tokens)
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     uncached = usage.input_tokens - cached - written
@@ -46,4 +51,4 @@ def cost_of(usage: Usage, price: Price, batch: bool = False) -> float:
     ) * PER_TOKEN
     if batch:
         total *= price.batch_discount
-    return round(total, 10)
+    return sane_cost(round(total, 10))

@@ -28,6 +28,7 @@ from omnirelay.core.events import (
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import cost_of
 from omnirelay.core.types import ChatRequest, ChatResponse, Reasoning, Usage
+from omnirelay.core.usage_bounds import sane_usage
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
@@ -192,7 +193,8 @@ class Relay:
 
         resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
-        record.usage = resp.usage
+        # What the upstream claims is bounded before it is priced, shown to the client or charged.
+        record.usage = resp.usage = sane_usage(resp.usage)
         # A compound engine prices each of its upstream calls itself (they may hit different models).
         record.cost = resp.cost if record.provider == "compound" and resp.cost is not None else self._cost(record)
         resp.cost = record.cost
@@ -273,7 +275,7 @@ class Relay:
             event: StreamEvent | None = next(pending)
             while event is not None:
                 if isinstance(event, UsageReport):
-                    usage = event.usage
+                    usage = event.usage = sane_usage(event.usage)  # bounded before it is sent: see _complete
                     reported_cost = event.cost if event.cost is not None else reported_cost
                 elif isinstance(event, StreamFailure):
                     failure = event.error

@@ -9,9 +9,12 @@ unset: the server master key; neither: the admin API answers 403).
   DELETE /admin/keys/{id}            -> {id, deleted: true}
   GET    /admin/usage                ?since&until&key&model&limit&format=json|csv -> records
   GET    /admin/usage/summary        ?since&until&key&model&by=key_id,model_requested -> totals
+  GET    /admin/usage/rejected       ?limit -> records the database could not store (see state/usage.py)
 
 Times are unix seconds, ISO 8601 (``2027-01-01``, ``2027-01-01T12:00:00Z``) or relative (``90s``, ``15m``,
-``24h``, ``7d`` ago). The secret of a new key is returned once and never again.
+``24h``, ``7d`` ago). The secret of a new key is returned once and never again. Numbers out of range (credit
+above MAX_CREDIT_USD, rpm/tpm above a 32-bit integer, limit above MAX_QUERY_LIMIT, negative ones) and text
+holding NUL are refused with 400 naming the field, never stored.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +43,14 @@ if TYPE_CHECKING:
     from omnirelay.server.app import App
 
 ADMIN_BODY_LIMIT = 64 * 1024
+# Bounds that every store holds: credit in units of 1e-10 USD must fit a signed 64-bit integer with room for
+# what is spent; rpm/tpm are INTEGER (32 bits) in PostgreSQL.
+MAX_CREDIT_USD = 100_000_000
+MAX_RATE_LIMIT = 2**31 - 1
+MAX_QUERY_LIMIT = 1_000_000_000
+MAX_NAME_LENGTH = 200
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z
+_LIMIT_DIGITS = re.compile(r"^[0-9]{1,10}$")
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DIMENSION_ALIASES = {"key": "key_id", "model": "model_requested"}
@@ -65,6 +77,53 @@ def parse_time(text: str, field: str = "time") -> float:
     return dt.timestamp()
 
 
+def _bad(field: str, message: str) -> GatewayError:
+    return GatewayError("invalid_request", message, param=field)
+
+
+def checked_time(text: str, field: str) -> float:
+    """parse_time, refusing what no store can compare (NaN, infinities) or what is not a date (beyond 9999)."""
+    value = parse_time(text, field)
+    if not math.isfinite(value) or abs(value) > MAX_TIME:
+        raise _bad(field, f"{field} is out of range: use a time between 1970 and 9999")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text_without_nul(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise _bad(field, f"{field} must not contain NUL characters")
+    return value
+
+
+def _credit_units(value: Any) -> int | None:
+    # Compared before float(): an integer too large for a float would raise OverflowError.
+    if value is None:
+        return None
+    if not _is_number(value) or value != value or not 0 <= value <= MAX_CREDIT_USD:
+        raise _bad("credit", f"credit must be a number of USD between 0 and {MAX_CREDIT_USD}, or null")
+    return to_units(float(value))
+
+
+def _rate(value: Any, field: str) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_RATE_LIMIT):
+        raise _bad(field, f"{field} must be an integer between 1 and {MAX_RATE_LIMIT}, or null")
+    return None if value is None else int(value)
+
+
+def _expiry(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return checked_time(value, "expires_at")
+    if not _is_number(value) or value != value or not 0 <= value <= MAX_TIME:
+        raise _bad("expires_at", "expires_at must be a time (unix seconds up to year 9999, ISO 8601) or null")
+    return float(value)
+
+
 def dimensions(text: str | None) -> list[str]:
     by = [_DIMENSION_ALIASES.get(d.strip(), d.strip()) for d in (text or "").split(",") if d.strip()]
     for d in by:
@@ -85,39 +144,26 @@ def key_fields(body: dict[str, Any], creating: bool) -> dict[str, Any]:
         if name not in allowed:
             raise GatewayError("invalid_request", f"unknown key field {name!r}", param=name)
         if name == "name":
-            if not isinstance(value, str) or not value.strip():
-                raise GatewayError("invalid_request", "name must be a non-empty string", param="name")
-            fields["name"] = value.strip()
+            if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
+                raise _bad("name", f"name must be a non-empty string of at most {MAX_NAME_LENGTH} characters")
+            fields["name"] = _text_without_nul(value.strip(), "name")
         elif name == "credit":
-            if value is not None and (not isinstance(value, int | float) or isinstance(value, bool) or value < 0):
-                raise GatewayError(
-                    "invalid_request", "credit must be a non-negative number of USD or null", param="credit"
-                )
-            fields["credit_units"] = None if value is None else to_units(float(value))
+            fields["credit_units"] = _credit_units(value)
         elif name == "models":
             if value is None:
                 value = []
             if isinstance(value, str):
                 value = parse_models(value)
             if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-                raise GatewayError("invalid_request", "models must be a list of glob patterns", param="models")
-            fields["models"] = value
+                raise _bad("models", "models must be a list of glob patterns")
+            fields["models"] = [_text_without_nul(p, "models") for p in value]
         elif name in ("rpm", "tpm"):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise GatewayError("invalid_request", f"{name} must be a positive integer or null", param=name)
-            fields[name] = value
+            fields[name] = _rate(value, name)
         elif name == "expires_at":
-            if value is None:
-                fields["expires_at"] = None
-            elif isinstance(value, int | float) and not isinstance(value, bool):
-                fields["expires_at"] = float(value)
-            elif isinstance(value, str):
-                fields["expires_at"] = parse_time(value, "expires_at")
-            else:
-                raise GatewayError("invalid_request", "expires_at must be a time or null", param="expires_at")
+            fields["expires_at"] = _expiry(value)
         elif name == "disabled":
             if not isinstance(value, bool):
-                raise GatewayError("invalid_request", "disabled must be true or false", param="disabled")
+                raise _bad("disabled", "disabled must be true or false")
             fields["disabled"] = value
     if creating and "name" not in fields:
         raise GatewayError("invalid_request", "name is required", param="name")
@@ -146,6 +192,7 @@ class AdminApi:
             app.route(method, "/admin/keys/*", self._guard(self.one_key))
         app.route("GET", "/admin/usage", self._guard(self.usage))
         app.route("GET", "/admin/usage/summary", self._guard(self.usage_summary))
+        app.route("GET", "/admin/usage/rejected", self._guard(self.usage_rejected))
 
     def _guard(self, handler: Callable[[Exchange], Awaitable[None]]) -> Callable[[Exchange], Awaitable[None]]:
         async def guarded(request: Exchange) -> None:
@@ -189,16 +236,24 @@ class AdminApi:
     def _query(request: Exchange) -> dict[str, str]:
         return {k: v[-1] for k, v in parse_qs(request.query_string).items()}
 
-    def _filter(self, q: dict[str, str]) -> UsageFilter:
+    @staticmethod
+    def _limit(q: dict[str, str]) -> int | None:
         limit = q.get("limit")
-        if limit is not None and not limit.isdigit():
-            raise GatewayError("invalid_request", "limit must be a positive integer", param="limit")
+        if limit is None or limit == "":
+            return None
+        if not _LIMIT_DIGITS.match(limit) or not 0 < int(limit) <= MAX_QUERY_LIMIT:
+            raise _bad("limit", f"limit must be an integer between 1 and {MAX_QUERY_LIMIT}")
+        return int(limit)
+
+    def _filter(self, q: dict[str, str]) -> UsageFilter:
+        key_id = q.get("key") or q.get("key_id")
+        model = q.get("model")
         return UsageFilter(
-            since=parse_time(q["since"], "since") if "since" in q else None,
-            until=parse_time(q["until"], "until") if "until" in q else None,
-            key_id=q.get("key") or q.get("key_id"),
-            model=q.get("model"),
-            limit=int(limit) if limit else None,
+            since=checked_time(q["since"], "since") if "since" in q else None,
+            until=checked_time(q["until"], "until") if "until" in q else None,
+            key_id=None if key_id is None else _text_without_nul(key_id, "key"),
+            model=None if model is None else _text_without_nul(model, "model"),
+            limit=self._limit(q),
         )
 
     # -- handlers ----------------------------------------------------------------------------------------
@@ -219,6 +274,8 @@ class AdminApi:
     async def one_key(self, request: Exchange) -> None:
         rest = request.path.rstrip("/").removeprefix("/admin/keys/")
         key_id, _, action = rest.partition("/")
+        if "\x00" in key_id:  # no key has one, and PostgreSQL cannot even compare it
+            raise GatewayError("not_found", "no such key")
         method = request.method
         if method == "GET" and not action:
             rec = await self.store.get_key(key_id)
@@ -256,3 +313,9 @@ class AdminApi:
         await self.gate.writer.flush()
         by = dimensions(q.get("by", "key_id,model_requested"))
         await self._send(request, 200, {"data": await self.store.summarize_usage(flt, by)})
+
+    async def usage_rejected(self, request: Exchange) -> None:
+        limit = self._limit(self._query(request))
+        await self.gate.writer.flush()
+        rows = [r.public() for r in await self.store.query_rejected(limit)]
+        await self._send(request, 200, {"data": rows})

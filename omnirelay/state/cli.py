@@ -16,9 +16,9 @@ import typer
 
 from omnirelay.config import ConfigError, load_config
 from omnirelay.core.errors import GatewayError
-from omnirelay.state.admin import dimensions, key_fields, parse_time
+from omnirelay.state.admin import checked_time, dimensions, key_fields
 from omnirelay.state.keys import KeyRecord, new_key
-from omnirelay.state.store import Store, UsageFilter, open_store
+from omnirelay.state.store import RejectedUsage, Store, UsageFilter, open_store
 
 keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Create and manage virtual API keys.")
 
@@ -215,6 +215,19 @@ def delete(key_id: str, config: ConfigOption = None) -> None:
     typer.echo(f"deleted key {key_id}")
 
 
+REJECTED_COLUMNS = ["request_id", "rejected_at", "key_id", "error"]
+
+
+def _print_rejected(rows: list[RejectedUsage], as_json: bool) -> None:
+    views = [r.public() for r in rows]
+    if as_json:
+        typer.echo(msgspec.json.encode(views).decode())
+        return
+    for v in views:
+        v["rejected_at"] = _iso(float(v["rejected_at"]))
+    typer.echo(_table(views, REJECTED_COLUMNS))
+
+
 SUMMARY_COLUMNS = [
     "requests",
     "errors",
@@ -235,14 +248,20 @@ def usage(
     ),
     key: Annotated[str | None, typer.Option(help="only this key id")] = None,
     model: Annotated[str | None, typer.Option(help="only this model (requested or used)")] = None,
+    rejected: Annotated[
+        bool, typer.Option("--rejected", help="list the records the database could not store, kept aside instead")
+    ] = False,
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Usage summary: requests, tokens and cost by key and model over a time range."""
+    if rejected:
+        _print_rejected(_with_store(config, lambda store: store.query_rejected()), as_json)
+        return
     try:
         flt = UsageFilter(
-            since=parse_time(since, "since") if since else None,
-            until=parse_time(until, "until") if until else None,
+            since=checked_time(since, "since") if since else None,
+            until=checked_time(until, "until") if until else None,
             key_id=key,
             model=model,
         )

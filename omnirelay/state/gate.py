@@ -34,6 +34,7 @@ from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import PER_TOKEN
 from omnirelay.core.types import ChatRequest
+from omnirelay.core.usage_bounds import sane_cost, sane_usage
 from omnirelay.server.gate import Admission, Gate, UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord, ModelMatcher, hash_secret, key_id_of, secret_matches, to_usd
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
@@ -353,6 +354,7 @@ class KeyGate(Gate):
         """Charge the key and release its reservation, then journal the record. Idempotent per admission
         (the relay may call it early, before the last byte, and again in its ``finally``)."""
         try:
+            record.usage, record.cost = sane_usage(record.usage), sane_cost(record.cost)  # see core.usage_bounds
             if isinstance(admission, KeyAdmission):
                 if admission.settled:
                     return

@@ -126,6 +126,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX usage_key_created ON usage (key_id, created_at)",
         ),
     ),
+    Migration(
+        version=4,
+        description="quarantine for usage records the usage table cannot hold",
+        # ``record`` is the row as journalled (a JSON array in USAGE_COLUMNS order), kept verbatim so nothing
+        # is lost; ``error`` says why the insert failed.
+        sqlite=(
+            """CREATE TABLE usage_rejected (
+                request_id TEXT PRIMARY KEY,
+                rejected_at REAL NOT NULL,
+                key_id TEXT,
+                error TEXT NOT NULL,
+                record TEXT NOT NULL
+            )""",
+        ),
+        postgres=(
+            """CREATE TABLE usage_rejected (
+                request_id TEXT PRIMARY KEY,
+                rejected_at DOUBLE PRECISION NOT NULL,
+                key_id TEXT,
+                error TEXT NOT NULL,
+                record TEXT NOT NULL
+            )""",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

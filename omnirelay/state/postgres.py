@@ -20,6 +20,7 @@ from omnirelay.state.store import (
     SUMMARY_AGGREGATES,
     UPDATABLE_KEY_FIELDS,
     USAGE_COLUMNS,
+    RejectedUsage,
     Store,
     UsageFilter,
     UsageRow,
@@ -73,6 +74,12 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged)
 """
 _rows_encoder = msgspec.json.Encoder()
+REJECTED_COLUMNS = "request_id, rejected_at, key_id, error, record"
+# SQLSTATE classes that come from the data, not the server's health: 22 data exception (a number out of range
+# for bigint, text PostgreSQL cannot hold), 23 integrity constraint violation (NaN, sent as null, in a NOT NULL
+# column). Encoding the batch can fail the same way (an integer beyond 64 bits, a lone surrogate).
+_ROW_SQLSTATE_CLASSES = ("22", "23")
+_ROW_ENCODE_ERRORS = (msgspec.EncodeError, OverflowError, UnicodeError, TypeError)
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -230,6 +237,41 @@ class PostgresStore(Store):
         record = await self.pool.fetchrow(WRITE_USAGE_SQL, payload)
         assert record is not None
         return int(record[0])
+
+    def is_row_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, _ROW_ENCODE_ERRORS):
+            return True
+        sqlstate = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+        return isinstance(sqlstate, str) and sqlstate[:2] in _ROW_SQLSTATE_CLASSES
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def reject_usage(self, rejected: RejectedUsage) -> None:
+        await self.pool.execute(
+            f"INSERT INTO usage_rejected ({REJECTED_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            rejected.request_id,
+            rejected.rejected_at,
+            rejected.key_id,
+            rejected.error,
+            rejected.record,
+        )
+
+    async def query_rejected(self, limit: int | None = None) -> list[RejectedUsage]:
+        sql = f"SELECT {REJECTED_COLUMNS} FROM usage_rejected ORDER BY rejected_at, request_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [
+            RejectedUsage(
+                request_id=r["request_id"],
+                rejected_at=r["rejected_at"],
+                key_id=r["key_id"],
+                error=r["error"],
+                record=r["record"],
+            )
+            for r in await self.pool.fetch(sql)
+        ]
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
         where, args = _where(flt)

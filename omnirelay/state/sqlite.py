@@ -11,6 +11,8 @@ the usage journal is deleted once a batch commits: the commit must be on disk by
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import time
 from itertools import chain
 from pathlib import Path
@@ -26,6 +28,7 @@ from omnirelay.state.store import (
     SUMMARY_AGGREGATES,
     UPDATABLE_KEY_FIELDS,
     USAGE_COLUMNS,
+    RejectedUsage,
     Store,
     UsageFilter,
     UsageRow,
@@ -71,8 +74,35 @@ def _key_from_row(row: Any) -> KeyRecord:
     )
 
 
-def _make_parent(path: str) -> None:
-    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+# Errors that come from what the rows hold: retrying the same rows cannot help (see Store.is_row_error).
+# OverflowError: an integer beyond SQLite's 64 bits; UnicodeEncodeError: a lone surrogate in a text; IntegrityError:
+# e.g. NaN, which sqlite3 binds as NULL, in a NOT NULL column; InterfaceError: a value of a type it cannot bind.
+_ROW_ERRORS = (
+    OverflowError,
+    UnicodeEncodeError,
+    TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+)
+REJECTED_COLUMNS = "request_id, rejected_at, key_id, error, record"
+PRIVATE_FILE_MODE = 0o600
+
+
+def _prepare_files(path: str) -> None:
+    """Create the database's directory and the file itself readable by this user only (keys' hashes, balances
+    and usage live there). SQLite gives the -wal and -shm files the mode of the database file, so these
+    follow; a file left 0644 by an older version is tightened, with its -wal and -shm."""
+    db = Path(path).expanduser()
+    if not db.parent.is_dir():
+        db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(db, os.O_CREAT | os.O_RDWR, PRIVATE_FILE_MODE))
+    for file in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        try:
+            if file.stat().st_mode & 0o077:
+                file.chmod(PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            pass
 
 
 def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
@@ -121,8 +151,8 @@ class SqliteStore(Store):
         return self._reader
 
     async def open(self, migrate_to: int | None = None) -> None:
-        if self.path != ":memory:":
-            await asyncio.to_thread(_make_parent, self.path)
+        if self.path != ":memory:" and not self.path.startswith("file:"):
+            await asyncio.to_thread(_prepare_files, self.path)
         self._writer = await self._connect()
         await self._migrate(migrate_to)
         # A second connection for reads: in WAL mode it never waits for the writer.
@@ -249,6 +279,30 @@ class SqliteStore(Store):
                     await w.execute("ROLLBACK")
                 raise
         return sum(count for _, _, count in added)
+
+    def is_row_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, _ROW_ERRORS):
+            return True
+        # SUM(cost_units) over a batch of (each storable) rows past 2**63: a smaller batch fits.
+        return isinstance(exc, sqlite3.OperationalError) and "integer overflow" in str(exc)
+
+    async def ping(self) -> None:
+        await self.reader.execute_fetchall("SELECT 1")
+
+    async def reject_usage(self, rejected: RejectedUsage) -> None:
+        async with self._write_lock:
+            await self.writer.execute(
+                f"INSERT INTO usage_rejected ({REJECTED_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (request_id) DO NOTHING",
+                (rejected.request_id, rejected.rejected_at, rejected.key_id, rejected.error, rejected.record),
+            )
+
+    async def query_rejected(self, limit: int | None = None) -> list[RejectedUsage]:
+        sql = f"SELECT {REJECTED_COLUMNS} FROM usage_rejected ORDER BY rejected_at, request_id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = await self.reader.execute_fetchall(sql)
+        return [RejectedUsage(request_id=r[0], rejected_at=r[1], key_id=r[2], error=r[3], record=r[4]) for r in rows]
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
         where, args = _where(flt)

@@ -7,6 +7,7 @@ charge twice.
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
@@ -118,6 +119,47 @@ assert UsageRow.__struct_fields__ == USAGE_COLUMNS  # values() and from_values()
 _STREAM = USAGE_COLUMNS.index("stream")
 
 
+class RejectedUsage(msgspec.Struct, kw_only=True):
+    """A usage record the usage table could not hold (see UsageWriter): kept, never retried."""
+
+    request_id: str
+    rejected_at: float
+    key_id: str | None
+    error: str  # why the insert failed
+    record: str  # the row as journalled: a JSON array in USAGE_COLUMNS order
+
+    def public(self) -> dict[str, Any]:
+        try:
+            record: Any = dict(zip(USAGE_COLUMNS, msgspec.json.decode(self.record), strict=False))
+        except (msgspec.DecodeError, TypeError):
+            record = self.record
+        return {
+            "request_id": self.request_id,
+            "rejected_at": self.rejected_at,
+            "key_id": self.key_id,
+            "error": self.error,
+            "record": record,
+        }
+
+
+def rejected_from(row: UsageRow, error: BaseException) -> RejectedUsage:
+    try:
+        record = _row_encoder.encode(row).decode()
+    except (TypeError, ValueError, OverflowError):  # a value JSON cannot carry: keep what Python can print
+        record = repr(row.values())
+    message = f"{type(error).__name__}: {error}".replace("\x00", "")[:500]
+    return RejectedUsage(
+        request_id=row.request_id.replace("\x00", ""),
+        rejected_at=time.time(),
+        key_id=None if row.key_id is None else row.key_id.replace("\x00", ""),
+        error=message,
+        record=record.replace("\x00", ""),
+    )
+
+
+_row_encoder = msgspec.json.Encoder()
+
+
 class UsageFilter(msgspec.Struct, kw_only=True):
     since: float | None = None
     until: float | None = None
@@ -157,8 +199,25 @@ class Store(ABC):
 
     @abstractmethod
     async def write_usage(self, rows: list[UsageRow]) -> int:
-        """Insert the rows not already present and charge their keys, in one transaction.
+        """Insert the rows not already present and charge their keys, in one transaction (all or nothing).
         Returns how many were new."""
+
+    @abstractmethod
+    def is_row_error(self, exc: BaseException) -> bool:
+        """Whether ``write_usage`` failed because of what the rows hold (a value out of range, a constraint),
+        so that retrying the same rows can never succeed; False for the database being away or busy."""
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """One trivial round trip; raises when the database cannot be reached."""
+
+    @abstractmethod
+    async def reject_usage(self, rejected: RejectedUsage) -> None:
+        """Keep a record the usage table cannot hold (a second rejection of the same request is a no-op)."""
+
+    @abstractmethod
+    async def query_rejected(self, limit: int | None = None) -> list[RejectedUsage]:
+        """Rejected records, oldest first."""
 
     @abstractmethod
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]: ...

@@ -13,10 +13,17 @@ The path of one settled record:
    for this flush" (plus earlier flushes that failed, which stay pending and keep their segments).
 
 If the database is down (or restarting) the flush fails, records stay pending and in the journal, and the
-next flush retries with backoff. If the gateway dies (SIGKILL included), the next process to start with the
-same data dir replays the journal: each process owns ``<owner>.lock`` under an exclusive ``flock`` for its
-lifetime (the kernel drops it when the process dies), so a lock file that can be locked belongs to a dead
-owner, whose segments are read, inserted (duplicates ignored) and then deleted.
+next flush retries with backoff. A batch the database refuses because of what its rows hold
+(``Store.is_row_error``: a number out of range, text it cannot store) is split in halves until the rows at
+fault are found: every other row commits and charges its key, and each row at fault goes to the
+``usage_rejected`` table (the record as journalled and the error, listed by ``GET /admin/usage/rejected`` and
+``omnirelay usage --rejected``, and logged with its request id), never to be retried. A failed flush starts no
+new journal segment unless records arrived since the last one.
+
+If the gateway dies (SIGKILL included), the next process to start with the same data dir replays the journal:
+each process owns ``<owner>.lock`` under an exclusive ``flock`` for its lifetime (the kernel drops it when the
+process dies), so a lock file that can be locked belongs to a dead owner, whose segments are read, inserted
+(duplicates ignored, rows at fault kept aside as above) and then deleted.
 
 Guarantee: a record survives a crash or SIGKILL of the gateway once ``record()`` has returned, i.e. when
 ``Gate.settle`` reaches the end of its journal step; the relay settles before the reply's last byte. By
@@ -44,7 +51,7 @@ from pathlib import Path
 
 import msgspec
 
-from omnirelay.state.store import Store, UsageRow
+from omnirelay.state.store import Store, UsageRow, rejected_from
 
 log = logging.getLogger("omnirelay.state.usage")
 
@@ -65,9 +72,10 @@ class Journal:
         self._fd: int | None = None
         self._lock_fd: int | None = None
         self._torn = False  # a failed write may have left a partial line: end it before the next one
+        self.dirty = False  # something was written to the current segment (else rotating would add an empty one)
 
     def open(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = os.open(self.dir / f"{self.owner}.lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._open_segment()
@@ -93,6 +101,7 @@ class Journal:
             # Otherwise replay would read the partial line and the next record as one (torn, skipped) line.
             data = b"\n" + data
         self._torn = True
+        self.dirty = True
         n = os.write(self._fd, data)
         if n < len(data):  # short writes are rare on a regular file (disk full, signal): finish it
             view = memoryview(data)[n:]
@@ -103,7 +112,11 @@ class Journal:
             os.fdatasync(self._fd)
 
     def rotate(self) -> int:
-        """Start a new segment; returns the first seq still live (older ones may go once committed)."""
+        """Start a new segment; returns the first seq still live (older ones may go once committed). With
+        nothing written to the current segment it stays, and is the first live one."""
+        if not self.dirty:
+            return self.seq
+        self.dirty = False
         if self._fd is not None:
             os.close(self._fd)
         self.seq += 1
@@ -160,6 +173,16 @@ def claim_orphans(directory: Path) -> tuple[list[UsageRow], list[Path], list[int
     return rows, files, held
 
 
+class _Progress:
+    """How far a write got: ``rows[:handled]`` are stored or rejected, ``stored`` are the committed ones."""
+
+    __slots__ = ("handled", "stored")
+
+    def __init__(self) -> None:
+        self.handled = 0
+        self.stored: list[UsageRow] = []
+
+
 class UsageWriter:
     def __init__(
         self,
@@ -191,6 +214,7 @@ class UsageWriter:
         self._orphan_fds: list[int] = []
         self._failures = 0
         self.committed = 0
+        self.rejected = 0
 
     async def start(self) -> None:
         await asyncio.to_thread(self.journal.open)
@@ -201,17 +225,61 @@ class UsageWriter:
             try:
                 await self._write_orphans(rows)
             except Exception:
-                log.warning("database unavailable at start: %d journalled records wait", len(rows), exc_info=True)
-                self._orphans = rows
+                # _write_orphans left the rows still to write in self._orphans: the flush loop retries them.
+                log.warning(
+                    "database unavailable at start: %d journalled records wait", len(self._orphans), exc_info=True
+                )
         else:
             await self._drop_orphan_files()
         self._loop_task = asyncio.create_task(self._run(), name="usage-writer")
 
     async def _write_orphans(self, rows: list[UsageRow]) -> None:
-        for i in range(0, len(rows), self.batch):
-            await self.store.write_usage(rows[i : i + self.batch])
-        self._orphans = []
+        progress = _Progress()
+        try:
+            await self._store_rows(rows, progress)
+        finally:
+            self._orphans = rows[progress.handled :]
         await self._drop_orphan_files()
+
+    async def _store_rows(self, rows: list[UsageRow], progress: _Progress) -> None:
+        """Write ``rows`` in batches. A batch refused for what it holds is halved, and halved again, until each
+        row at fault is alone: that one is rejected, all others commit. Rows are handled in order, so on any
+        other error (raised) ``rows[progress.handled:]`` are exactly the ones still to write."""
+        for i in range(0, len(rows), self.batch):
+            parts = [rows[i : i + self.batch]]
+            while parts:
+                part = parts.pop()
+                try:
+                    await self.store.write_usage(part)
+                except Exception as exc:
+                    if not self.store.is_row_error(exc):
+                        raise
+                    if len(part) > 1:
+                        half = len(part) // 2
+                        parts += [part[half:], part[:half]]  # the first half is popped first: order is kept
+                        continue
+                    await self._reject(part[0], exc)
+                else:
+                    progress.stored.extend(part)
+                progress.handled += len(part)
+
+    async def _reject(self, row: UsageRow, exc: Exception) -> None:
+        rejected = rejected_from(row, exc)
+        try:
+            await self.store.reject_usage(rejected)
+        except Exception as again:
+            if not self.store.is_row_error(again):
+                raise  # the database went away: the row stays pending and is tried again
+            # Not even the quarantine can hold it: the log line is all that is left of it.
+            log.error("usage record %s cannot be stored nor kept: %s; record: %s", row.request_id, exc, rejected.record)
+            return
+        log.error(
+            "usage record %s (key %s) cannot be stored, kept in usage_rejected: %s",
+            rejected.request_id,
+            rejected.key_id,
+            rejected.error,
+        )
+        self.rejected += 1
 
     async def _drop_orphan_files(self) -> None:
         def drop() -> None:
@@ -310,18 +378,21 @@ class UsageWriter:
             live_from = self.journal.rotate()
             rows, self.pending = self.pending, []
         async with self.db_lock:
+            progress = _Progress()
             try:
-                for i in range(0, len(rows), self.batch):
-                    await self.store.write_usage(rows[i : i + self.batch])
-            except Exception as exc:
+                await self._store_rows(rows, progress)
+            except BaseException as exc:
+                self.pending = rows[progress.handled :] + self.pending
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown): the rows stay pending for stop()'s last flushes
                 self._failures += 1
-                self.pending = rows + self.pending
-                log.warning("usage flush of %d records failed, will retry: %s", len(rows), exc)
-                return
+                log.warning("usage flush of %d records failed, will retry: %s", len(rows) - progress.handled, exc)
+                return  # the journal segments stay: they hold the rows still pending
+            finally:
+                self.committed += len(progress.stored)
+                if self.on_committed is not None and progress.stored:
+                    self.on_committed(progress.stored)
             self._failures = 0
-            self.committed += len(rows)
-            if self.on_committed is not None:
-                self.on_committed(rows)
         await asyncio.to_thread(self.journal.drop_before, live_from)
 
     async def stop(self) -> None:

@@ -62,6 +62,8 @@ def _scripted_error(reply: ScriptedReply, model: str) -> web.Response:
 
 
 def _usage(reply: ScriptedReply) -> dict[str, Any]:
+    if reply.raw_usage is not None:
+        return reply.raw_usage
     u = reply.usage
     usage: dict[str, Any] = {
         # Anthropic's input_tokens exclude cache reads and cache writes.
@@ -77,6 +79,8 @@ def _usage(reply: ScriptedReply) -> dict[str, Any]:
 
 
 def _delta_usage(reply: ScriptedReply) -> dict[str, Any]:
+    if reply.raw_usage is not None:
+        return reply.raw_usage
     usage: dict[str, Any] = {"output_tokens": reply.usage.output}
     if reply.usage.reasoning:
         usage["output_tokens_details"] = {"thinking_tokens": reply.usage.reasoning}

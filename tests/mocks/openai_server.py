@@ -43,6 +43,8 @@ def _error_body(status: int, message: str, model: str) -> tuple[dict[str, Any], 
 
 
 def _usage(reply: ScriptedReply, model: str) -> dict[str, Any]:
+    if reply.raw_usage is not None:
+        return reply.raw_usage
     u = reply.usage
     usage: dict[str, Any] = {
         "prompt_tokens": u.input,

@@ -7,7 +7,7 @@ assert what omnirelay actually sent upstream.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -37,6 +37,9 @@ class ScriptedReply(msgspec.Struct, kw_only=True):
     finish: Literal["stop", "length", "tool_calls", "stop_sequence"] = "stop"
     stop_sequence: str | None = None
     usage: ScriptedUsage = msgspec.field(default_factory=ScriptedUsage)
+    # A hostile upstream: this object is sent as the reply's usage, verbatim, in place of the one built from
+    # ``usage`` (the provider's own field names, with values no honest upstream reports).
+    raw_usage: dict[str, Any] | None = None
     model: str | None = None  # reported model name; default: the requested one
     chunks: int = 3  # streaming: how many pieces the text (and reasoning, and each tool's arguments) is cut in
     # Failure modes.
