@@ -372,15 +372,18 @@ async def test_tpm_estimate_then_correction(limiter: Limiter) -> None:
 
 @on_session_loop
 async def test_credit_reservations(limiter: Limiter) -> None:
-    # 100 units of credit, 30 already spent; each request reserves 40.
-    held = [_limits(credit_units=100, spent_units=30, reserve_units=40) for _ in range(3)]
-    assert [(await limiter.admit(h)).verdict for h in held] == ["ok", "ok", "credit"]  # 70-40=30 > 0, then -10
+    # 100 units of credit, 30 already spent; each request reserves 30 and is admitted only if what is left
+    # covers it.
+    held = [_limits(credit_units=100, spent_units=30, reserve_units=30) for _ in range(3)]
+    assert [(await limiter.admit(h)).verdict for h in held] == ["ok", "ok", "credit"]  # 70, 40 left, then 10 < 30
     shared = isinstance(limiter, RedisLimiter)
     await limiter.settle("k", held[0].request_id, cost_units=5, token_delta=0, tpm=False, credit=True)
     # Local: the caller reports spent (30 + 5); Redis: its counter already has the 5.
     spent = 30 if shared else 35
-    nxt = _limits(credit_units=100, spent_units=spent, reserve_units=40)
-    assert (await limiter.admit(nxt)).verdict == "ok"  # 100 - 35 - 40 = 25 > 0
+    nxt = _limits(credit_units=100, spent_units=spent, reserve_units=30)
+    assert (await limiter.admit(nxt)).verdict == "ok"  # 100 - 35 - 30 = 35 covers 30
+    too_big = _limits(credit_units=100, spent_units=spent, reserve_units=36)
+    assert (await limiter.admit(too_big)).verdict == "credit"  # 100 - 35 - 60 = 5 does not cover 36
     if isinstance(limiter, RedisLimiter):
         assert await limiter.spent("k") == 35
 

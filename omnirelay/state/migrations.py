@@ -22,6 +22,8 @@ VERSION_TABLE_SQLITE = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INT
 VERSION_TABLE_POSTGRES = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INTEGER NOT NULL)"
 # Any constant: the advisory lock that serialises migrations between replicas.
 PG_MIGRATION_LOCK = 0x6F6D6E69
+# Set with the first key ever inserted and never cleared: the gateway's default openness depends on it.
+KEY_ISSUED_FLAG = "key_issued"
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -124,6 +126,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             "UPDATE keys SET updated_at = created_at",
             "ALTER TABLE usage ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1",
             "CREATE INDEX usage_key_created ON usage (key_id, created_at)",
+        ),
+    ),
+    Migration(
+        version=4,
+        description="flags: a key was ever issued (an emptied key store stays closed)",
+        sqlite=(
+            "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL)",
+            f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0 WHERE EXISTS (SELECT 1 FROM keys)"
+            " OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)",
+        ),
+        postgres=(
+            "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at DOUBLE PRECISION NOT NULL)",
+            f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0 WHERE EXISTS (SELECT 1 FROM keys)"
+            " OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)",
         ),
     ),
 )
