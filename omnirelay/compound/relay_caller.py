@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -106,7 +106,7 @@ class RelayModelCaller:
             if admission is not None and not settled:
                 await relay.gate.settle_sub(admission, 0, 0.0)
 
-    async def _stream(self, req: ChatRequest, plan: list[Route]) -> AsyncIterator[StreamEvent]:
+    async def _stream(self, req: ChatRequest, plan: list[Route]) -> AsyncGenerator[StreamEvent, None]:
         relay = self.relay
         record = UsageRecord(request_id="", created_at=0.0, key_id=None, protocol="compound", model_requested=req.model)
         events, head, lease = await relay._open_stream(req, plan, record)

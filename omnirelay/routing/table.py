@@ -31,10 +31,11 @@ from omnirelay.routing.balancer import Balancer
 from omnirelay.routing.breaker import Breaker, BreakerBoard
 from omnirelay.routing.limits import Slots
 
-
 # A model name that may be routed by an upstream's patterns: letters, digits and ``._@+/-`` inside, starting and
 # ending with a letter or digit (``_+-`` may end it too), and at most one ``:suffix`` of the same kind.
-_WELL_FORMED = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@+/-]*[A-Za-z0-9_+-])?(?::[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?")
+_WELL_FORMED = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._@+/-]*[A-Za-z0-9_+-])?(?::[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?"
+)
 
 
 def well_formed(model: str) -> bool:

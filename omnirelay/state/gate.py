@@ -38,12 +38,11 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-from omnirelay.config import Config
-from omnirelay.core.errors import GatewayError
 from typing import TYPE_CHECKING, Any
 
 from omnirelay.compound import PROVIDER_NAME as COMPOUND_PROVIDER
+from omnirelay.config import Config
+from omnirelay.core.errors import GatewayError
 from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import PER_TOKEN, max_output_for
@@ -213,7 +212,9 @@ class KeyGate(Gate):
         await self.writer.start()
         await self.refresh()
         if self.open:
-            why = "server.open is true" if self.config.server.open else "no key was ever issued and no master key is set"
+            why = (
+                "server.open is true" if self.config.server.open else "no key was ever issued and no master key is set"
+            )
             log.warning("the gateway is OPEN: requests without a key are served (%s)", why)
         self._refresher = asyncio.create_task(self._refresh_loop(), name="key-cache")
 

@@ -24,6 +24,10 @@ VERSION_TABLE_POSTGRES = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version I
 PG_MIGRATION_LOCK = 0x6F6D6E69
 # Set with the first key ever inserted and never cleared: the gateway's default openness depends on it.
 KEY_ISSUED_FLAG = "key_issued"
+BACKFILL_KEY_ISSUED = (
+    f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0"
+    " WHERE EXISTS (SELECT 1 FROM keys) OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)"
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -133,13 +137,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="flags: a key was ever issued (an emptied key store stays closed)",
         sqlite=(
             "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL)",
-            f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0 WHERE EXISTS (SELECT 1 FROM keys)"
-            " OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)",
+            BACKFILL_KEY_ISSUED,
         ),
         postgres=(
             "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at DOUBLE PRECISION NOT NULL)",
-            f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0 WHERE EXISTS (SELECT 1 FROM keys)"
-            " OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)",
+            BACKFILL_KEY_ISSUED,
         ),
     ),
 )
