@@ -99,7 +99,7 @@ def test_unknown_requested_model_with_a_forbidden_fallback_is_403(env: Env, mock
 
 def test_configured_fallback_the_key_may_not_call_is_skipped(env: Env, mocks: MockUpstreams) -> None:
     _kid, secret = env.admin.create_key(models=["gpt-4.1-nano"])  # its route falls back to gpt-4.1
-    mocks.push("openai", ScriptedReply(error_status=503))
+    mocks.push("openai", ScriptedReply(error_status=500))
     r = env.post(secret, {"model": "gpt-4.1-nano", "messages": Q, "max_tokens": 10})
     assert r.status_code == 502, r.text
     assert _models_called(mocks) == ["gpt-4.1-nano"]
