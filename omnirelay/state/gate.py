@@ -337,7 +337,7 @@ class KeyGate(Gate):
         unpriced: str | None = None
         for name, route in plan:
             if not matcher.allows(name) and (name == route.public_name or not matcher.allows(route.public_name)):
-                log.info("key %s may not call %s: skipped", cached.record.id, name)
+                log.debug("key %s may not call %s: skipped", cached.record.id, name)
                 continue
             if priced_only and not _is_virtual(route) and self._rates(route) is _UNPRICED:
                 unpriced = unpriced or name
