@@ -126,10 +126,13 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8080
     workers: int = 1
     max_body_bytes: int = 20 * 1024 * 1024
-    # With neither a master key nor issued keys configured the gateway is open: fine on a laptop, and
-    # the log says so at start.
     master_key: str | None = None
     master_key_env: str | None = None
+    # Whether requests without a valid key get in. Unset: only while no master key is set and the key store has
+    # never held a key (a fresh laptop setup); the first key created closes the gateway for good, deleting every
+    # key does not open it again. true: open whatever the store holds (a valid key is still honoured, with its
+    # limits); false: never. The log says at start which applies.
+    open: bool | None = None
 
 
 class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

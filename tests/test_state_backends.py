@@ -200,9 +200,10 @@ async def test_migrations_from_each_prior_version(store_url: str, start_version:
         assert await new.schema_version() == LATEST_VERSION
         if start_version >= 1:
             key = await new.get_key("oldkey")
-            # Version 3 filled updated_at from created_at; a key inserted after it (without one) keeps the default.
-            updated_at = 100.0 if start_version < 3 else 0.0
-            assert key is not None and key.updated_at == updated_at and key.credit_units == 5 and key.spent_units == 2
+            assert key is not None and key.credit_units == 5 and key.spent_units == 2
+            assert key.updated_at == (100.0 if start_version < 3 else 0.0)  # version 3 filled it in
+        # A store that held a key before version 4 counts as having issued one (it stays closed when emptied).
+        assert await new.keys_ever_issued() is (start_version >= 1)
         await new.write_usage([_row("r1", "oldkey", 3)])
         assert (await new.query_usage(UsageFilter()))[0].attempts == 1
         # Opening again is a no-op; a second process starting at the same time waits for the lock.
@@ -374,15 +375,18 @@ async def test_tpm_estimate_then_correction(limiter: Limiter) -> None:
 
 @on_session_loop
 async def test_credit_reservations(limiter: Limiter) -> None:
-    # 100 units of credit, 30 already spent; each request reserves 40.
-    held = [_limits(credit_units=100, spent_units=30, reserve_units=40) for _ in range(3)]
-    assert [(await limiter.admit(h)).verdict for h in held] == ["ok", "ok", "credit"]  # 70-40=30 > 0, then -10
+    # 100 units of credit, 30 already spent; each request reserves 30 and is admitted only if what is left
+    # covers it.
+    held = [_limits(credit_units=100, spent_units=30, reserve_units=30) for _ in range(3)]
+    assert [(await limiter.admit(h)).verdict for h in held] == ["ok", "ok", "credit"]  # 70, 40 left, then 10 < 30
     shared = isinstance(limiter, RedisLimiter)
     await limiter.settle("k", held[0].request_id, cost_units=5, token_delta=0, tpm=False, credit=True)
     # Local: the caller reports spent (30 + 5); Redis: its counter already has the 5.
     spent = 30 if shared else 35
-    nxt = _limits(credit_units=100, spent_units=spent, reserve_units=40)
-    assert (await limiter.admit(nxt)).verdict == "ok"  # 100 - 35 - 40 = 25 > 0
+    nxt = _limits(credit_units=100, spent_units=spent, reserve_units=30)
+    assert (await limiter.admit(nxt)).verdict == "ok"  # 100 - 35 - 30 = 35 covers 30
+    too_big = _limits(credit_units=100, spent_units=spent, reserve_units=36)
+    assert (await limiter.admit(too_big)).verdict == "credit"  # 100 - 35 - 60 = 5 does not cover 36
     if isinstance(limiter, RedisLimiter):
         assert await limiter.spent("k") == 35
 

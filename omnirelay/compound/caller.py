@@ -13,6 +13,10 @@ from omnirelay.core.types import ChatRequest, ChatResponse, Message, TextPart, U
 
 
 class ModelCaller(Protocol):
+    """Each call is admitted against the compound request's caller like a request of its own: it may fail with
+    403 (the key may not call the model), 429 (its RPM/TPM, or credit that cannot cover the call's worst case)
+    like any upstream failure, and engines treat it as one (a heavy agent that failed)."""
+
     async def complete(self, req: ChatRequest) -> ChatResponse:
         """One non-streaming call of ``req.model``; ``resp.cost`` is set (USD, 0.0 when the model is unpriced)."""
         ...

@@ -1,13 +1,18 @@
 """The relay's side of compound models: the ``ModelCaller`` the engines use (normal routing, retries and
-fallbacks, per-call pricing, no admission: the outer request was admitted and is charged the total), and the
-registration of the engines as providers of the virtual channels."""
+fallbacks, per-call pricing), and the registration of the engines as providers of the virtual channels.
+
+Each call is admitted against the caller of the compound request being served (``server.gate
+.compound_admission``) like a request of its own: the key's allow-list filters its models (403 when none is
+left), it counts against the key's RPM and TPM and reserves its worst-case cost (429 when the credit left
+cannot cover it), and its cost is charged to the key as soon as it ends. An engine sees a refused call as a
+failed one (a heavy agent that failed); the outer request's record still sums every call."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -28,8 +33,8 @@ from omnirelay.core.events import (
 from omnirelay.core.pricing import cost_of
 from omnirelay.core.types import ChatRequest, ChatResponse, Usage
 from omnirelay.providers import ProviderMap
-from omnirelay.routing.table import Channel
-from omnirelay.server.gate import UsageRecord
+from omnirelay.routing.table import Channel, Route
+from omnirelay.server.gate import Admission, UsageRecord, compound_admission
 
 if TYPE_CHECKING:
     from omnirelay.compound.engine import CompoundEngine
@@ -55,27 +60,59 @@ class RelayModelCaller:
         if any(is_virtual(c) for c in route.channels):
             raise invalid(f"compound models cannot call compound models (`{req.model}`)", param="model")
 
-    async def complete(self, req: ChatRequest) -> ChatResponse:
+    async def _admit(self, req: ChatRequest) -> tuple[Admission | None, list[Route]]:
+        """This call's admission (None outside a request: engines driven directly) and the routes it may try."""
         self._check(req)
         relay = self.relay
+        named = relay._plan(req)
+        outer = compound_admission.get()
+        if outer is None:
+            return None, [route for _name, route in named]
+        admission = relay.gate.sub_admission(outer)
+        return admission, await relay.gate.admit(admission, req, "compound", named)
+
+    async def complete(self, req: ChatRequest) -> ChatResponse:
+        relay = self.relay
+        admission, plan = await self._admit(req)
         used: list[Channel] = []
+        tokens, cost = 0, 0.0
 
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await relay._complete_once(channel, req, timeouts)
 
-        resp, _lease = await relay.dispatcher.run(relay._plan(req), call, lambda ch, _n: used.append(ch))
-        resp.cost = self._price(used[-1].model, req.model, resp.usage)
-        return resp
+        try:
+            resp, _lease = await relay.dispatcher.run(plan, call, lambda ch, _n: used.append(ch))
+            resp.cost = self._price(used[-1].model, req.model, resp.usage)
+            tokens, cost = resp.usage.total_tokens, resp.cost
+            return resp
+        finally:
+            if admission is not None:  # also when cancelled: the engine charges an abandoned call's estimate
+                await relay.gate.settle_sub(admission, tokens, cost)
 
     def abandoned(self, req: ChatRequest) -> UsageReport:
         usage = estimated_usage(req)
         return UsageReport(usage=usage, cost=self._price(req.model, req.model, usage))
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[StreamEvent]:
-        self._check(req)
+        relay = self.relay
+        admission, plan = await self._admit(req)
+        settled = False
+        events = self._stream(req, plan)
+        try:
+            async for event in events:
+                if isinstance(event, UsageReport) and admission is not None:
+                    settled = True
+                    await relay.gate.settle_sub(admission, event.usage.total_tokens, event.cost or 0.0)
+                yield event
+        finally:
+            await events.aclose()  # at once, not when collected: it holds the channel's lease
+            if admission is not None and not settled:
+                await relay.gate.settle_sub(admission, 0, 0.0)
+
+    async def _stream(self, req: ChatRequest, plan: list[Route]) -> AsyncGenerator[StreamEvent, None]:
         relay = self.relay
         record = UsageRecord(request_id="", created_at=0.0, key_id=None, protocol="compound", model_requested=req.model)
-        events, head, lease = await relay._open_stream(req, relay._plan(req), record)
+        events, head, lease = await relay._open_stream(req, plan, record)
         usage: Usage | None = None
         produced = 0
         failure: GatewayError | None = None

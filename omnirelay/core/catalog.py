@@ -21,6 +21,9 @@ class ModelInfo(msgspec.Struct, kw_only=True):
     provider: str  # the provider family that serves it natively
     context: int | None = None
     price: Price | None = None
+    # The most output one call can produce (reasoning included): the credit reservation of a request without
+    # max_tokens. None: unknown (the reservation then assumes ``state.reserve_output_tokens``).
+    max_output: int | None = None
 
 
 def _anthropic(inp: float, out: float) -> Price:
@@ -29,37 +32,57 @@ def _anthropic(inp: float, out: float) -> Price:
 
 
 MODELS: dict[str, ModelInfo] = {
-    "gpt-4.1": ModelInfo(provider="openai", context=1_047_576, price=Price(input=2.0, cached_input=0.5, output=8.0)),
+    "gpt-4.1": ModelInfo(
+        provider="openai", context=1_047_576, price=Price(input=2.0, cached_input=0.5, output=8.0), max_output=32_768
+    ),
     "gpt-4.1-mini": ModelInfo(
-        provider="openai", context=1_047_576, price=Price(input=0.4, cached_input=0.1, output=1.6)
+        provider="openai", context=1_047_576, price=Price(input=0.4, cached_input=0.1, output=1.6), max_output=32_768
     ),
     "gpt-4.1-nano": ModelInfo(
-        provider="openai", context=1_047_576, price=Price(input=0.1, cached_input=0.025, output=0.4)
+        provider="openai", context=1_047_576, price=Price(input=0.1, cached_input=0.025, output=0.4), max_output=32_768
     ),
-    "gpt-4o": ModelInfo(provider="openai", context=128_000, price=Price(input=2.5, cached_input=1.25, output=10.0)),
+    "gpt-4o": ModelInfo(
+        provider="openai", context=128_000, price=Price(input=2.5, cached_input=1.25, output=10.0), max_output=16_384
+    ),
     "gpt-4o-mini": ModelInfo(
-        provider="openai", context=128_000, price=Price(input=0.15, cached_input=0.075, output=0.6)
+        provider="openai", context=128_000, price=Price(input=0.15, cached_input=0.075, output=0.6), max_output=16_384
     ),
-    "gpt-4.5-preview": ModelInfo(provider="openai", price=Price(input=75.0, cached_input=37.5, output=150.0)),
-    "gpt-4": ModelInfo(provider="openai", context=8192, price=Price(input=30.0, output=60.0)),
-    "o3": ModelInfo(provider="openai"),
-    "o3-mini": ModelInfo(provider="openai"),
-    "o4-mini": ModelInfo(provider="openai"),
-    "claude-opus-4-20250514": ModelInfo(provider="anthropic", context=200_000, price=_anthropic(15.0, 75.0)),
-    "claude-sonnet-4-20250514": ModelInfo(provider="anthropic", context=200_000, price=_anthropic(3.0, 15.0)),
-    "claude-3-7-sonnet-20250219": ModelInfo(provider="anthropic", context=200_000, price=_anthropic(3.0, 15.0)),
+    "gpt-4.5-preview": ModelInfo(
+        provider="openai", price=Price(input=75.0, cached_input=37.5, output=150.0), max_output=16_384
+    ),
+    "gpt-4": ModelInfo(provider="openai", context=8192, price=Price(input=30.0, output=60.0), max_output=8_192),
+    "o3": ModelInfo(
+        provider="openai", context=200_000, price=Price(input=2.0, cached_input=0.5, output=8.0), max_output=100_000
+    ),
+    "o3-mini": ModelInfo(
+        provider="openai", context=200_000, price=Price(input=1.1, cached_input=0.55, output=4.4), max_output=100_000
+    ),
+    "o4-mini": ModelInfo(
+        provider="openai", context=200_000, price=Price(input=1.1, cached_input=0.275, output=4.4), max_output=100_000
+    ),
+    "claude-opus-4-20250514": ModelInfo(
+        provider="anthropic", context=200_000, price=_anthropic(15.0, 75.0), max_output=32_000
+    ),
+    "claude-sonnet-4-20250514": ModelInfo(
+        provider="anthropic", context=200_000, price=_anthropic(3.0, 15.0), max_output=64_000
+    ),
+    "claude-3-7-sonnet-20250219": ModelInfo(
+        provider="anthropic", context=200_000, price=_anthropic(3.0, 15.0), max_output=64_000
+    ),
     "deepseek-reasoner": ModelInfo(
-        provider="deepseek", context=128_000, price=Price(input=0.55, cached_input=0.14, output=2.19)
+        provider="deepseek", context=128_000, price=Price(input=0.55, cached_input=0.14, output=2.19), max_output=64_000
     ),
-    "deepseek-chat": ModelInfo(provider="deepseek", context=128_000),
+    "deepseek-chat": ModelInfo(provider="deepseek", context=128_000, max_output=8_192),
     "grok-3": ModelInfo(provider="xai", context=1_000_000),
     "grok-3-mini": ModelInfo(provider="xai", context=1_000_000),
     "grok-4-0629": ModelInfo(provider="xai", context=256_000),
     "grok-4-code-0629": ModelInfo(provider="xai", context=256_000),
     "mistral-medium-latest": ModelInfo(provider="mistral", context=128_000),
-    "gemini-2.5-pro": ModelInfo(provider="gemini", context=1_048_576),
-    "gemini-2.5-flash": ModelInfo(provider="gemini", context=1_048_576),
-    "smollm2-135m-instruct": ModelInfo(provider="local", context=8192, price=Price(input=0.0, output=0.0)),
+    "gemini-2.5-pro": ModelInfo(provider="gemini", context=1_048_576, max_output=65_536),
+    "gemini-2.5-flash": ModelInfo(provider="gemini", context=1_048_576, max_output=65_536),
+    "smollm2-135m-instruct": ModelInfo(
+        provider="local", context=8192, price=Price(input=0.0, output=0.0), max_output=8_192
+    ),
 }
 
 # Other spellings of the same model: cloud-platform ids and aggregator variants.

@@ -1,19 +1,28 @@
-"""Token estimates for when an upstream reports none: credit reservations before a call, and the charge for
-a stream cut off before its usage arrived. About four characters per token for English text and code; images
-at a flat 1,000 tokens. Deliberately simple: exact counts always replace these when the upstream reports them.
+"""Token estimates for when an upstream reports none: credit reservations and TPM before a call, and the charge
+for a stream cut off before its usage arrived. About four characters per token for ASCII text and code, plus
+one token per two bytes of UTF-8 beyond the first of each non-ASCII character (CJK text, about one token per
+character, comes out at 1.25); images and documents from their real size (``core.images``). Deliberately
+simple: exact counts always replace these when the upstream reports them.
 """
 
 from __future__ import annotations
 
+from omnirelay.core.images import image_tokens
 from omnirelay.core.types import ChatRequest, ImagePart, TextPart, Usage
 
 CHARS_PER_TOKEN = 4
-IMAGE_TOKENS = 1000
 MESSAGE_OVERHEAD = 4
 
 
 def estimate_text_tokens(chars: int) -> int:
     return -(-chars // CHARS_PER_TOKEN)
+
+
+def estimate_tokens_of(text: str) -> int:
+    tokens = -(-len(text) // CHARS_PER_TOKEN)
+    if not text.isascii():  # one C pass; only non-ASCII text pays for the encode
+        tokens += (len(text.encode("utf-8", "surrogatepass")) - len(text)) // 2
+    return tokens
 
 
 def estimate_request_tokens(req: ChatRequest) -> int:
@@ -22,9 +31,9 @@ def estimate_request_tokens(req: ChatRequest) -> int:
         total += MESSAGE_OVERHEAD
         for part in msg.content:
             if isinstance(part, TextPart):
-                total += estimate_text_tokens(len(part.text))
+                total += estimate_tokens_of(part.text)
             elif isinstance(part, ImagePart):
-                total += IMAGE_TOKENS
+                total += image_tokens(part)
         for call in msg.tool_calls:
             total += estimate_text_tokens(len(call.name) + len(call.arguments))
     for tool in req.tools:

@@ -39,6 +39,21 @@ def price_for(model: str, overrides: Mapping[str, Price]) -> Price | None:
     return None
 
 
+def max_output_for(model: str) -> int | None:
+    """The catalogue's output ceiling for ``model`` (aliases and dated snapshots as in ``price_for``)."""
+    for name in (model, ALIASES.get(model, model)):
+        info = MODELS.get(name)
+        if info is not None and info.max_output is not None:
+            return info.max_output
+    base = model
+    while "-" in base:
+        base = base.rsplit("-", 1)[0]
+        info = MODELS.get(base)
+        if info is not None and info.max_output is not None and model[len(base) + 1 :][:1].isdigit():
+            return info.max_output
+    return None
+
+
 def cost_of(usage: Usage, price: Price, batch: bool = False) -> float:
     usage = sane_usage(usage)
     cached = min(usage.cached_tokens, usage.input_tokens)

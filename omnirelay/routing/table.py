@@ -6,12 +6,19 @@
 3. ``<upstream>/<model>``: that upstream, that model;
 4. every upstream whose ``models`` list serves the name.
 
+Steps 3 and 4 take only well-formed names (``well_formed``): no control characters, spaces, trailing dots or
+other punctuation a pattern could match by prefix, and a ``:suffix`` (as in ``llama3.2:3b``) only where an
+upstream lists the name exactly or with a pattern whose fixed part has the colon (``llama3.2:*``). Otherwise
+``gpt-4o-mini:x`` or ``"gpt-4o-mini "`` would reach the upstream through ``gpt-*`` and find no price. Names
+configured in ``models:`` or ``aliases`` are taken as they are written.
+
 Everything here is computed from the config at start; resolution of a name is then a dict lookup (results are
 memoised) so the hot path does no scanning.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -23,6 +30,29 @@ from omnirelay.core.errors import GatewayError
 from omnirelay.routing.balancer import Balancer
 from omnirelay.routing.breaker import Breaker, BreakerBoard
 from omnirelay.routing.limits import Slots
+
+# A model name that may be routed by an upstream's patterns: letters, digits and ``._@+/-`` inside, starting and
+# ending with a letter or digit (``_+-`` may end it too), and at most one ``:suffix`` of the same kind.
+_WELL_FORMED = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9._@+/-]*[A-Za-z0-9_+-])?(?::[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?"
+)
+
+
+def well_formed(model: str) -> bool:
+    return _WELL_FORMED.fullmatch(model) is not None
+
+
+def serves(up: UpstreamConfig, model: str) -> bool:
+    """``up.serves(model)``, except that a name with a ``:suffix`` matches only a pattern that names it exactly or
+    whose fixed part already has the colon: ``gpt-*`` does not serve ``gpt-4o-mini:x``."""
+    if ":" not in model:
+        return up.serves(model)
+    if model in up.model_map:
+        return True
+    for pattern in up.models:
+        if pattern == model or (pattern.endswith("*") and ":" in pattern and model.startswith(pattern[:-1])):
+            return True
+    return False
 
 
 class Channel(msgspec.Struct, kw_only=True, frozen=True):
@@ -164,6 +194,8 @@ class RouteTable:
                 fallbacks=tuple(explicit.fallbacks),
                 retry=explicit.retry or cfg.routing.retry,
             )
+        if not well_formed(model):
+            return None
         prefix, sep, rest = model.partition("/")
         if sep:
             up = cfg.upstream(prefix)
@@ -173,7 +205,7 @@ class RouteTable:
         serving = tuple(
             self._channel(u, u.upstream_model(model), priority=i)
             for i, u in enumerate(cfg.upstreams)
-            if u.serves(model)
+            if serves(u, model)
         )
         if serving:
             return Route(public_name=model, channels=serving, retry=cfg.routing.retry)

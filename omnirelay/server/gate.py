@@ -1,8 +1,12 @@
 """The gate every request passes: who is calling, may they, and what they used.
 
-``admit`` runs before the upstream call (authentication, allow-lists, limits, credit reservation);
-``settle`` runs after it, once per admitted request whatever the outcome, with the usage record. The
-relay never touches storage itself: a Gate implementation owns that (``omnirelay.state``).
+``authenticate`` runs first (who is calling); ``admit`` once the request's plan of models is known (the models
+the caller may not call are dropped from it, then limits and the credit reservation); ``settle`` after the
+call, once per admitted request whatever the outcome, with the usage record. A compound request's upstream
+calls (``heavy:`` agents, ``think:`` passes, tool-loop turns) are each admitted on their own
+(``sub_admission`` + ``admit``: allow-list, limits, reservation) and charged as they end (``settle_sub``); the
+outer request's record, which sums them, then charges only what is left. The relay never touches storage
+itself: a Gate implementation owns that (``omnirelay.state``).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -18,6 +24,13 @@ from omnirelay.core.catalog import Price
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.pricing import price_for
 from omnirelay.core.types import ChatRequest, Usage
+
+if TYPE_CHECKING:
+    from omnirelay.routing.table import Route
+
+    # A plan as the gate sees it: each model to try, as the request (or the config's fallbacks) named it, and its
+    # route (whose public name may be another spelling of it: an alias resolves to the model it names).
+    Plan = list[tuple[str, Route]]
 
 
 class UsageRecord(msgspec.Struct, kw_only=True):
@@ -46,6 +59,11 @@ class Admission(msgspec.Struct, kw_only=True):
     headers: dict[str, str] = {}  # e.g. rate-limit headers for the response
 
 
+# The admission of the compound request being served: its engine's upstream calls run in the request's task (or
+# in tasks it starts, which copy the context), and are admitted against the same caller.
+compound_admission: ContextVar[Admission | None] = ContextVar("compound_admission", default=None)
+
+
 def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The caller's key: ``Authorization: Bearer`` (OpenAI) or ``x-api-key`` (Anthropic)."""
     auth = headers.get("authorization")
@@ -68,7 +86,23 @@ class Gate(ABC):
         """Flush pending records and close connections."""
 
     @abstractmethod
-    async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission: ...
+    def authenticate(self, token: str | None) -> Admission:
+        """Who is calling: 401 for a caller the gate does not let in. ``admit`` completes the admission."""
+
+    @abstractmethod
+    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+        """May the caller make this request: the models of ``plan`` it may not call are dropped (403 when none
+        is left), then rate limits and credit (429), holding a reservation until settle. The routes to try."""
+
+    def sub_admission(self, outer: Admission) -> Admission:
+        """A fresh admission for one upstream call of the compound request admitted as ``outer``: the same
+        caller. ``admit`` it like a request, end it with ``settle_sub``."""
+        return Admission(key_id=outer.key_id, key_name=outer.key_name)
+
+    async def settle_sub(self, admission: Admission, tokens: int, cost: float) -> None:
+        """A compound sub-call ended (``tokens`` and ``cost`` USD: what it used, 0 if it was cut short
+        unanswered): release its reservation and charge its cost now. Must not raise."""
+        return None
 
     @abstractmethod
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
@@ -84,11 +118,14 @@ class Gate(ABC):
 class MasterKeyGate(Gate):
     """No key store: a single master key if configured, otherwise open. Records are dropped."""
 
-    async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission:
+    def authenticate(self, token: str | None) -> Admission:
         master = self.config.server.master_key
         if master is not None and (token is None or not hmac.compare_digest(token.encode(), master.encode())):
             raise GatewayError("authentication", "Incorrect API key provided.", code="invalid_api_key")
         return Admission()
+
+    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+        return [route for _name, route in plan]
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
         return None

@@ -1,6 +1,6 @@
-"""One chat request from arrival to usage record: parse (protocol) -> admit (gate) -> route -> call a channel
-(provider + executor), retrying on another channel while nothing has reached the client -> render (protocol)
--> settle (gate).
+"""One chat request from arrival to usage record: parse (protocol) -> authenticate (gate) -> plan the models
+(route) -> admit (gate: the models the key may call, limits, credit) -> call a channel (provider + executor),
+retrying on another channel while nothing has reached the client -> render (protocol) -> settle (gate).
 """
 
 from __future__ import annotations
@@ -34,12 +34,13 @@ from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
 from omnirelay.server.exchange import Exchange
-from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token
+from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token, compound_admission
 from omnirelay.server.upstream import HttpExecutor
 
 log = logging.getLogger("omnirelay.relay")
 
 MAX_FALLBACK_MODELS = 5
+MAX_UNPRICED_WARNINGS = 1024
 
 
 class Relay:
@@ -55,6 +56,7 @@ class Relay:
         self.executor = executor
         self.gate = gate
         self.dispatcher = Dispatcher(routes)
+        self._unpriced_warned: set[str] = set()
         # Compound models (think:/heavy:/deepsearch:) are engines that call back into this relay.
         from omnirelay.compound.relay_caller import install as install_compound
 
@@ -74,13 +76,14 @@ class Relay:
                 return route
             raise
 
-    def _plan(self, req: ChatRequest) -> list[Route]:
-        """The models to try in order: the requested one, then the request's fallbacks (``omnirelay.fallbacks``
-        or OpenRouter's ``models``), then the model's configured ones. An unknown fallback name is skipped; an
-        unknown requested model is too when the request names fallbacks (as OpenRouter does)."""
+    def _plan(self, req: ChatRequest) -> list[tuple[str, Route]]:
+        """The models to try in order, each as named and its route: the requested one, then the request's
+        fallbacks (``omnirelay.fallbacks`` or OpenRouter's ``models``), then the model's configured ones. An
+        unknown fallback name is skipped; an unknown requested model is too when the request names fallbacks
+        (as OpenRouter does). The gate then drops the ones the caller may not call."""
         looped = tool_loop_route(self, req)  # names web_search / fetch / python: the gateway runs the tool loop
         if looped is not None:
-            return [looped]
+            return [(req.model, looped)]
         requested = _requested_fallbacks(req)
         try:
             route: Route | None = self._resolve(req)
@@ -88,7 +91,7 @@ class Relay:
             if not requested:
                 raise
             route = None
-        plan: list[Route] = [route] if route is not None else []
+        plan: list[tuple[str, Route]] = [(req.model, route)] if route is not None else []
         seen = {req.model}
         for name in [*requested, *(route.fallbacks if route is not None else ())]:
             if len(plan) > MAX_FALLBACK_MODELS:
@@ -97,7 +100,7 @@ class Relay:
                 continue
             seen.add(name)
             try:
-                plan.append(self.routes.resolve(name))
+                plan.append((name, self.routes.resolve(name)))
             except GatewayError:
                 log.info("fallback model %s is not served here; skipped", name)
         if not plan:
@@ -132,7 +135,7 @@ class Relay:
         request_id = new_id("req_")
         headers = exchange.headers
         req = protocol.parse_request(body, headers)
-        admission = await self.gate.admit(bearer_token(headers), req, protocol.name)
+        admission = self.gate.authenticate(bearer_token(headers))
         record = UsageRecord(
             request_id=request_id,
             created_at=started,
@@ -142,7 +145,17 @@ class Relay:
             stream=req.stream,
         )
         try:
-            plan = self._plan(req)
+            named = self._plan(req)
+        except GatewayError as err:  # an unknown model is answered, so recorded
+            record.status = err.status
+            record.error = err.message
+            record.latency_ms = (time.perf_counter() - t0) * 1000.0
+            await self.gate.settle(admission, record)
+            raise
+        plan = await self.gate.admit(admission, req, protocol.name, named)  # refused (403, 429): no record
+        # The compound engines' upstream calls are admitted against this request's caller (relay_caller).
+        context = compound_admission.set(admission)
+        try:
             if req.stream:
                 await self._stream(protocol, req, plan, admission, record, t0, exchange)
             else:
@@ -155,6 +168,7 @@ class Relay:
                 err.headers.setdefault("x-omnirelay-attempts", str(record.attempts))
             raise
         finally:
+            compound_admission.reset(context)
             record.latency_ms = (time.perf_counter() - t0) * 1000.0
             await self.gate.settle(admission, record)
 
@@ -168,9 +182,31 @@ class Relay:
         headers.update(admission.headers)
         return headers
 
-    def _cost(self, record: UsageRecord) -> float:
+    def _cost(self, record: UsageRecord, plan: list[Route]) -> float:
         price = self.gate.price(record.model_used, record.model_requested)
-        return cost_of(record.usage, price) if price is not None else 0.0
+        if price is None and len(plan) > 1:  # a fallback answered: its own public name may have the price
+            channel = f"{record.upstream}/{record.model_used}"
+            for route in plan[1:]:
+                if any(c.name == channel for c in route.channels):
+                    price = self.gate.price(None, route.public_name)
+                    break
+        if price is None:
+            self._warn_unpriced(record)
+            return 0.0
+        return cost_of(record.usage, price)
+
+    def _warn_unpriced(self, record: UsageRecord) -> None:
+        """Loudly, once per model: a key with credit never gets here (the gate refuses unpriced models), but
+        the master key, an open gateway and keys without credit do, and their calls are recorded at 0."""
+        model = f"{record.upstream}/{record.model_used}"
+        if model in self._unpriced_warned or len(self._unpriced_warned) >= MAX_UNPRICED_WARNINGS:
+            return
+        self._unpriced_warned.add(model)
+        log.warning(
+            "model %s (requested as %r) has no price: its calls are recorded at cost 0; add it under `prices:`",
+            model,
+            record.model_requested,
+        )
 
     def _note_attempt(self, record: UsageRecord, channel: Channel, attempt: int) -> None:
         record.attempts = attempt
@@ -196,7 +232,7 @@ class Relay:
         # What the upstream claims is bounded before it is priced, shown to the client or charged.
         record.usage = resp.usage = sane_usage(resp.usage)
         # A compound engine prices each of its upstream calls itself (they may hit different models).
-        record.cost = resp.cost if record.provider == "compound" and resp.cost is not None else self._cost(record)
+        record.cost = resp.cost if record.provider == "compound" and resp.cost is not None else self._cost(record, plan)
         resp.cost = record.cost
         out = protocol.render_response(resp, req)
         headers = self._response_headers(record, admission)
@@ -305,7 +341,7 @@ class Relay:
             else:
                 completed = True
                 record.usage = usage if usage is not None else estimated_usage(req, produced_chars)
-                record.cost = reported_cost if reported_cost is not None else self._cost(record)
+                record.cost = reported_cost if reported_cost is not None else self._cost(record, plan)
                 record.latency_ms = (time.perf_counter() - t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
                 frames.append(encoder.finish(record.cost))
@@ -336,7 +372,7 @@ class Relay:
             if record.status != 200 or client_gone:
                 # Charge what was produced: upstream usage if it arrived, else an estimate from the text.
                 record.usage = usage if usage is not None else estimated_usage(req, produced_chars)
-                record.cost = reported_cost if reported_cost is not None else self._cost(record)
+                record.cost = reported_cost if reported_cost is not None else self._cost(record, plan)
         if not client_gone:
             await exchange.close_stream()
 

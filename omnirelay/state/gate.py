@@ -9,12 +9,23 @@ charges the key; the database insert is batched by ``UsageWriter``.
 Rejections (the relay renders them in the caller's protocol):
   401 authentication / invalid_api_key   no key, unknown key, disabled key, expired key (as OpenAI does
                                          for revoked keys: a key that no longer works is not authenticated)
-  403 permission / model_not_allowed     the key's allow-list does not match the requested model
-  429 quota / insufficient_quota         no credit left (credit - spent - reservations in flight <= 0)
+  403 permission / model_not_allowed     the key's allow-list matches none of the models of the request's plan
+                                         (the requested model and its fallbacks; a fallback it does not match
+                                         is skipped), or of a compound sub-call's
+  403 permission / model_not_priced      a key with credit and a model without a price (it would be free)
+  429 quota / insufficient_quota         the credit left (credit - spent - reservations in flight) cannot
+                                         cover the request's worst case (see ``_reserve_units``)
   429 rate_limit / rate_limit_exceeded   RPM or TPM exceeded, with Retry-After and the rate-limit headers
 
-With neither a master key nor any issued key the gateway is open (a laptop setup); the first key created
-closes it. The master key (``server.master_key``) always passes, without limits.
+Every upstream call a compound request makes is admitted like a request of its own (allow-list, RPM, TPM and
+its own reservation) and charged as it ends; the outer request counts one request and charges only what its
+calls did not. So with reservations at the worst case a key's spending stays within its credit, however many
+agents run at once (as long as upstreams honour max_tokens).
+
+Openness: with ``server.open`` unset the gateway is open only while no master key is set and the store has
+never held a key (a laptop setup); the first key created closes it for good (deleting every key afterwards,
+e.g. after a leak, leaves it closed). ``server.open: true`` / ``false`` decide it explicitly. The master key
+(``server.master_key``) always passes, without limits.
 """
 
 from __future__ import annotations
@@ -27,19 +38,35 @@ import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from omnirelay.compound import PROVIDER_NAME as COMPOUND_PROVIDER
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
-from omnirelay.core.pricing import PER_TOKEN
+from omnirelay.core.pricing import PER_TOKEN, max_output_for
+from omnirelay.core.reasoning import budget_of
 from omnirelay.core.types import ChatRequest
 from omnirelay.core.usage_bounds import sane_cost, sane_usage
 from omnirelay.server.gate import Admission, Gate, UsageRecord
-from omnirelay.state.keys import UNITS_PER_USD, KeyRecord, ModelMatcher, hash_secret, key_id_of, secret_matches, to_usd
+from omnirelay.state.keys import (
+    UNITS_PER_USD,
+    KeyRecord,
+    ModelMatcher,
+    hash_secret,
+    key_id_of,
+    secret_matches,
+    to_units,
+    to_usd,
+)
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
 from omnirelay.state.store import Store, UsageRow, open_store
 from omnirelay.state.usage import UsageWriter
+
+if TYPE_CHECKING:
+    from omnirelay.routing.table import Route
+    from omnirelay.server.gate import Plan
 
 log = logging.getLogger("omnirelay.state")
 
@@ -47,14 +74,22 @@ _DUMMY = KeyRecord(id="", name="", secret_hash=hash_secret("x"), created_at=0.0,
 
 
 class KeyAdmission(Admission, kw_only=True):
-    """What settle needs back from admit."""
+    """What admit and settle need back from authenticate and admit."""
 
+    key: Any = None  # CachedKey; None: the master key or an open gateway
     reservation: str = ""
     est_tokens: int = 0
     tpm_tracked: bool = False
     credit_tracked: bool = False
     shared: bool = False  # limits were taken in Redis (False: in this process)
     settled: bool = False
+    parent: Any = None  # a compound sub-call's: the outer request's KeyAdmission
+    precharged_units: int = 0  # an outer compound request's: what its sub-calls charged already
+
+
+# A route's worst-case rates: units per input token and per output token, and the most output one call makes.
+RouteRates = tuple[float, float, int | None]
+_UNPRICED: RouteRates = (-1.0, -1.0, None)
 
 
 class CachedKey:
@@ -158,12 +193,13 @@ class KeyGate(Gate):
             on_committed=self._committed,
         )
         self.keys: dict[str, CachedKey] = {}
-        self._reserve_rates: dict[str, tuple[float, float]] = {}  # by model, see _reserve_units
+        self._route_rates: dict[str, RouteRates] = {}  # by route public name, see _rates
         # Tokens already checked against the current cache, so a known key costs a dict lookup instead of a
         # SHA-256; only tokens that matched get in (one per key), and every refresh starts it afresh.
         self._verified: dict[str, CachedKey] = {}
         self.pending_units: dict[str, int] = {}  # settled charges the database has not committed yet
-        self.open = False  # no master key and no issued key: everyone is let in
+        self.open = False  # everyone is let in (see the module docstring)
+        self.keys_ever_issued = False  # the store held a key once: never open by default again
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
         self._refresher: asyncio.Task[None] | None = None
         self._redis_down_logged = False
@@ -176,6 +212,11 @@ class KeyGate(Gate):
             await self.shared.start()
         await self.writer.start()
         await self.refresh()
+        if self.open:
+            why = (
+                "server.open is true" if self.config.server.open else "no key was ever issued and no master key is set"
+            )
+            log.warning("the gateway is OPEN: requests without a key are served (%s)", why)
         self._refresher = asyncio.create_task(self._refresh_loop(), name="key-cache")
 
     async def stop(self) -> None:
@@ -201,6 +242,10 @@ class KeyGate(Gate):
         # Under the writer's lock: the keys' spent_units and pending_units must describe the same moment.
         async with self.writer.db_lock:
             records = await self.store.load_keys()
+            if not records and not self.keys_ever_issued:
+                self.keys_ever_issued = await self.store.keys_ever_issued()
+        if records:
+            self.keys_ever_issued = True
         old = self.keys
         fresh: dict[str, CachedKey] = {}
         for rec in records:
@@ -209,7 +254,11 @@ class KeyGate(Gate):
             fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models))
         self.keys = fresh
         self._verified = {}
-        self.open = not fresh and self.config.server.master_key is None
+        setting = self.config.server.open
+        if setting is not None:
+            self.open = setting
+        else:
+            self.open = not fresh and not self.keys_ever_issued and self.config.server.master_key is None
 
     def _committed(self, rows: list[UsageRow]) -> None:
         # Runs under the writer's db_lock right after the commit. The committed units move from pending to the
@@ -251,7 +300,7 @@ class KeyGate(Gate):
         self._verified[token] = cached
         return cached
 
-    async def admit(self, token: str | None, req: ChatRequest, protocol: str) -> Admission:
+    def authenticate(self, token: str | None) -> Admission:
         cached = self._authenticate(token)
         if cached is None:
             return KeyAdmission(key_name="master" if token is not None and not self.open else None)
@@ -260,43 +309,122 @@ class KeyGate(Gate):
             raise _auth_error(f"API key {rec.id} has been disabled.")
         if rec.expires_at is not None and rec.expires_at <= time.time():
             raise _auth_error(f"API key {rec.id} expired.")
-        if not cached.matcher.allows(req.model):
+        return KeyAdmission(key_id=rec.id, key_name=rec.name, key=cached)
+
+    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+        cached: CachedKey | None = admission.key if isinstance(admission, KeyAdmission) else None
+        if cached is None:
+            return [route for _name, route in plan]
+        assert isinstance(admission, KeyAdmission)
+        routes = self._permitted(cached, req, plan)
+        rec = cached.record
+        if rec.rpm is not None or rec.tpm is not None or rec.credit_units is not None:
+            await self._limit(admission, cached, req, protocol, routes)
+        return routes
+
+    def sub_admission(self, outer: Admission) -> Admission:
+        if not isinstance(outer, KeyAdmission):
+            return KeyAdmission(key_id=outer.key_id, key_name=outer.key_name)
+        return KeyAdmission(key_id=outer.key_id, key_name=outer.key_name, key=outer.key, parent=outer)
+
+    def _permitted(self, cached: CachedKey, req: ChatRequest, plan: Plan) -> list[Route]:
+        """The routes of ``plan`` the key may call: its allow-list matches the model's name (as the request or
+        the config named it, or the route's own), and with credit the model has a price."""
+        matcher = cached.matcher
+        priced_only = cached.record.credit_units is not None
+        if matcher.everything and not priced_only:
+            return [route for _name, route in plan]
+        routes: list[Route] = []
+        unpriced: str | None = None
+        for name, route in plan:
+            if not matcher.allows(name) and (name == route.public_name or not matcher.allows(route.public_name)):
+                log.debug("key %s may not call %s: skipped", cached.record.id, name)
+                continue
+            if priced_only and not _is_virtual(route) and self._rates(route) is _UNPRICED:
+                unpriced = unpriced or name
+                continue
+            routes.append(route)
+        if routes:
+            return routes
+        key_id = cached.record.id
+        if unpriced is not None:
             raise GatewayError(
                 "permission",
-                f"API key {rec.id} is not allowed to use model {req.model}.",
-                code="model_not_allowed",
+                f"Model {unpriced} has no price configured, so API key {key_id}, which has a credit limit, cannot "
+                "use it (the operator can add it under `prices:`).",
+                code="model_not_priced",
                 param="model",
             )
-        if rec.rpm is None and rec.tpm is None and rec.credit_units is None:
-            return KeyAdmission(key_id=rec.id, key_name=rec.name)
-        return await self._limit(cached, req, protocol)
+        raise GatewayError(
+            "permission",
+            f"API key {key_id} is not allowed to use model {req.model}.",
+            code="model_not_allowed",
+            param="model",
+        )
 
-    def _reserve_units(self, req: ChatRequest, est_in: int) -> int:
-        rates = self._reserve_rates.get(req.model)
+    def _rates(self, route: Route) -> RouteRates:
+        """The worst case over the route's channels (any of them may answer), computed once per route."""
+        rates = self._route_rates.get(route.public_name)
         if rates is None:
-            # Units per input and per output token: what cost_of charges for a usage without cached tokens.
-            # Looked up once per model (the price lookup and cost_of were a third of admit's time).
-            price = self.price(None, req.model)
-            per_token = PER_TOKEN * UNITS_PER_USD
-            rates = (0.0, 0.0) if price is None else (price.input * per_token, price.output * per_token)
-            if len(self._reserve_rates) >= 1024:  # model names come from clients: keep it bounded
-                self._reserve_rates.clear()
-            self._reserve_rates[req.model] = rates
-        out = req.max_tokens if req.max_tokens is not None else self.config.state.reserve_output_tokens
-        return round(est_in * rates[0] + out * rates[1])
+            rates = self._compute_rates(route)
+            if len(self._route_rates) >= 4096:  # model names come from clients: keep it bounded
+                self._route_rates.clear()
+            self._route_rates[route.public_name] = rates
+        return rates
 
-    async def _limit(self, cached: CachedKey, req: ChatRequest, protocol: str) -> KeyAdmission:
+    def _compute_rates(self, route: Route) -> RouteRates:
+        per_token = PER_TOKEN * UNITS_PER_USD
+        in_rate = out_rate = 0.0
+        max_out: int | None = 0
+        for channel in route.channels:
+            price = self.price(channel.model, route.public_name)
+            if price is None:
+                return _UNPRICED
+            # Input may be written to a prompt cache, which costs more than plain input (Anthropic: 1.25x).
+            in_rate = max(in_rate, price.input * per_token, (price.cache_write or 0.0) * per_token)
+            out_rate = max(out_rate, price.output * per_token)
+            ceiling = max_output_for(channel.model) or max_output_for(route.public_name)
+            max_out = None if ceiling is None or max_out is None else max(max_out, ceiling)
+        return in_rate, out_rate, max_out
+
+    def _reserve_units(self, req: ChatRequest, est_in: int, routes: list[Route]) -> int:
+        """The most the request can cost: its estimated input and all the output it may produce (max_tokens, the
+        thinking budget on top where a provider adds it, else the model's ceiling; times ``n``), at the dearest
+        rates of the routes it may be served by. Compound routes reserve nothing themselves: each of their
+        upstream calls reserves its own."""
+        worst = 0.0
+        default_out = self.config.state.reserve_output_tokens
+        for route in routes:
+            if _is_virtual(route):
+                continue
+            in_rate, out_rate, ceiling = self._rates(route)
+            if in_rate < 0:
+                continue  # unpriced: only a key without credit gets here, and it reserves nothing
+            if req.max_tokens is None:
+                out = ceiling or default_out
+            else:
+                out = req.max_tokens + (budget_of(req.reasoning) or 0)
+                if ceiling is not None:
+                    out = min(out, ceiling)
+            worst = max(worst, est_in * in_rate + out * max(1, req.n) * out_rate)
+        return math.ceil(worst)
+
+    async def _limit(
+        self, admission: KeyAdmission, cached: CachedKey, req: ChatRequest, protocol: str, routes: list[Route]
+    ) -> None:
         rec = cached.record
-        est_in = estimate_request_tokens(req)
+        # A compound request's own tokens are its calls', each counted (and reserved for) as it is made.
+        compound = len(routes) == 1 and _is_virtual(routes[0])
+        est_in = 0 if compound else estimate_request_tokens(req)
         lim = Limits(
             key_id=rec.id,
             request_id=new_id(""),
             rpm=rec.rpm,
             tpm=rec.tpm,
-            est_tokens=est_in + (req.max_tokens or 0),
+            est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
             spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
-            reserve_units=self._reserve_units(req, est_in) if rec.credit_units is not None else 0,
+            reserve_units=self._reserve_units(req, est_in, routes) if rec.credit_units is not None else 0,
             reserve_ttl_s=self.reserve_ttl_s,
         )
         shared = False
@@ -331,22 +459,19 @@ class KeyGate(Gate):
         if decision.verdict == "credit":
             raise GatewayError(
                 "quota",
-                f"You exceeded your current quota: API key {rec.id} has no credit left.",
+                f"You exceeded your current quota: API key {rec.id} has not enough credit left for this request, "
+                f"which may cost up to ${to_usd(lim.reserve_units):.6f} (a lower max_tokens costs less at most).",
                 code="insufficient_quota",
                 retryable=False,
                 headers=headers,
             )
-        return KeyAdmission(
-            key_id=rec.id,
-            key_name=rec.name,
-            reserved=to_usd(lim.reserve_units),
-            headers=headers,
-            reservation=lim.request_id,
-            est_tokens=lim.est_tokens,
-            tpm_tracked=rec.tpm is not None,
-            credit_tracked=rec.credit_units is not None,
-            shared=shared,
-        )
+        admission.reserved = to_usd(lim.reserve_units)
+        admission.headers = headers
+        admission.reservation = lim.request_id
+        admission.est_tokens = lim.est_tokens
+        admission.tpm_tracked = rec.tpm is not None
+        admission.credit_tracked = rec.credit_units is not None
+        admission.shared = shared
 
     # -- settle ------------------------------------------------------------------------------------------
 
@@ -355,23 +480,45 @@ class KeyGate(Gate):
         (the relay may call it early, before the last byte, and again in its ``finally``)."""
         try:
             record.usage, record.cost = sane_usage(record.usage), sane_cost(record.cost)  # see core.usage_bounds
+            precharged = 0
             if isinstance(admission, KeyAdmission):
                 if admission.settled:
                     return
                 admission.settled = True
+                precharged = admission.precharged_units
+                if precharged > to_units(record.cost):  # the record shows at least what its calls were charged
+                    record.cost = to_usd(precharged)
             row = UsageRow.from_record(record)
             key_id = admission.key_id
             if key_id is not None:
-                await self._charge(admission, key_id, row, record.usage.total_tokens)
+                # A compound engine's tokens were counted call by call (see _limit).
+                tokens = 0 if record.provider == COMPOUND_PROVIDER else record.usage.total_tokens
+                await self._charge(admission, key_id, row.cost_units - precharged, tokens)
             await self.writer.record(row)
         except Exception:
             log.exception("settling request %s failed", record.request_id)
 
-    async def _charge(self, admission: Admission, key_id: str, row: UsageRow, tokens: int) -> None:
+    async def settle_sub(self, admission: Admission, tokens: int, cost: float) -> None:
+        try:
+            if not isinstance(admission, KeyAdmission) or admission.key_id is None or admission.settled:
+                return
+            admission.settled = True
+            units = to_units(cost)
+            parent = admission.parent
+            if isinstance(parent, KeyAdmission):
+                if parent.settled:  # too late for the outer record: the charge would never reach the database
+                    log.error("compound sub-call of key %s ended after its request was settled", admission.key_id)
+                    units = 0
+                parent.precharged_units += units
+            await self._charge(admission, admission.key_id, units, tokens)
+        except Exception:
+            log.exception("settling a compound sub-call of key %s failed", admission.key_id)
+
+    async def _charge(self, admission: Admission, key_id: str, cost_units: int, tokens: int) -> None:
         # In-process accounting first and with no await in between: the charge becomes pending in the same
         # step as the reservation is released, so no admit sees neither (or both).
-        if row.cost_units:
-            self.pending_units[key_id] = self.pending_units.get(key_id, 0) + row.cost_units
+        if cost_units:
+            self.pending_units[key_id] = self.pending_units.get(key_id, 0) + cost_units
         if not isinstance(admission, KeyAdmission) or not admission.reservation:
             return
         delta = tokens - admission.est_tokens
@@ -384,7 +531,7 @@ class KeyGate(Gate):
             await self.shared.settle(
                 key_id,
                 admission.reservation,
-                cost_units=row.cost_units,
+                cost_units=cost_units,
                 token_delta=delta,
                 tpm=admission.tpm_tracked,
                 credit=admission.credit_tracked,
@@ -399,3 +546,8 @@ class KeyGate(Gate):
         if rec.credit_units is None:
             return None
         return rec.credit_units - rec.spent_units - self.pending_units.get(rec.id, 0)
+
+
+def _is_virtual(route: Route) -> bool:
+    """A compound engine's route (think:/heavy:/deepsearch:, the tool loop): one channel to the engine."""
+    return route.channels[0].upstream.provider == COMPOUND_PROVIDER if route.channels else False

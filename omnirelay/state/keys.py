@@ -122,9 +122,10 @@ class ModelMatcher:
     """The allow-list: glob patterns (``*``, ``?``, ``[...]``) against the requested model name,
     compiled once per key version. Empty list: everything allowed."""
 
-    __slots__ = ("_cache", "_regex")
+    __slots__ = ("_cache", "_regex", "everything")
 
     def __init__(self, patterns: list[str]) -> None:
+        self.everything = not patterns
         self._regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
         self._cache: dict[str, bool] = {}
 

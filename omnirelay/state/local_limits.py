@@ -5,9 +5,9 @@ its second began, so ``reset`` is when the oldest bucket leaves. TPM is checked 
 (input estimate + max_tokens) and corrected to the true count at settle. A request bigger than the whole
 TPM budget is still let through when the window is empty, otherwise it could never run.
 
-Credit: a request is admitted while ``credit - spent - reserved`` is above zero, and reserves its estimated
-cost until it settles. So the balance can end below zero only by what the requests in flight at that moment
-cost beyond what was left.
+Credit: a request is admitted only if ``credit - spent - reserved`` is above zero and covers its reservation
+(the most it can cost, see ``state.gate``), which it holds until it settles. So the balance stays at or above
+zero as long as no request costs more than it reserved.
 
 ``LocalLimiter`` holds all of this in the process: exact for a single process, per-process with several
 workers or replicas (use Redis there: ``redis_limits.RedisLimiter``).
@@ -65,6 +65,10 @@ class Limiter(ABC):
         self, key_id: str, request_id: str, *, cost_units: int, token_delta: int, tpm: bool, credit: bool
     ) -> None:
         """Release the reservation, charge ``cost_units``, correct the TPM window by ``token_delta``."""
+
+
+def _cannot_cover(left: int, reserve: int) -> bool:
+    return left <= 0 or left < reserve
 
 
 class Window:
@@ -127,7 +131,7 @@ class LocalLimiter(Limiter):
             verdict = "rpm"
         elif tpm is not None and t_used > 0 and t_used + lim.est_tokens > tpm:
             verdict = "tpm"
-        elif credit is not None and credit - lim.spent_units - st.reserved <= 0:
+        elif credit is not None and _cannot_cover(credit - lim.spent_units - st.reserved, lim.reserve_units):
             verdict = "credit"
         else:
             verdict = "ok"

@@ -22,6 +22,12 @@ VERSION_TABLE_SQLITE = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INT
 VERSION_TABLE_POSTGRES = "CREATE TABLE IF NOT EXISTS omnirelay_schema (version INTEGER NOT NULL)"
 # Any constant: the advisory lock that serialises migrations between replicas.
 PG_MIGRATION_LOCK = 0x6F6D6E69
+# Set with the first key ever inserted and never cleared: the gateway's default openness depends on it.
+KEY_ISSUED_FLAG = "key_issued"
+BACKFILL_KEY_ISSUED = (
+    f"INSERT INTO omnirelay_flags (name, set_at) SELECT '{KEY_ISSUED_FLAG}', 0"
+    " WHERE EXISTS (SELECT 1 FROM keys) OR EXISTS (SELECT 1 FROM usage WHERE key_id IS NOT NULL)"
+)
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -148,6 +154,18 @@ MIGRATIONS: tuple[Migration, ...] = (
                 error TEXT NOT NULL,
                 record TEXT NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        version=5,
+        description="flags: a key was ever issued (an emptied key store stays closed)",
+        sqlite=(
+            "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at REAL NOT NULL)",
+            BACKFILL_KEY_ISSUED,
+        ),
+        postgres=(
+            "CREATE TABLE omnirelay_flags (name TEXT PRIMARY KEY, set_at DOUBLE PRECISION NOT NULL)",
+            BACKFILL_KEY_ISSUED,
         ),
     ),
 )

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 
 from omnirelay.state.keys import KeyRecord
-from omnirelay.state.migrations import PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
+from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
 from omnirelay.state.store import (
     SUMMARY_AGGREGATES,
     UPDATABLE_KEY_FIELDS,
@@ -191,7 +191,16 @@ class PostgresStore(Store):
         row = await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = $1", key_id)
         return None if row is None else _key_from_row(row)
 
+    async def keys_ever_issued(self) -> bool:
+        return await self.pool.fetchval("SELECT 1 FROM omnirelay_flags WHERE name = $1", KEY_ISSUED_FLAG) is not None
+
     async def insert_key(self, key: KeyRecord) -> None:
+        # The flag first: a crash in between leaves the gateway closed, never open.
+        await self.pool.execute(
+            "INSERT INTO omnirelay_flags (name, set_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            KEY_ISSUED_FLAG,
+            time.time(),
+        )
         await self.pool.execute(
             f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             key.id,

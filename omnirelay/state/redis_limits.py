@@ -75,7 +75,8 @@ if credit >= 0 then
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
   local reserved = tonumber(redis.call('HGET', KEYS[4], '_sum') or '0')
   local spent = tonumber(redis.call('HGET', KEYS[3], 'spent'))
-  if credit - spent - reserved <= 0 then return answer(3) end
+  local left = credit - spent - reserved
+  if left <= 0 or left < tonumber(ARGV[6]) then return answer(3) end
   local ttl = tonumber(ARGV[8])
   redis.call('HSET', KEYS[4], ARGV[7], ARGV[6])
   redis.call('HINCRBY', KEYS[4], '_sum', ARGV[6])

@@ -23,7 +23,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from omnirelay.state.keys import KeyRecord
-from omnirelay.state.migrations import VERSION_TABLE_SQLITE, pending
+from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
 from omnirelay.state.store import (
     SUMMARY_AGGREGATES,
     UPDATABLE_KEY_FIELDS,
@@ -203,8 +203,17 @@ class SqliteStore(Store):
             row = await cur.fetchone()
         return None if row is None else _key_from_row(row)
 
+    async def keys_ever_issued(self) -> bool:
+        async with self.reader.execute("SELECT 1 FROM omnirelay_flags WHERE name = ?", (KEY_ISSUED_FLAG,)) as cur:
+            return await cur.fetchone() is not None
+
     async def insert_key(self, key: KeyRecord) -> None:
         async with self._write_lock:
+            # The flag first: a crash in between leaves the gateway closed, never open.
+            await self.writer.execute(
+                "INSERT INTO omnirelay_flags (name, set_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (KEY_ISSUED_FLAG, time.time()),
+            )
             await self.writer.execute(
                 f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (

@@ -188,7 +188,12 @@ class Store(ABC):
     async def get_key(self, key_id: str) -> KeyRecord | None: ...
 
     @abstractmethod
-    async def insert_key(self, key: KeyRecord) -> None: ...
+    async def insert_key(self, key: KeyRecord) -> None:
+        """Insert the key, and first record that a key was issued (``keys_ever_issued``)."""
+
+    @abstractmethod
+    async def keys_ever_issued(self) -> bool:
+        """Whether a key was ever inserted, even if every key has been deleted since."""
 
     @abstractmethod
     async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
