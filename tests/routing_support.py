@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import httpx
 
 from tests.gateway import Gateway
 from tests.mocks.faults import FaultServer
+from tests.polling import wait_until
 
 ADMIN_KEY = "sk-routing-admin"
 TIMEOUTS = {"connect": 1.0, "first_byte": 1.0, "total": 6.0}
@@ -49,37 +49,36 @@ def admin_get(gw: Gateway, path: str) -> httpx.Response:
     return httpx.get(gw.url + path, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
 
 
-def channel_states(gw: Gateway) -> dict[str, dict[str, Any]] | None:
-    """The gateway's /admin/channels view by channel name; None while the route is not registered."""
+def channel_states(gw: Gateway) -> dict[str, dict[str, Any]]:
+    """The gateway's /admin/channels view by channel name."""
     resp = admin_get(gw, "/admin/channels")
-    if resp.status_code == 404:
-        return None
-    resp.raise_for_status()
+    assert resp.status_code == 200, resp.text
     return {c["channel"]: c for c in resp.json()["data"]}
 
 
-def task_count(gw: Gateway) -> int | None:
+def channel_state(gw: Gateway, name: str) -> str:
+    """One channel's breaker state as the admin view reports it: closed, open or half_open."""
+    return str(channel_states(gw)[name]["state"])
+
+
+def task_count(gw: Gateway) -> int:
+    """The worker's asyncio task count (/admin/debug/tasks)."""
     resp = admin_get(gw, "/admin/debug/tasks")
-    if resp.status_code == 404:
-        return None
-    resp.raise_for_status()
+    assert resp.status_code == 200, resp.text
     count: int = resp.json()["tasks"]
     return count
 
 
-def usage_rows(gw: Gateway, request_id: str, settle_s: float = 3.0) -> list[dict[str, Any]] | None:
-    """The usage records with this request id; None while the state layer's admin API is not registered.
-    The record is settled just after the response went out, so give it a moment to appear."""
-    deadline = time.monotonic() + settle_s
-    while True:
+def usage_rows(gw: Gateway, request_id: str, settle_s: float = 3.0) -> list[dict[str, Any]]:
+    """The usage records with this request id, once there is one. The record is settled just after the
+    response went out, so the client can be a moment ahead of it; none within ``settle_s`` fails the test."""
+
+    def rows() -> list[dict[str, Any]]:
         resp = admin_get(gw, "/admin/usage")
-        if resp.status_code == 404:
-            return None
-        resp.raise_for_status()
-        rows = [r for r in resp.json()["data"] if r.get("request_id") == request_id]
-        if rows or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.05)
+        assert resp.status_code == 200, resp.text
+        return [r for r in resp.json()["data"] if r.get("request_id") == request_id]
+
+    return wait_until(rows, settle_s, f"a usage record for {request_id}")
 
 
 # -- sockets --------------------------------------------------------------------------------------------

@@ -134,6 +134,7 @@ def test_python_runaway_loop_is_killed() -> None:
 
 
 def test_python_wall_time_limit() -> None:
+    # The sandboxed code sleeps past the limit on purpose: the wall-time limit must end it.
     r = _run("import time\ntime.sleep(30)", wall_seconds=1)
     assert r.timed_out and "wall-time" in r.as_text()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import anthropic
@@ -11,7 +12,9 @@ import httpx
 import openai
 import pytest
 
-from tests.gateway import ROOT, Gateway
+from omnirelay.compound import MODES, split_virtual
+from tests.gateway import ROOT, Gateway, mock_config
+from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
 
 
@@ -65,6 +68,33 @@ def test_models_list_openai_sdk(oai: openai.OpenAI) -> None:
     assert {"gpt-4.1", "claude-sonnet-4-20250514", "deepseek-reasoner", "gemini-2.5-pro"} <= ids
 
 
+@pytest.fixture(scope="module")
+def openai_only(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with one upstream serving ``gpt-*``: each compound name (``deepsearch:gpt-4.1``, ``heavy:``)
+    sorts before the plain one, as with the default config's local model."""
+    cfg = mock_config(mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini"))
+    cfg["upstreams"] = [u for u in cfg["upstreams"] if u["name"] == "mock-openai"]
+    gw = Gateway(cfg, tmp_path_factory.mktemp("openai-only")).start()
+    yield gw
+    gw.stop()
+
+
+def test_models_list_puts_plain_models_first(openai_only: Gateway, mocks: MockUpstreams) -> None:
+    oai = openai.OpenAI(base_url=openai_only.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+    ids = [m.id for m in oai.models.list()]
+    plain = [m for m in ids if split_virtual(m) is None]
+    assert plain and ids[: len(plain)] == sorted(plain)  # every plain model, in name order, before any other
+    assert ids[len(plain) :] == sorted(f"{mode}:{m}" for mode in MODES for m in plain)
+    claude = anthropic.Anthropic(base_url=openai_only.url, api_key="sk-test", max_retries=0, timeout=30)
+    assert [m.id for m in claude.models.list().data] == ids
+    # A newcomer's first call, on the first model listed: a plain answer from the upstream, no reasoning.
+    reply = oai.chat.completions.create(model=ids[0], messages=[{"role": "user", "content": "hi"}])
+    message = reply.choices[0].message
+    assert message.content == "echo: hi"
+    assert (message.model_extra or {}).get("reasoning_content") is None
+    assert [r.body["model"] for r in mocks.requests("openai")] == [ids[0]]
+
+
 def test_models_list_anthropic_sdk(claude: anthropic.Anthropic) -> None:
     page = claude.models.list()
     ids = {m.id for m in page.data}
@@ -101,13 +131,48 @@ def test_response_names_the_channel(gateway: Gateway) -> None:
     assert r.headers["x-request-id"].startswith("req_")
 
 
-def test_upstream_secrets_never_logged(gateway: Gateway, oai: openai.OpenAI) -> None:
-    oai.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hello"}])
-    with pytest.raises(openai.NotFoundError):
-        oai.chat.completions.create(model="missing-model", messages=[{"role": "user", "content": "hello"}])
-    log = gateway.log()
-    for secret in ("sk-mock-openai-secret", "sk-ant-mock-secret", "gm-mock-secret", "xai-mock-secret"):
-        assert secret not in log
+def test_secrets_never_logged_even_at_debug(mocks: MockUpstreams, tmp_path: Path) -> None:
+    """At DEBUG, where the most is written, no secret reaches the log: not the upstreams' API keys, the master
+    key, the admin key, a virtual key's secret, nor a wrong key a client sent."""
+    master, admin_key = "sk-master-debug-secret", "adm-debug-secret"
+    cfg = mock_config(mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini"))
+    cfg["server"]["master_key"] = master
+    cfg["state"] = {"admin_key": admin_key}
+    gw = Gateway(cfg, tmp_path, env={"OMNIRELAY_LOG_LEVEL": "DEBUG"}).start()
+    try:
+        admin = httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=30)
+        created = admin.post("/admin/keys", json={"name": "debug-key", "credit": 1.0})
+        assert created.status_code == 201, created.text
+        secret = created.json()["secret"]
+        wrong = secret[:-4] + "zzzz"
+        oai = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0, timeout=30)
+        assert oai.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "a"}]).choices
+        chunks = oai.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "b"}], stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: b"
+        claude = anthropic.Anthropic(base_url=gw.url, api_key=secret, max_retries=0, timeout=30)
+        for model in ("claude-sonnet-4-20250514", "gemini-2.5-pro", "grok-3", "deepseek-chat"):
+            assert claude.messages.create(model=model, max_tokens=20, messages=[{"role": "user", "content": "c"}])
+        mocks.push("openai", *[ScriptedReply(error_status=500) for _ in range(3)])
+        with pytest.raises(openai.APIStatusError):  # an upstream failure, retried (3 attempts), then reported
+            oai.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "d"}])
+        with pytest.raises(openai.AuthenticationError):
+            oai.with_options(api_key=wrong).chat.completions.create(
+                model="gpt-4.1", messages=[{"role": "user", "content": "e"}]
+            )
+        with pytest.raises(openai.NotFoundError):
+            oai.with_options(api_key=master).chat.completions.create(
+                model="missing-model", messages=[{"role": "user", "content": "f"}]
+            )
+        assert admin.get("/admin/usage").status_code == 200
+        assert admin.get("/admin/keys", headers={"authorization": f"Bearer {wrong}"}).status_code == 401
+    finally:
+        gw.stop()
+    log = gw.log_path.read_text(errors="replace")
+    assert " DEBUG " in log, log[-2000:]  # the level took effect: there was something to leak
+    for leaked in (master, admin_key, secret, wrong, "sk-mock-openai-secret", "sk-ant-mock-secret"):
+        assert leaked not in log
+    for leaked in ("gm-mock-secret", "xai-mock-secret", "sk-mock-deepseek-secret"):
+        assert leaked not in log
 
 
 def test_check_config_reports_bad_files(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ complete replies, streams, and a client leaving mid-stream must come out the sam
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import anthropic
@@ -14,6 +13,7 @@ import pytest
 
 from tests.gateway import Gateway
 from tests.mocks.faults import Fault, FaultServer
+from tests.polling import wait_until
 from tests.routing_support import ADMIN_KEY, base_config, channel, task_count
 
 LIMIT = 64 * 1024
@@ -86,18 +86,12 @@ def test_client_leaving_mid_stream_ends_the_request(gw: Gateway, faults: FaultSe
     drop the request (no task left waiting on the stalled upstream), well before its 30 s timeout."""
     faults.set("stall", Fault(mode="hang_mid", after_chunks=1))
     before = task_count(gw)
-    assert before is not None
     body = {"model": "stalls", "messages": [{"role": "user", "content": "x"}], "stream": True}
     headers = {"authorization": f"Bearer {ADMIN_KEY}"}
     with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, headers=headers, timeout=20) as r:
         assert r.status_code == 200
         first = next(r.iter_raw())
         assert first.startswith(b"data: ")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        count = task_count(gw)
-        if count is not None and count <= before:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: task_count(gw) <= before, 10, "the request's tasks to end")
     assert task_count(gw) == before
     faults.reset()

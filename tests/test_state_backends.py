@@ -23,6 +23,7 @@ from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
 from omnirelay.state.redis_limits import RedisLimiter
 from omnirelay.state.store import Store, UsageFilter, UsageRow, open_store
 from omnirelay.state.usage import UsageWriter
+from tests.polling import wait_until_async
 from tests.state_helpers import BACKENDS, PG_BASE, REDIS_URL
 
 # The async fixtures live on the session loop (pyproject); the tests must run there too.
@@ -279,7 +280,7 @@ async def test_journal_appends_once_per_tick_and_each_record_waits_for_it(tmp_pa
     assert len(writes) == 1 and writes[0].count(b"\n") == 40
     # A settle cancelled while it waits for the tick still leaves its record journalled and queued.
     task = asyncio.create_task(writer.record(_row("cancelled", None, 1)))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step, not a wait: the task runs up to its first await (the tick) and no further
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -294,9 +295,11 @@ class FlakyStore:
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.down = False
+        self.refused = 0  # writes attempted while down
 
     async def write_usage(self, rows: list[UsageRow]) -> int:
         if self.down:
+            self.refused += 1
             raise ConnectionError("database restarting")
         return await self.inner.write_usage(rows)
 
@@ -308,14 +311,11 @@ async def test_records_wait_in_the_journal_while_the_database_is_down(store: Sto
     await writer.start()
     flaky.down = True
     await asyncio.gather(*(writer.record(_row(f"d{i}", None, 1)) for i in range(20)))
-    await asyncio.sleep(0.3)
+    await wait_until_async(lambda: flaky.refused >= 2, 5, "two flushes refused by the database")
     assert await store.query_usage(UsageFilter()) == [] and len(writer.pending) == 20
     assert any(p.stat().st_size > 0 for p in (tmp_path / "journal").glob("*.jnl"))
     flaky.down = False
-    for _ in range(200):
-        if writer.committed == 20:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until_async(lambda: writer.committed == 20, 10, "the 20 records committed")
     assert len(await store.query_usage(UsageFilter())) == 20
     await writer.stop()
 
@@ -399,8 +399,11 @@ async def test_redis_reservation_of_a_dead_replica_expires() -> None:
         orphan = _limits(credit_units=100, reserve_units=100, reserve_ttl_s=0.3)
         assert (await lim.admit(orphan)).verdict == "ok"
         assert (await lim.admit(_limits(credit_units=100, reserve_units=1))).verdict == "credit"
-        await asyncio.sleep(0.4)
-        assert (await lim.admit(_limits(credit_units=100, reserve_units=1))).verdict == "ok"
+        # Polled: a refused admit reserves nothing, and the first one admitted is the proof of the expiry.
+        deadline = time.monotonic() + 5
+        while (await lim.admit(_limits(credit_units=100, reserve_units=1))).verdict != "ok":
+            assert time.monotonic() < deadline, "the orphan reservation never expired"
+            await asyncio.sleep(0.02)
     finally:
         await lim.close()
 

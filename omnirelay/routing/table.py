@@ -245,4 +245,6 @@ class RouteTable:
         for name, owner in list(seen.items()):  # every routable model also as each compound mode
             for mode in MODES:
                 seen.setdefault(f"{mode}:{name}", owner)
-        return sorted(seen.items())
+        # Plain models first, the compound ones after: a client that takes the first model listed gets a plain
+        # answer, not a think/heavy/deepsearch run. Each group in name order.
+        return sorted(seen.items(), key=lambda item: (split_virtual(item[0]) is not None, item[0]))

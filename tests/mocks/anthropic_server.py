@@ -168,7 +168,7 @@ def make_app(state: MockState) -> web.Application:
         model: str = body.get("model", "")
         reply = state.next_reply("echo: " + last_user_text(body.get("messages", [])))
         if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
+            await asyncio.sleep(reply.delay_s)  # slow on purpose: the test scripted a slow upstream
         if reply.error_status is not None:
             return _scripted_error(reply, model)
         request_id = _request_id()

@@ -161,9 +161,9 @@ class FaultServer:
             status = f.status or int(mode)
             return _error(status, model, f.retry_after)
         if mode == "hang_headers":
-            await asyncio.sleep(HANG_S)
+            await asyncio.sleep(HANG_S)  # the fault itself: only the gateway's timeout ends it
         if mode == "slow":
-            await asyncio.sleep(f.delay_s)
+            await asyncio.sleep(f.delay_s)  # the fault itself: an upstream slow to answer
         text = f"from {name}: echo {last_user_text(body.get('messages') or [])}"
         cid = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
@@ -231,7 +231,7 @@ class FaultServer:
 
 async def _fail_mid(request: web.Request, mode: str) -> None:
     if mode == "hang_mid":
-        await asyncio.sleep(HANG_S)
+        await asyncio.sleep(HANG_S)  # the fault itself: silent until the gateway gives up
         return
     await asyncio.sleep(0.2)  # let the gateway read what was sent before the reset discards it
     transport = request.transport

@@ -164,7 +164,7 @@ def make_app(state: MockState) -> web.Application:
             return error_response(400, "* GenerateContentRequest.contents: contents is not specified\n")
         reply = state.next_reply("echo: " + last_user_text(body.get("contents", [])))
         if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
+            await asyncio.sleep(reply.delay_s)  # slow on purpose: the test scripted a slow upstream
         if reply.error_status is not None:
             details: list[dict[str, Any]] = []
             headers: dict[str, str] = {}

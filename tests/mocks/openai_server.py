@@ -143,7 +143,7 @@ def make_app(state: MockState) -> web.Application:
         model: str = body.get("model", "")
         reply = state.next_reply("echo: " + last_user_text(body.get("messages", [])))
         if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
+            await asyncio.sleep(reply.delay_s)  # slow on purpose: the test scripted a slow upstream
         request_id = "req_" + secrets.token_hex(16)
         if reply.error_status is not None:
             err, headers = _error_body(reply.error_status, reply.error_message, model)
