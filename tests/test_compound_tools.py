@@ -156,6 +156,19 @@ def test_python_cannot_write_outside_its_directory(tmp_path: Path) -> None:
     assert ok.stdout.strip() == "fine"
 
 
+def test_python_sandboxes_beyond_max_concurrent_wait_their_turn() -> None:
+    # CLOCK_MONOTONIC is the host's in every sandbox (no time namespace): the runs' intervals must not overlap.
+    code = "import time\nt0 = time.monotonic()\ntime.sleep(0.3)\nprint(t0, time.monotonic())"
+    settings = PythonSettings(max_concurrent=1)
+
+    async def three() -> list[Any]:
+        return list(await asyncio.gather(*(run_python(code, settings) for _ in range(3))))
+
+    spans = sorted(tuple(map(float, r.stdout.split())) for r in asyncio.run(three()))
+    assert len(spans) == 3
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans
+
+
 def test_python_has_no_network() -> None:
     r = _run("import socket\ns = socket.create_connection(('127.0.0.1', 9), timeout=1)")
     assert r.exit_code == 1 and "ConnectionRefusedError" in r.stderr

@@ -58,6 +58,9 @@ class PythonSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_output_chars: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 20_000  # stdout kept; past it: stopped
     tmp_mb: Annotated[int, msgspec.Meta(ge=1, le=65536)] = 64  # the writable tmpfs: all files together
     max_processes: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16  # in the sandbox, its first process included
+    # Sandboxes running at once in one worker; more wait their turn. With no cgroup limit, this times
+    # max_processes * memory_mb bounds what the tool can take of the host's memory.
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 4
     interpreter: str = "/usr/bin/python3"  # bound read-only into the sandbox (with its prefix if outside /usr)
     bwrap: str = "bwrap"  # the bubblewrap command (a name on PATH or a path)
     host_uid: int | None = 65534  # a gateway running as root starts the sandbox as this uid/gid; None: as root

@@ -35,6 +35,7 @@ import os
 import shutil
 import signal
 import subprocess
+import weakref
 from functools import cache
 from typing import Any
 
@@ -293,12 +294,30 @@ async def _supervise(proc: asyncio.subprocess.Process, code: bytes, out: _Output
         work.cancel()
 
 
+# Per event loop (a semaphore belongs to one loop) and per max_concurrent (one worker has one settings object).
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = weakref.WeakKeyDictionary()
+
+
+def _slot(settings: PythonSettings) -> asyncio.Semaphore:
+    by_limit = _slots.setdefault(asyncio.get_running_loop(), {})
+    slot = by_limit.get(settings.max_concurrent)
+    if slot is None:
+        slot = by_limit[settings.max_concurrent] = asyncio.Semaphore(settings.max_concurrent)
+    return slot
+
+
 async def run_python(code: str, settings: PythonSettings) -> PythonResult:
-    """Run ``code`` in the sandbox; raises ``SandboxUnavailable`` when no sandbox works on this host."""
+    """Run ``code`` in the sandbox, at most ``max_concurrent`` at once; raises ``SandboxUnavailable`` when no
+    sandbox works on this host."""
     problem = sandbox_problem(settings)
     command = _command(settings)
     if problem is not None or isinstance(command, str):
         raise SandboxUnavailable(problem or str(command))
+    async with _slot(settings):
+        return await _run(command, code, settings)
+
+
+async def _run(command: list[str], code: str, settings: PythonSettings) -> PythonResult:
     out = _Output(settings.max_output_chars * 4)  # UTF-8: at most 4 bytes a character
     proc = await asyncio.create_subprocess_exec(
         *command,
