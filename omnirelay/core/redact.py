@@ -1,10 +1,11 @@
 """Scrubbing secrets out of text an upstream sent back: error messages, codes and params that become a
 GatewayError, and from there the client's error body, the log, the usage record and the breaker's last error.
 
-A hostile or careless upstream may echo the key it was sent (whole, cut short by a length limit, or as
-"first and last characters"), so a token is redacted when it shares any ``FRAGMENT`` consecutive characters with
-a known secret, not only when it equals one; tokens shaped like a provider key are redacted whatever their
-source. Redaction replaces the whole token with ``REDACTED`` and keeps no characters of it.
+A hostile or careless upstream may echo the key it was sent (whole, cut short by a length limit, as "first and
+last characters", or upper/lower-cased), so a token is redacted when it shares any ``FRAGMENT`` consecutive
+characters with a known secret, ignoring case, not only when it equals one; tokens shaped like a provider key
+are redacted whatever their source. Redaction replaces the whole token with ``REDACTED`` and keeps no
+characters of it. Texts are also cut to ``MAX_TEXT`` characters: an error message is not a payload.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Iterable
 REDACTED = "[redacted]"
 FRAGMENT = 6  # this many consecutive characters of a secret are treated as the secret
 MIN_SECRET = 8  # shorter "secrets" (test values like "k") are not keys; redacting them would shred the text
+MAX_TEXT = 2000  # characters of an upstream's error text kept (after scrubbing, so no cut leaves a fragment)
 
 # Runs of the characters keys are made of (base64/base62 plus the usual separators).
-_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{%d,}" % FRAGMENT)
+_TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{" + str(FRAGMENT) + ",}")
 # Tokens that look like a provider key whoever's it is: OpenAI/Anthropic/DeepSeek (sk-, sk-ant-, sk-proj-),
 # xAI, Google, Groq, Hugging Face, GitHub, Slack, AWS access key ids, and bearer tokens in echoed headers.
 _KEY_SHAPED = re.compile(
@@ -37,16 +39,18 @@ class Scrubber:
     def __init__(self, secrets: Iterable[str | None]) -> None:
         found = {s for s in secrets if s and len(s) >= MIN_SECRET}
         self._secrets = sorted(found, key=len, reverse=True)
-        self._fragments = frozenset(s[i : i + FRAGMENT] for s in found for i in range(len(s) - FRAGMENT + 1))
+        self._fragments = frozenset(s.lower()[i : i + FRAGMENT] for s in found for i in range(len(s) - FRAGMENT + 1))
 
     def scrub(self, text: str) -> str:
+        # Scanning is linear but not free: a multi-megabyte error body is looked at only as far as is kept.
+        text = text[: MAX_TEXT * 4]
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         text = _KEY_SHAPED.sub(REDACTED, text)
         if self._fragments:
             text = _TOKEN.sub(self._token, text)
-        return text
+        return text[:MAX_TEXT]
 
     def scrub_bytes(self, data: bytes) -> bytes:
         """The raw body before a provider parses (and perhaps truncates) it, so no cut-off key survives."""
@@ -57,13 +61,13 @@ class Scrubber:
         return data
 
     def _token(self, match: re.Match[str]) -> str:
-        token = match.group()
+        token = match.group().lower()
         fragments = self._fragments
         n = FRAGMENT
         for i in range(len(token) - n + 1):
             if token[i : i + n] in fragments:
                 return REDACTED
-        return token
+        return match.group()
 
 
 def secrets_of(api_key: str | None, headers: dict[str, str]) -> list[str]:
