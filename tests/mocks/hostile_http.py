@@ -165,6 +165,38 @@ def stream_head(family: str, text: str) -> bytes:
     )
 
 
+def stream_end(family: str) -> bytes:
+    """The rest of a streamed reply after ``stream_head``: the end of the choice, usage, the terminator."""
+    if family == "anthropic":
+        events: list[dict[str, Any]] = [
+            {"type": "content_block_stop", "index": 0},
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": 5},
+            },
+            {"type": "message_stop"},
+        ]
+        return b"".join(b"event: %s\ndata: %s\n\n" % (str(e["type"]).encode(), _json(e)) for e in events)
+    if family == "gemini":
+        chunk = {
+            "candidates": [
+                {"content": {"parts": [{"text": "."}], "role": "model"}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 5, "totalTokenCount": 14},
+            "modelVersion": MODEL,
+            "responseId": "resp_h2",
+        }
+        return b"data: " + _json(chunk) + b"\r\n\r\n"
+    usage = {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
+    last = [
+        {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]},
+        {"choices": [], "usage": usage},
+    ]
+    base = {"id": "chatcmpl-h2", "object": "chat.completion.chunk", "created": 1735689600, "model": MODEL}
+    return b"".join(b"data: " + _json(base | c) + b"\n\n" for c in last) + b"data: [DONE]\n\n"
+
+
 def stream_error(family: str, message: str, key: str) -> bytes:
     if family == "anthropic":
         event = {"type": "error", "error": {"type": "api_error", "message": message}}
@@ -286,6 +318,8 @@ class HostileUpstream:
             value = mode.removeprefix("retry-").encode()
             body = error_body(family, 429, "slow down", "k")
             return await self._send(writer, 429, body, extra=b"retry-after: %s\r\n" % value)
+        if stream:
+            return await self._send_stream(writer, [stream_head(family, "fine"), stream_end(family)])
         return await self._send(writer, 200, success_body(family, "fine"))
 
     async def _send(self, writer: asyncio.StreamWriter, status: int, body: bytes, extra: bytes = b"") -> bool:
