@@ -203,8 +203,8 @@ class Reply:
                 if self._conn is not None:
                     self._conn.pause()
                 return
-            try:
-                data = decoder.decompress(self._tail, room)
+            try:  # in steps of at most the high-water mark: zlib's output buffer grows to the step
+                data = decoder.decompress(self._tail, min(room, READ_HIGH_WATER))
             except zlib.error:
                 self._abort(ProtocolViolation("reply body does not decompress"))
                 return
