@@ -189,11 +189,16 @@ def stream_end(family: str) -> bytes:
         }
         return b"data: " + _json(chunk) + b"\r\n\r\n"
     usage = {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14}
-    last = [
+    last: list[dict[str, Any]] = [
         {"choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}]},
         {"choices": [], "usage": usage},
     ]
-    base = {"id": "chatcmpl-h2", "object": "chat.completion.chunk", "created": 1735689600, "model": MODEL}
+    base: dict[str, Any] = {
+        "id": "chatcmpl-h2",
+        "object": "chat.completion.chunk",
+        "created": 1735689600,
+        "model": MODEL,
+    }
     return b"".join(b"data: " + _json(base | c) + b"\n\n" for c in last) + b"data: [DONE]\n\n"
 
 
