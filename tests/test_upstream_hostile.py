@@ -20,7 +20,13 @@ from omnirelay.core.errors import MAX_RETRY_AFTER_S, retry_after_header
 from omnirelay.core.redact import REDACTED, Scrubber
 from omnirelay.wire.sse import SSEDecoder, SSEEventTooLarge
 from tests.gateway import Gateway
-from tests.mocks.hostile_http import BIG_TEXT_BYTES, HostileUpstream, big_text
+from tests.mocks.hostile_http import (
+    BIG_TEXT_BYTES,
+    GZIP_STREAM_EVENTS,
+    GZIP_STREAM_PIECE,
+    HostileUpstream,
+    big_text,
+)
 
 ADMIN = "sk-hostile-admin-0000"
 FAMILIES = ["openai", "anthropic", "gemini"]
@@ -226,7 +232,7 @@ def _group_memory_kib(pgid: int, field: str) -> int:
 @pytest.fixture
 def memory_gw(hostile: HostileUpstream, tmp_path: Path) -> Iterator[Gateway]:
     """A fresh gateway per memory test: its peak RSS says what this one attack cost."""
-    g = Gateway(gateway_config(hostile, ["ok", "bomb", "endless"]), tmp_path).start()
+    g = Gateway(gateway_config(hostile, ["ok", "bomb", "endless", "gzip-stream"]), tmp_path).start()
     assert chat(g, "ok-openai").status_code == 200  # warm: lazy imports and first-request allocations
     assert chat(g, "ok-openai", stream=True).status_code == 200
     yield g
@@ -265,6 +271,30 @@ def test_endless_sse_line_ends_the_stream_with_an_error_and_bounded_memory(memor
 
     r = chat(memory_gw, "endless-anthropic", stream=True, protocol="anthropic")
     assert "event: error" in r.text and "too large" in r.text
+
+
+def test_streamed_gzip_is_inflated_as_the_client_reads(memory_gw: Gateway) -> None:
+    """A gzip stream inflating to about 24 MiB arrives whole, and is inflated a megabyte at a time as the
+    relay forwards it rather than all at once when its few compressed kilobytes arrive."""
+    assert memory_gw.proc is not None
+    before = _group_memory_kib(memory_gw.proc.pid, "VmRSS")
+    text: list[str] = []
+    with httpx.stream(
+        "POST",
+        memory_gw.url + "/v1/chat/completions",
+        json={"model": "gzip-stream-openai", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        headers={"authorization": f"Bearer {ADMIN}"},
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                chunk = msgspec.json.decode(line[6:])
+                assert "error" not in chunk, chunk
+                text.extend(c["delta"].get("content") or "" for c in chunk["choices"])
+    assert "".join(text) == GZIP_STREAM_PIECE * GZIP_STREAM_EVENTS
+    growth = _peak_growth_mib(memory_gw, before)
+    assert growth < 32, f"worker peak grew {growth:.0f} MiB on a 24 MiB gzip stream"
 
 
 # -- pure parts --------------------------------------------------------------------------------------------

@@ -24,6 +24,8 @@ BIG_TEXT_BYTES = 3 * 1024 * 1024
 BOMB_BYTES = 256 * 1024 * 1024  # inflated size of the gzip bomb (about 250 KB on the wire)
 ENDLESS_MAX_BYTES = 64 * 1024 * 1024  # the endless line stops here if nobody hangs up first
 DEPTH = 100_000
+GZIP_STREAM_EVENTS = 20_000  # a streamed gzip reply of this many 1 KB text events (about 24 MiB inflated)
+GZIP_STREAM_PIECE = "a" * 1000
 
 _json = msgspec.json.encode
 
@@ -316,6 +318,8 @@ class HostileUpstream:
             return await self._send(writer, 200, success_body(family, "deep", deep=True))
         if mode == "bomb":
             return await self._send(writer, 200, gzip_bomb(), extra=b"content-encoding: gzip\r\n")
+        if mode == "gzip-stream":
+            return await self._send_gzip_stream(writer, family)
         if mode == "endless":
             await self._endless(family, writer)
             return False
@@ -344,6 +348,24 @@ class HostileUpstream:
             writer.write(_chunk(part))
             await writer.drain()
         writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async def _send_gzip_stream(self, writer: asyncio.StreamWriter, family: str) -> bool:
+        """A long stream, gzip-compressed: tens of megabytes inflated from a few dozen kilobytes sent at once."""
+        packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        event = stream_head(family, GZIP_STREAM_PIECE)
+        if family == "anthropic":
+            event = event[event.index(b"event: content_block_delta") :]
+        elif family == "openai":
+            event = event[event.index(b"data: ", 1) :]
+        head = stream_head(family, "")
+        body = packer.compress(head) + packer.compress(event * GZIP_STREAM_EVENTS)
+        body += packer.compress(stream_end(family)) + packer.flush()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
         await writer.drain()
         return True
 
