@@ -312,6 +312,8 @@ def test_scrubber_leaves_no_fragment_of_a_secret() -> None:
         "keys sk-proj-abcdefghijklmnop1234 xai-abcdefghijklmnopqrstu AIzaSyA1234567890abcdefghij"
     )
     assert other == f"keys {REDACTED} {REDACTED} {REDACTED}"
+    assert Scrubber([]).scrub("echoed Bearer abc123def456") == f"echoed {REDACTED}"
+    assert Scrubber([]).scrub("Bearer authentication failed") == "Bearer authentication failed"
     assert s.scrub_bytes(b'{"m": "' + key.encode() + b'"}') == b'{"m": "[redacted]"}'
     assert len(s.scrub("x" * 100_000)) == 2000
 

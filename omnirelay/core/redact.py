@@ -26,7 +26,7 @@ _KEY_SHAPED = re.compile(
     r"(?:sk|xai|gsk|hf|ghp|gho|ghs|xox[abpr])[-_][A-Za-z0-9_\-]{12,}"
     r"|AIza[0-9A-Za-z_\-]{20,}"
     r"|AKIA[0-9A-Z]{16}"
-    r"|(?i:bearer)\s+[A-Za-z0-9_\-+/=.~]{8,}"
+    r"|(?i:bearer)\s+(?=[A-Za-z_\-+/=.~]*\d)[A-Za-z0-9_\-+/=.~]{8,}"  # a token has a digit; "Bearer authentication" no
 )
 
 
