@@ -314,6 +314,7 @@ def test_scrubber_leaves_no_fragment_of_a_secret() -> None:
     assert other == f"keys {REDACTED} {REDACTED} {REDACTED}"
     assert Scrubber([]).scrub("echoed Bearer abc123def456") == f"echoed {REDACTED}"
     assert Scrubber([]).scrub("Bearer authentication failed") == "Bearer authentication failed"
+    assert Scrubber([]).scrub("task-abcdefghijklmnop failed") == "task-abcdefghijklmnop failed"
     assert s.scrub_bytes(b'{"m": "' + key.encode() + b'"}') == b'{"m": "[redacted]"}'
     assert len(s.scrub("x" * 100_000)) == 2000
 

@@ -23,9 +23,9 @@ _TOKEN = re.compile(r"[A-Za-z0-9_\-+/=.~]{" + str(FRAGMENT) + ",}")
 # Tokens that look like a provider key whoever's it is: OpenAI/Anthropic/DeepSeek (sk-, sk-ant-, sk-proj-),
 # xAI, Google, Groq, Hugging Face, GitHub, Slack, AWS access key ids, and bearer tokens in echoed headers.
 _KEY_SHAPED = re.compile(
-    r"(?:sk|xai|gsk|hf|ghp|gho|ghs|xox[abpr])[-_][A-Za-z0-9_\-]{12,}"
-    r"|AIza[0-9A-Za-z_\-]{20,}"
-    r"|AKIA[0-9A-Z]{16}"
+    r"\b(?:sk|xai|gsk|hf|ghp|gho|ghs|xox[abpr])[-_][A-Za-z0-9_\-]{12,}"
+    r"|\bAIza[0-9A-Za-z_\-]{20,}"
+    r"|\bAKIA[0-9A-Z]{16}"
     r"|(?i:bearer)\s+(?=[A-Za-z_\-+/=.~]*\d)[A-Za-z0-9_\-+/=.~]{8,}"  # a token has a digit; "Bearer authentication" no
 )
 
