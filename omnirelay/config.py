@@ -45,6 +45,9 @@ class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model_map: dict[str, str] = {}  # public model name -> this upstream's name for it
     timeouts: Timeouts = msgspec.field(default_factory=Timeouts)
     max_concurrency: int | None = None
+    # Decoded bytes of a non-streamed reply or an error body, read whole; beyond it the request gets a 502
+    # ("upstream reply too large") and is not retried. Streams are bounded per event instead (wire/sse.py).
+    max_reply_bytes: int = 32 * 1024 * 1024
     options: dict[str, Any] = {}  # provider-specific settings
 
     def __repr__(self) -> str:
@@ -241,6 +244,8 @@ def _check_routing(cfg: Config) -> None:
     for u in cfg.upstreams:
         if u.max_concurrency is not None and u.max_concurrency < 1:
             raise ConfigError(f"upstream {u.name!r}: max_concurrency must be at least 1")
+        if u.max_reply_bytes < 1024:
+            raise ConfigError(f"upstream {u.name!r}: max_reply_bytes must be at least 1024")
     b = cfg.routing.breaker
     if b.consecutive_failures < 1 or not 0 < b.failure_rate <= 1 or b.window <= 0 or b.cooldown < 0:
         raise ConfigError(

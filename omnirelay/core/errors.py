@@ -7,7 +7,15 @@ request headers.
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
 from typing import Literal
+
+# The longest Retry-After passed on (to the client, and to the breaker's rest): an upstream asking for hours
+# (or sending 999999) must not make the gateway tell its callers to stay away for days.
+MAX_RETRY_AFTER_S = 60.0
 
 ErrorKind = Literal[
     "invalid_request",  # 400
@@ -72,6 +80,61 @@ class GatewayError(Exception):
     def __repr__(self) -> str:
         return f"GatewayError({self.kind!r}, {self.message!r}, status={self.status})"
 
+    def redact(self, scrub: Callable[[str], str]) -> GatewayError:
+        """Pass every upstream-supplied text of this error through ``scrub`` (in place; returns self), and
+        bound its Retry-After."""
+        self.message = scrub(self.message)
+        self.args = (self.message,)
+        if self.code:
+            self.code = scrub(self.code)
+        if self.param:
+            self.param = scrub(self.param)
+        self.retry_after = clamp_retry_after(self.retry_after)
+        return self
+
+
+def clamp_retry_after(seconds: float | None) -> float | None:
+    """A usable Retry-After: None for garbage (NaN, infinite, negative), at most MAX_RETRY_AFTER_S."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
+    """Seconds from an upstream's ``retry-after-ms`` (OpenAI) or ``Retry-After`` (delta-seconds or an HTTP
+    date), capped by clamp_retry_after; None when absent or unparseable."""
+    raw_ms = raw = None
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered == "retry-after-ms":
+            raw_ms = value
+        elif lowered == "retry-after":
+            raw = value
+    if raw_ms:
+        seconds = _number(raw_ms)
+        if seconds is not None:
+            return clamp_retry_after(seconds / 1000.0)
+    if not raw:
+        return None
+    seconds = _number(raw)
+    if seconds is None:
+        try:
+            seconds = parsedate_to_datetime(raw.strip()).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = max(0.0, seconds)
+    return clamp_retry_after(seconds)
+
+
+def _number(text: str) -> float | None:
+    text = text.strip()
+    if not text or len(text) > 32:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
 
 def invalid(message: str, param: str | None = None) -> GatewayError:
     return GatewayError("invalid_request", message, param=param)
@@ -84,6 +147,7 @@ def upstream_status_error(status: int, message: str, retry_after: float | None =
     own upstream credentials are wrong, which is not the caller's fault, so they become 502; 429 stays 429 with
     its Retry-After; 5xx become 502 (503/529 overload become 503).
     """
+    retry_after = clamp_retry_after(retry_after)
     if status in (400, 422):
         return GatewayError("invalid_request", message, retryable=False)
     if status == 404:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from omnirelay.core.catalog import ALIASES
-from omnirelay.core.errors import ErrorKind, GatewayError, invalid, upstream_status_error
+from omnirelay.core.errors import ErrorKind, GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
@@ -624,13 +624,7 @@ class AnthropicProvider(HttpProvider):
         return AnthropicStreamParser(output_tool(req))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
-        retry_after: float | None = None
-        raw_retry = headers.get("retry-after") or headers.get("Retry-After")
-        if raw_retry:
-            try:
-                retry_after = float(raw_retry)
-            except ValueError:
-                retry_after = None  # an HTTP date: rare from Anthropic, not worth parsing
+        retry_after = retry_after_header(headers)
         error_type: str | None = None
         try:
             detail = _ERROR.decode(body).error

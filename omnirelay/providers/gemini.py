@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from omnirelay.core.errors import GatewayError, invalid, upstream_status_error
+from omnirelay.core.errors import GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
@@ -106,8 +106,6 @@ _MAGIC: tuple[tuple[str, str], ...] = (
     ("UklGR", "image/webp"),
 )
 
-# Google API keys echo in some error messages ("Consumer 'api_key:AIza...' has been suspended").
-_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 _DATA_URL = re.compile(r"^data:([^;,]+)?(?:;[^,]*)?;base64,(.*)$", re.DOTALL)
 _FOREIGN_ID_PREFIXES = ("call_", "toolu_", "chatcmpl-")
 _CALLING_MODES: dict[str, w.FunctionCallingMode] = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
@@ -390,12 +388,6 @@ def _wants_reasoning(req: ChatRequest) -> bool:
     return req.reasoning is not None and req.reasoning.enabled
 
 
-def _clean(message: str, api_key: str | None) -> str:
-    if api_key:
-        message = message.replace(api_key, "***")
-    return _GOOGLE_KEY.sub("***", message)
-
-
 def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     for d in details:
         if str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
@@ -408,8 +400,10 @@ def _retry_delay(details: list[dict[str, Any]]) -> float | None:
     return None
 
 
-def _status_error(status: w.Status, http_status: int, retry_after: float | None, api_key: str | None) -> GatewayError:
-    text = _clean(status.message or "no message", api_key)
+def _status_error(status: w.Status, http_status: int, retry_after: float | None) -> GatewayError:
+    # Google echoes API keys in some messages ("Consumer 'api_key:AIza...' has been suspended"): the executor
+    # scrubs every upstream error before it goes anywhere.
+    text = status.message or "no message"
     message = f"{status.status}: {text}" if status.status else text
     if retry_after is None:
         retry_after = _retry_delay(status.details)
@@ -420,10 +414,9 @@ def _status_error(status: w.Status, http_status: int, retry_after: float | None,
 
 
 class GeminiStreamParser(StreamParser):
-    def __init__(self, req: ChatRequest, model: str, api_key: str | None) -> None:
+    def __init__(self, req: ChatRequest, model: str) -> None:
         self._sse = SSEDecoder()
         self._model = model
-        self._api_key = api_key
         self._keep_signatures = _wants_reasoning(req)
         self._n = max(1, req.n)
         self._started = False
@@ -449,7 +442,7 @@ class GeminiStreamParser(StreamParser):
     def _chunk(self, chunk: w.StreamChunk, out: list[StreamEvent]) -> None:
         if chunk.error is not None:
             code = chunk.error.code if chunk.error.code >= 400 else 500
-            raise _status_error(chunk.error, code, None, self._api_key)
+            raise _status_error(chunk.error, code, None)
         if not self._started:
             self._started = True
             out.append(
@@ -561,23 +554,17 @@ class GeminiProvider(HttpProvider):
         )
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
-        return GeminiStreamParser(req, req.model, self.upstream.api_key)
+        return GeminiStreamParser(req, req.model)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
-        retry_after: float | None = None
-        raw_retry = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
-        if raw_retry is not None:
-            try:
-                retry_after = float(raw_retry)
-            except ValueError:
-                retry_after = None
+        retry_after = retry_after_header(headers)
         try:
             parsed = _error_decoder.decode(body)
         except (msgspec.DecodeError, msgspec.ValidationError):
             snippet = body[:200].decode("utf-8", errors="replace").strip()
-            message = _clean(snippet, self.upstream.api_key) or f"HTTP {status}"
+            message = snippet or f"HTTP {status}"
             return upstream_status_error(status, f"Gemini: {message}", retry_after)
-        return _status_error(parsed.error, status, retry_after, self.upstream.api_key)
+        return _status_error(parsed.error, status, retry_after)
 
 
 PROVIDER = GeminiProvider

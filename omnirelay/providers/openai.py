@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 from msgspec import UNSET
 
-from omnirelay.core.errors import GatewayError, invalid, upstream_status_error
+from omnirelay.core.errors import GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
@@ -184,27 +182,6 @@ def resolve_preset(upstream: UpstreamConfig) -> Preset:
 # -- errors --------------------------------------------------------------------------------------------
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    lower = {k.lower(): v for k, v in headers.items() if k.lower() in ("retry-after", "retry-after-ms")}
-    ms = lower.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    raw = lower.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 def _error_fields(status: int, body: bytes) -> tuple[str, str | None, str | None, str | None]:
     """message, type, code, param of an error body, whatever the server's dialect (or a summary of a
     non-JSON body)."""
@@ -275,10 +252,9 @@ class OpenAIStreamParser(StreamParser):
     """``chat.completion.chunk`` SSE -> canonical events. A stream must end with ``[DONE]`` or with every
     choice finished; anything else was cut short."""
 
-    def __init__(self, model: str, clean: Any) -> None:
+    def __init__(self, model: str) -> None:
         self.sse = SSEDecoder()
         self.model = model
-        self.clean = clean
         self.started = False
         self.done = False
         self.open: set[int] = set()  # choices seen and not yet finished
@@ -296,7 +272,7 @@ class OpenAIStreamParser(StreamParser):
                 self.done = True
                 continue
             if ev.event == "error":
-                raise GatewayError("upstream", f"upstream error mid-stream: {self.clean(data[:300])}")
+                raise GatewayError("upstream", f"upstream error mid-stream: {data[:300]}")
             if not data:
                 continue
             try:
@@ -309,7 +285,7 @@ class OpenAIStreamParser(StreamParser):
     def _chunk(self, c: wire.ChatCompletionChunk, out: list[StreamEvent]) -> None:
         if c.error is not UNSET and c.error:
             message, _t, _c, _p = _error_fields(502, _encoder.encode({"error": c.error}))
-            raise GatewayError("upstream", f"upstream error mid-stream: {self.clean(message)}")
+            raise GatewayError("upstream", f"upstream error mid-stream: {message}")
         if not self.started:
             self.started = True
             out.append(StreamStart(id=c.id or new_id("chatcmpl-"), model=c.model or self.model, created=c.created))
@@ -397,10 +373,6 @@ class OpenAIProvider(HttpProvider):
             if len(self._rules) < 1024:
                 self._rules[model] = found
         return found
-
-    def _clean(self, message: str) -> str:
-        key = self.upstream.api_key
-        return message.replace(key, "***") if key and len(key) >= 8 else message
 
     # -- request ---------------------------------------------------------------------------------------
 
@@ -541,7 +513,7 @@ class OpenAIProvider(HttpProvider):
             raise GatewayError("upstream", "upstream returned a malformed chat completion (not valid JSON)") from None
         if not r.choices:
             message, _t, _c, _p = _error_fields(502, body)
-            raise GatewayError("upstream", f"upstream returned no choices: {self._clean(message)}")
+            raise GatewayError("upstream", f"upstream returned no choices: {message}")
         choices = []
         for c in r.choices:
             m = c.message
@@ -568,12 +540,11 @@ class OpenAIProvider(HttpProvider):
         )
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
-        return OpenAIStreamParser(req.model, self._clean)
+        return OpenAIStreamParser(req.model)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
-        retry_after = _retry_after(headers)
+        retry_after = retry_after_header(headers)
         message, etype, code, param = _error_fields(status, body)
-        message = self._clean(message)
         if status == 429 and "insufficient_quota" in (code, etype):
             # This account has no credit left; another channel may still have some.
             return GatewayError("quota", message, code="insufficient_quota", retry_after=retry_after, retryable=True)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httptools
 
 READ_HIGH_WATER = 1 << 20  # buffered reply bytes before the socket stops being read (back-pressure)
+DEFAULT_MAX_BODY = 32 << 20  # decoded bytes ``Reply.read`` holds at most (a gzip bomb stops here)
 MAX_HEADER_COUNT = 256
 _URL_CACHE_MAX = 1024
 
@@ -45,6 +46,10 @@ class ConnectionClosed(UpstreamHTTPError):
 
 class ProtocolViolation(UpstreamHTTPError):
     """The reply is not valid HTTP/1.x (or uses an encoding this client cannot decode)."""
+
+
+class ReplyTooLarge(UpstreamHTTPError):
+    """The reply body, decoded, is larger than the caller's limit for a body read whole."""
 
 
 class InvalidRequestHeader(UpstreamHTTPError):
@@ -75,21 +80,31 @@ class _Target:
 
 class Reply:
     """One request's reply as it arrives: status and headers once ``open`` returns, then the body through
-    ``read`` (all of it) or ``next_chunk`` (whatever arrived since the last call). ``close`` must be called:
-    it returns the connection to its pool when the reply was read to the end, and closes it otherwise."""
+    ``read`` (all of it, up to ``max_body`` decoded bytes) or ``next_chunk`` (whatever arrived since the last
+    call). ``close`` must be called: it returns the connection to its pool when the reply was read to the end,
+    and closes it otherwise.
+
+    Memory stays bounded either way: a streamed body is buffered up to ``READ_HIGH_WATER`` before the socket
+    stops being read, and a compressed body is inflated only as far as there is room for (the compressed
+    rest waits in ``_tail``), so a small gzip bomb cannot expand in one call."""
 
     __slots__ = (
         "_body",
         "_buffered",
+        "_collect",
         "_conn",
         "_deadline",
+        "_decoded",
         "_decoder",
+        "_ended",
         "_error",
         "_last_read",
         "_loop",
+        "_max_body",
         "_raw_headers",
         "_read_timeout",
         "_received",
+        "_tail",
         "_timer",
         "_waiter",
         "done",
@@ -98,7 +113,12 @@ class Reply:
     )
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, conn: _Connection, deadline: float, read_timeout: float
+        self,
+        loop: asyncio.AbstractEventLoop,
+        conn: _Connection,
+        deadline: float,
+        read_timeout: float,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self._loop = loop
         self._conn: _Connection | None = conn
@@ -115,6 +135,11 @@ class Reply:
         self._received = False  # any reply byte seen (a stale pooled connection fails before that)
         self._error: UpstreamHTTPError | None = None
         self._decoder: zlib._Decompress | None = None
+        self._tail = b""  # compressed bytes received and not inflated yet
+        self._decoded = 0  # body bytes (after decoding) so far
+        self._max_body = max_body
+        self._collect = False  # read() is collecting the whole body: no back-pressure, the size limit instead
+        self._ended = False  # the last body byte arrived (done once _tail is inflated too)
         self.status = 0
         self.headers: dict[str, str] = {}
         self.done = False
@@ -156,24 +181,64 @@ class Reply:
         self._wake()
 
     def _add_body(self, data: bytes) -> None:
-        if self._decoder is not None:
-            try:
-                data = self._decoder.decompress(data)
-            except zlib.error:
-                self._fail(ProtocolViolation("reply body does not decompress"))
+        if self._decoder is None:
+            self._append(data)
+            return
+        self._tail = self._tail + data if self._tail else data
+        self._inflate()
+
+    def _room(self) -> int:
+        """How many decoded bytes may be buffered now: up to one past the limit when collecting (that byte
+        proves the body too large), up to the high-water mark when a reader takes chunks."""
+        if self._collect:
+            return self._max_body + 1 - self._decoded
+        return READ_HIGH_WATER - self._buffered
+
+    def _inflate(self) -> None:
+        decoder = self._decoder
+        assert decoder is not None
+        while self._tail and self._error is None:
+            room = self._room()
+            if room <= 0:  # the reader is behind: inflate the rest as it takes chunks
+                if self._conn is not None:
+                    self._conn.pause()
                 return
-        if data:
-            self._body.append(data)
-            self._buffered += len(data)
-            if self._buffered > READ_HIGH_WATER and self._conn is not None:
-                self._conn.pause()
-            self._wake()
+            try:  # in steps of at most the high-water mark: zlib's output buffer grows to the step
+                data = decoder.decompress(self._tail, min(room, READ_HIGH_WATER))
+            except zlib.error:
+                self._abort(ProtocolViolation("reply body does not decompress"))
+                return
+            self._tail = decoder.unconsumed_tail
+            if data:
+                self._append(data)
+        if self._ended and not self._tail:
+            self._finish()
+
+    def _append(self, data: bytes) -> None:
+        if not data or self._error is not None:
+            return
+        self._decoded += len(data)
+        if self._collect and self._decoded > self._max_body:
+            self._abort(ReplyTooLarge(f"reply body over {self._max_body} bytes"))
+            return
+        self._body.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH_WATER and not self._collect and self._conn is not None:
+            self._conn.pause()
+        self._wake()
 
     def _complete(self) -> None:
+        self._ended = True
+        if not self._tail:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
         if self._decoder is not None:
-            tail = self._decoder.flush()
-            if tail:
-                self._body.append(tail)
+            self._append(self._decoder.flush())
+            if self._error is not None:
+                return
         self.done = True
         self._stop_timer()
         self._wake()
@@ -188,6 +253,9 @@ class Reply:
         a read since it was armed just moves it on."""
         self._timer = None
         now = self._loop.time()
+        conn = self._conn
+        if conn is not None and conn.paused:
+            self._last_read = now  # the socket is not read because the reader is behind, not a silent upstream
         if now >= self._deadline:
             self._abort(UpstreamTimeout("upstream reply exceeded the total timeout"))
             return
@@ -224,7 +292,14 @@ class Reply:
             await self._wait()
 
     async def read(self) -> bytes:
-        """The whole body (decoded if the upstream compressed it)."""
+        """The whole body (decoded if the upstream compressed it). Raises ReplyTooLarge past ``max_body``."""
+        self._collect = True
+        if self._decoded > self._max_body:
+            self._abort(ReplyTooLarge(f"reply body over {self._max_body} bytes"))
+        elif self._tail:
+            self._inflate()
+        if self._conn is not None and not self._tail:
+            self._conn.resume()  # back-pressure applied before the whole body was asked for
         while not self.done:
             await self._wait()
         body = self._body
@@ -243,7 +318,9 @@ class Reply:
         body = self._body
         self._body = []
         self._buffered = 0
-        if self._conn is not None:
+        if self._tail:
+            self._inflate()
+        if self._conn is not None and not self._tail:
             self._conn.resume()
         return body[0] if len(body) == 1 else b"".join(body)
 
@@ -282,7 +359,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         reply = self.reply
-        if reply is None or reply.done:
+        if reply is None or reply.done or reply._ended:
             # Bytes nothing asked for (on an idle connection, or after a complete reply): the connection's
             # framing can no longer be trusted, so it is not reused. A complete reply stays complete.
             self.discard()
@@ -304,8 +381,8 @@ class _Connection(asyncio.Protocol):
         self.transport = None
         reply = self.reply
         self.reply = None
-        if reply is None or reply.done:
-            return
+        if reply is None or reply.done or reply._ended:
+            return  # (an ended reply finishes as its reader inflates the rest)
         if reply.status and "content-length" not in reply.headers and not _chunked(reply.headers):
             reply._complete()  # a body delimited by the connection's end (HTTP/1.0 style)
             return
@@ -485,10 +562,12 @@ class HTTP1Client:
         connect_timeout: float,
         read_timeout: float,
         total_timeout: float,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> Reply:
         """Send the request and return once the reply's status and headers are in. ``read_timeout`` bounds
         the wait for the headers and any silence after them; ``total_timeout`` the whole exchange, body
-        included. The caller must ``close()`` the reply."""
+        included; ``max_body`` the decoded bytes ``Reply.read`` accepts. The caller must ``close()`` the
+        reply."""
         if self._closed:
             raise ConnectFailed("the HTTP client is closed")
         target = self._target(url)
@@ -502,7 +581,7 @@ class HTTP1Client:
             conn = pool.take()
             if conn is None:
                 conn = await self._connect(pool, min(connect_timeout, max(0.0, deadline - loop.time())))
-            reply = Reply(loop, conn, deadline, read_timeout)
+            reply = Reply(loop, conn, deadline, read_timeout, max_body)
             conn.send(reply, data)
             try:
                 await reply._headers()

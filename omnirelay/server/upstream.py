@@ -5,15 +5,23 @@ for every HTTP provider.
 The client is omnirelay's own lean HTTP/1.1 client (``server/http1.py``, llhttp parsing through httptools)
 rather than aiohttp's: on the hot path aiohttp's request machinery cost about as much CPU as everything else
 the gateway does per request.
+
+Every failure an upstream reports passes through here on its way to becoming the caller's error, so this is
+where it is made safe, once for every provider: the texts it carries (message, code, param) are scrubbed of the
+upstream's secrets (``core/redact.py``), its Retry-After is bounded, and a reply the provider cannot parse at all
+(JSON nested past the decoder's depth, an SSE event over its size limit) becomes a 502 rather than a 500.
 """
 
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import AsyncGenerator
 
-from omnirelay.config import Timeouts
+from omnirelay.config import Timeouts, UpstreamConfig
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.events import StreamEvent
+from omnirelay.core.events import StreamEvent, StreamFailure
+from omnirelay.core.redact import Scrubber, secrets_of
 from omnirelay.core.types import ChatRequest, ChatResponse
 from omnirelay.providers.base import HttpProvider
 from omnirelay.server.http1 import (
@@ -23,9 +31,13 @@ from omnirelay.server.http1 import (
     InvalidRequestHeader,
     ProtocolViolation,
     Reply,
+    ReplyTooLarge,
     UpstreamHTTPError,
     UpstreamTimeout,
 )
+from omnirelay.wire.sse import SSEEventTooLarge
+
+log = logging.getLogger("omnirelay.upstream")
 
 
 def _gateway_error(name: str, exc: UpstreamHTTPError, midway: str) -> GatewayError:
@@ -39,12 +51,31 @@ def _gateway_error(name: str, exc: UpstreamHTTPError, midway: str) -> GatewayErr
         return GatewayError("upstream", f"upstream {name}: {exc} (check its configured headers and key)")
     if isinstance(exc, ProtocolViolation):
         return GatewayError("upstream", f"upstream {name} sent a malformed HTTP reply")
+    if isinstance(exc, ReplyTooLarge):
+        # The same upstream would send the same reply again (and bill it again): not retried.
+        return GatewayError("upstream", f"upstream {name} reply too large ({exc})", retryable=False)
     return GatewayError("upstream", f"upstream {name} failed: {type(exc).__name__}")
+
+
+def _unreadable(name: str, exc: Exception) -> GatewayError:
+    """A reply the provider could not turn into anything, for a reason outside its own checks."""
+    if isinstance(exc, SSEEventTooLarge):
+        return GatewayError("upstream", f"upstream {name} sent a stream event that is too large", retryable=False)
+    # RecursionError from JSON nested deeper than the decoder goes, or a provider bug. The exception's text is
+    # not logged: it may quote the reply.
+    log.warning("upstream %s: reply could not be parsed (%s)", name, type(exc).__name__)
+    return GatewayError("upstream", f"upstream {name} sent a reply that could not be parsed")
+
+
+def scrubber_for(upstream: UpstreamConfig) -> Scrubber:
+    """The scrubber for one upstream's error texts: its key and credential-like configured headers."""
+    return Scrubber(secrets_of(upstream.api_key, upstream.headers))
 
 
 class HttpExecutor:
     def __init__(self) -> None:
         self._client: HTTP1Client | None = None
+        self._scrubbers: weakref.WeakKeyDictionary[HttpProvider, Scrubber] = weakref.WeakKeyDictionary()
 
     async def start(self) -> None:
         self._client = HTTP1Client(keepalive=60.0)
@@ -60,6 +91,23 @@ class HttpExecutor:
             raise RuntimeError("HttpExecutor used before start()")
         return self._client
 
+    def _scrubber(self, provider: HttpProvider) -> Scrubber:
+        scrubber = self._scrubbers.get(provider)
+        if scrubber is None:
+            scrubber = self._scrubbers[provider] = scrubber_for(provider.upstream)
+        return scrubber
+
+    def _error_of(self, provider: HttpProvider, reply: Reply, body: bytes) -> GatewayError:
+        """The provider's reading of an error reply, scrubbed: the body's secrets go before the provider sees
+        it (it may cut the text short, and a cut-off key is no longer the key), the GatewayError's texts after
+        (the provider may have decoded JSON escapes that hid one)."""
+        scrubber = self._scrubber(provider)
+        try:
+            err = provider.parse_error(reply.status, reply.headers, scrubber.scrub_bytes(body))
+        except Exception as exc:
+            return _unreadable(provider.upstream.name, exc)
+        return err.redact(scrubber.scrub)
+
     async def _open(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> Reply:
         ureq = provider.build_request(req, model)
         return await self.client.open(
@@ -70,6 +118,7 @@ class HttpExecutor:
             connect_timeout=timeouts.connect,
             read_timeout=timeouts.first_byte,
             total_timeout=timeouts.total,
+            max_body=provider.upstream.max_reply_bytes,
         )
 
     async def complete(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> ChatResponse:
@@ -83,8 +132,13 @@ class HttpExecutor:
         except UpstreamHTTPError as exc:
             raise _gateway_error(name, exc, "closed the connection mid-reply") from None
         if reply.status >= 400:
-            raise provider.parse_error(reply.status, reply.headers, body)
-        return provider.parse_response(body, req)
+            raise self._error_of(provider, reply, body)
+        try:
+            return provider.parse_response(body, req)
+        except GatewayError as err:
+            raise err.redact(self._scrubber(provider).scrub) from None
+        except Exception as exc:
+            raise _unreadable(name, exc) from None
 
     def stream(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> EventStream:
         """Events of one streamed reply. Errors before the first event raise (the caller may retry);
@@ -104,21 +158,33 @@ class HttpExecutor:
         try:
             if reply.status >= 400:
                 body = await reply.read()
-                raise provider.parse_error(reply.status, reply.headers, body)
+                raise self._error_of(provider, reply, body)
             while True:
                 chunk = await reply.next_chunk()
                 if not chunk:
                     break
                 events = parser.feed(chunk)
                 if events:
+                    self._scrub_failures(provider, events)
                     yield events
             events = parser.close()
             if events:
+                self._scrub_failures(provider, events)
                 yield events
         except UpstreamHTTPError as exc:
             raise _gateway_error(name, exc, "closed the stream mid-way") from None
+        except GatewayError as err:
+            raise err.redact(self._scrubber(provider).scrub) from None
+        except Exception as exc:
+            raise _unreadable(name, exc) from None
         finally:
             reply.close()
+
+    def _scrub_failures(self, provider: HttpProvider, events: list[StreamEvent]) -> None:
+        """A parser may report a mid-stream failure as an event rather than raise it."""
+        for event in events:
+            if type(event) is StreamFailure:
+                event.error.redact(self._scrubber(provider).scrub)
 
 
 class EventStream:

@@ -11,39 +11,68 @@ class SSEEvent(msgspec.Struct, kw_only=True):
     data: str
 
 
+# The largest event (or unfinished line) accepted from an upstream. Big enough for an inline image or a long
+# tool-call argument in one event; an upstream that never ends its line hits this instead of growing memory.
+MAX_EVENT_BYTES = 8 << 20
+
+
+class SSEEventTooLarge(ValueError):
+    """An event, or a line not yet ended, is over the decoder's limit; the stream cannot be read on."""
+
+
 class SSEDecoder:
-    """Incremental decoder: feed arbitrary byte chunks, get completed events."""
+    """Incremental decoder: feed arbitrary byte chunks, get completed events. Buffers at most
+    ``max_event_bytes`` of an unfinished event (raising SSEEventTooLarge beyond), and copies each byte a bounded
+    number of times however the line is cut (the bytes of an unfinished line are joined once, when it ends)."""
 
-    __slots__ = ("_buf", "_data", "_event", "_pending_cr")
+    __slots__ = ("_data", "_data_size", "_event", "_limit", "_parts", "_pending", "_pending_cr")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._parts: list[bytes] = []  # the unfinished last line, as received
+        self._pending = 0  # its size
         self._event: str | None = None
         self._data: list[str] = []
+        self._data_size = 0
         self._pending_cr = False
+        self._limit = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         if not chunk:
             return []  # keeps a pending CR pending
         if self._pending_cr and chunk[0] == 0x0A:
             chunk = chunk[1:]  # the LF of a CRLF split across chunks
+            if not chunk:
+                self._pending_cr = False
+                return []
         self._pending_cr = chunk.endswith(b"\r")
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:  # CR and CRLF line ends become LF; a lone trailing CR ends its line, see _pending_cr
-            buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = buf.rfind(b"\n") + 1
+        if b"\r" in chunk:  # CR and CRLF line ends become LF; a lone trailing CR ends its line, see _pending_cr
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = chunk.rfind(b"\n") + 1
         if not end:
-            self._buf = buf
+            self._pending += len(chunk)
+            if self._pending + self._data_size > self._limit:
+                raise SSEEventTooLarge(f"an upstream stream event is over {self._limit} bytes")
+            self._parts.append(chunk)
             return []
-        self._buf = buf[end:]
+        if self._parts:
+            self._parts.append(chunk[:end])
+            buf = b"".join(self._parts)
+            self._parts = []
+        else:
+            buf = chunk[:end] if end < len(chunk) else chunk
+        if end < len(chunk):
+            self._parts.append(chunk[end:])
+        self._pending = len(chunk) - end
         # Complete lines only, decoded at once (LF never occurs inside a UTF-8 sequence). Each part but the
         # last of the split on "\n\n" is followed by a blank line; the last holds whole lines still pending.
-        blocks = buf[:end].decode("utf-8", errors="replace").split("\n\n")
+        blocks = buf.decode("utf-8", errors="replace").split("\n\n")
         tail = blocks.pop()
         out: list[SSEEvent] = []
         for block in blocks:
             # The common event, a single ``data`` line with nothing pending before it, without per-line work.
             if block.startswith("data:") and "\n" not in block and not self._data and self._event is None:
+                if len(block) > self._limit:
+                    raise SSEEventTooLarge(f"an upstream stream event is over {self._limit} bytes")
                 out.append(SSEEvent(event=None, data=block[6:] if block.startswith(" ", 5) else block[5:]))
                 continue
             for line in block.split("\n"):
@@ -60,6 +89,7 @@ class SSEDecoder:
                 out.append(SSEEvent(event=self._event, data="\n".join(self._data)))
             self._event = None
             self._data = []
+            self._data_size = 0
             return
         if line.startswith(":"):
             return
@@ -67,6 +97,9 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if field == "data":
+            self._data_size += len(value) + 1
+            if self._data_size > self._limit:
+                raise SSEEventTooLarge(f"an upstream stream event is over {self._limit} bytes")
             self._data.append(value)
         elif field == "event":
             self._event = value
@@ -74,7 +107,7 @@ class SSEDecoder:
     @property
     def has_partial(self) -> bool:
         """True when bytes or fields of an unfinished event are buffered (a truncated stream)."""
-        return bool(self._buf.strip()) or bool(self._data)
+        return any(part.strip() for part in self._parts) or bool(self._data)
 
 
 def encode_event(data: bytes, event: str | None = None) -> bytes:
