@@ -109,9 +109,7 @@ def test_models_lists_the_local_model(local_oai: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("model", [MODEL, ALIAS])
-def test_openai_completion_usage_is_the_real_prompt_count(
-    local_oai: openai.OpenAI, reference: Any, model: str
-) -> None:
+def test_openai_completion_usage_is_the_real_prompt_count(local_oai: openai.OpenAI, reference: Any, model: str) -> None:
     resp = local_oai.chat.completions.create(model=model, messages=HELLO, max_tokens=16, **GREEDY)
     choice = resp.choices[0]
     assert choice.message.role == "assistant"
@@ -195,9 +193,10 @@ def test_openai_stop_sequence(local_oai: openai.OpenAI) -> None:
 
 def test_anthropic_stop_sequence(local_claude: anthropic.Anthropic) -> None:
     def ask(**extra: Any) -> anthropic.types.Message:
-        return local_claude.messages.create(
+        msg: anthropic.types.Message = local_claude.messages.create(
             model=MODEL, max_tokens=24, messages=STORY, extra_body={"temperature": 0}, **extra
         )
+        return msg
 
     full = "".join(b.text for b in ask().content if b.type == "text")
     stop = _stop_from(full)
@@ -222,7 +221,7 @@ def test_anthropic_stream_event_order(local_claude: anthropic.Anthropic, referen
     with local_claude.messages.stream(
         model=ALIAS, max_tokens=16, messages=HELLO, system=system, extra_body={"temperature": 0}
     ) as stream:
-        types = [event.type for event in stream if event.type != "ping"]
+        types = [event.type for event in stream]
         final = stream.get_final_message()
     # The SDK adds its own "text" events next to each content_block_delta; the wire order is what counts.
     wire = [t for t in types if t != "text"]

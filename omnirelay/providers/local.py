@@ -121,7 +121,7 @@ class _Engine:
     def _load(self) -> Any:
         started = time.perf_counter()
         try:
-            from llama_cpp import Llama  # imported here: loading the shared library takes a while
+            from llama_cpp import Llama, __version__  # imported here: loading the shared library takes a while
         except ImportError:
             raise GatewayError(
                 "upstream", "the local model needs llama-cpp-python: pip install 'omnirelay[local]'"
@@ -134,11 +134,12 @@ class _Engine:
             raise GatewayError("upstream", f"cannot load the local model: {exc}") from None
         self.n_ctx = int(llama.n_ctx())
         log.info(
-            "loaded %s in %.2fs (n_ctx=%d, n_threads=%s)",
+            "loaded %s in %.2fs (n_ctx=%d, n_threads=%s, llama-cpp-python %s)",
             os.path.basename(self.model_path),
             time.perf_counter() - started,
             self.n_ctx,
             self.params.get("n_threads"),
+            __version__,
         )
         return llama
 
@@ -368,7 +369,7 @@ class _TokenCounter:
 @functools.cache
 def _json_object_grammar() -> Any:
     """The llama.cpp grammar of a json_object reply, built once (on the engine thread: it imports llama_cpp)."""
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     return LlamaGrammar.from_string(json_object_grammar(), verbose=False)
 

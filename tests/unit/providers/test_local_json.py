@@ -19,7 +19,7 @@ DOCUMENTS: list[object] = [
     {"text": 'quote " backslash \\ slash / tab \t newline \n é 😀 \u0001'},
     "just a string",
     12345,
-    -0.25e+8,
+    -0.25e8,
     True,
     None,
 ]
