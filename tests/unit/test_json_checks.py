@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.json_checks import is_json_prefix, is_whole_json, schema_errors
+from tests.json_checks import is_json_prefix, is_whole_json, longest_blank_run, nesting_depth, schema_errors
 
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -40,3 +40,15 @@ def test_an_unsupported_keyword_is_an_error_not_a_pass() -> None:
 def test_prefix_and_whole_document() -> None:
     assert is_json_prefix('{"a": [1, {"b": "c') and not is_whole_json('{"a": [1, {"b": "c')
     assert is_whole_json('{"a": 1} ') and not is_json_prefix('{"a": 1}}')
+
+
+def test_blank_runs_are_measured_outside_strings_only() -> None:
+    assert longest_blank_run('{"a": "x    y",\n"b": 1}') == 1
+    assert longest_blank_run('{\n  "a": 1}') == 3
+    assert longest_blank_run('{"a\\"   ":1}') == 0  # an escaped quote does not end the string
+    assert longest_blank_run("{}") == 0
+
+
+def test_nesting_depth() -> None:
+    values: list[Any] = [1, {}, [], {"a": [1]}, [[{"b": {}}]], {"a": 1, "b": {"c": []}}]
+    assert [nesting_depth(v) for v in values] == [0, 1, 1, 2, 4, 3]
