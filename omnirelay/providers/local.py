@@ -12,6 +12,13 @@ caller learns which one ended the text, which llama.cpp does not report) and a c
 generation after the current token whether it asked for a stream or not. Token counts come from llama.cpp's
 sampler (a pass-through logits processor sees every sampled position), equal to its own ``usage`` numbers.
 
+JSON replies. ``json_object`` (no schema) runs under ``local_json``'s grammar, not llama.cpp's stock one (which
+lets a small model nest ``{"data": {`` or pad whitespace until ``max_tokens``): nesting at most 4 deep, at most one
+space or newline between tokens, no text after the object. Every grammar-constrained JSON reply (json_object,
+json_schema, a forced tool call) also gets a ``_JsonCloser``: near the end of the token budget it steers the model
+into closing what is open, so the reply ends "stop" as a whole document whenever the budget leaves room, and is a
+valid JSON prefix when it does not.
+
 Options (``upstream.options``): ``model_path`` (default: the bundled GGUF), ``n_ctx`` (default 4096; 0 means
 the model's trained context), ``n_threads`` (prompt and generation; default: the CPUs this process may use, less
 one), ``n_batch`` (512), ``seed`` (the context's default seed), ``max_tokens`` (default per request, 256),
@@ -23,6 +30,8 @@ for faster long chats).
 from __future__ import annotations
 
 import asyncio
+import codecs
+import functools
 import json
 import logging
 import os
@@ -58,6 +67,7 @@ from omnirelay.core.types import (
     Usage,
 )
 from omnirelay.providers.base import EngineProvider
+from omnirelay.providers.local_json import JsonPrefix, json_object_grammar
 
 if TYPE_CHECKING:
     from omnirelay.config import UpstreamConfig
@@ -70,6 +80,8 @@ DEFAULT_N_CTX = 4096
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_TEMPERATURE = 0.2
 DEFAULT_REPEAT_PENALTY = 1.1
+# Tokens a JSON reply keeps in hand when it starts closing itself (see _JsonCloser).
+CLOSING_MARGIN = 4
 
 _CONTEXT_EXCEEDED = re.compile(r"Requested tokens \((\d+)\) exceed context window of (\d+)")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
@@ -109,7 +121,7 @@ class _Engine:
     def _load(self) -> Any:
         started = time.perf_counter()
         try:
-            from llama_cpp import Llama  # imported here: loading the shared library takes a while
+            from llama_cpp import Llama, __version__  # imported here: loading the shared library takes a while
         except ImportError:
             raise GatewayError(
                 "upstream", "the local model needs llama-cpp-python: pip install 'omnirelay[local]'"
@@ -122,11 +134,12 @@ class _Engine:
             raise GatewayError("upstream", f"cannot load the local model: {exc}") from None
         self.n_ctx = int(llama.n_ctx())
         log.info(
-            "loaded %s in %.2fs (n_ctx=%d, n_threads=%s)",
+            "loaded %s in %.2fs (n_ctx=%d, n_threads=%s, llama-cpp-python %s)",
             os.path.basename(self.model_path),
             time.perf_counter() - started,
             self.n_ctx,
             self.params.get("n_threads"),
+            __version__,
         )
         return llama
 
@@ -166,6 +179,8 @@ class _Plan:
     # Set when exactly one tool may be called: the grammar then produces only its arguments object.
     forced_tool: str | None = None
     prefix_cache: bool = False
+    # A json_object reply without a schema: generated under local_json's bounded grammar, not llama.cpp's.
+    json_object: bool = False
 
 
 def _text_of(msg: Message, index: int) -> str:
@@ -317,11 +332,11 @@ def build_plan(req: ChatRequest, options: dict[str, Any]) -> _Plan:
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         plan.messages = _with_system(messages, _tool_instructions(req.tools, plan.tool_mode, plan.forced_tool))
     elif req.response_format is not None and req.response_format.type != "text":
-        # llama-cpp-python turns the schema into a grammar, so the output is valid JSON by construction.
-        fmt: dict[str, Any] = {"type": "json_object"}
         if req.response_format.type == "json_schema" and req.response_format.schema is not None:
-            fmt["schema"] = req.response_format.schema
-        kwargs["response_format"] = fmt
+            # llama-cpp-python turns the schema into a grammar, so the output follows it by construction.
+            kwargs["response_format"] = {"type": "json_object", "schema": req.response_format.schema}
+        else:
+            plan.json_object = True
     return plan
 
 
@@ -351,6 +366,50 @@ class _TokenCounter:
         return scores
 
 
+@functools.cache
+def _json_object_grammar() -> Any:
+    """The llama.cpp grammar of a json_object reply, built once (on the engine thread: it imports llama_cpp)."""
+    from llama_cpp.llama_grammar import LlamaGrammar
+
+    return LlamaGrammar.from_string(json_object_grammar(), verbose=False)
+
+
+class _JsonCloser:
+    """A logits processor that makes a JSON reply end as a whole document within ``max_tokens``.
+
+    It reads the reply as it is sampled; once the tokens left are only enough for the shortest text that closes
+    what is open, plus the end-of-turn token, plus ``CLOSING_MARGIN``, it raises the first token of that text
+    far above the rest, so the model writes ``"}`` instead of going on. The margin covers the one token sampled
+    just before: a token such as ``{"`` makes the closing text longer by a few tokens at once. The grammar is
+    applied after this, so a token it rejects (a schema may require more keys) is never taken: the model then
+    goes on as it would have, and at worst the reply ends at the budget as a valid JSON prefix."""
+
+    def __init__(self, llama: Any, counter: _TokenCounter, max_tokens: int) -> None:
+        self.llama = llama
+        self.counter = counter
+        self.max_tokens = max_tokens
+        self.scanner = JsonPrefix()
+        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self.read = 0  # generated tokens fed to the scanner
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        generated = input_ids[self.counter.prompt_tokens :]
+        if len(generated) > self.read:
+            pieces = self.llama.detokenize([int(t) for t in generated[self.read :]])
+            self.read = len(generated)
+            self.scanner.feed(self.decoder.decode(pieces))
+        closing = self.scanner.completion()
+        # Tokens that may still be sampled, this one included; one is kept for the end-of-turn token.
+        left = self.max_tokens - self.counter.sampled + 1
+        spare = 1 + CLOSING_MARGIN
+        if not closing or left > len(closing.encode()) + spare:  # a token is at least one byte: not yet
+            return scores
+        ids = self.llama.tokenize(closing.encode(), add_bos=False, special=False)
+        if ids and left <= len(ids) + spare and 0 <= ids[0] < len(scores):
+            scores[ids[0]] = scores.max() + 1e4
+        return scores
+
+
 def _held_back(text: str, stops: list[str]) -> int:
     """How many trailing characters of ``text`` could be the start of a stop sequence."""
     hold = 0
@@ -377,8 +436,14 @@ def _generate(llama: Any, plan: _Plan, cancel: threading.Event, emit: Callable[[
             # the same token evaluated in a batch: enough to change a greedy (temperature 0) answer of this
             # small model depending on which request came before. Re-evaluating is cheap at this size.
             llama.reset()
+        processors: list[Any] = [counter]
+        kwargs = plan.kwargs
+        if plan.json_object or "response_format" in kwargs:
+            processors.append(_JsonCloser(llama, counter, int(kwargs["max_tokens"])))
+        if plan.json_object:
+            kwargs = {**kwargs, "grammar": _json_object_grammar()}
         chunks = llama.create_chat_completion(
-            messages=plan.messages, stream=True, logits_processor=[counter], **plan.kwargs
+            messages=plan.messages, stream=True, logits_processor=processors, **kwargs
         )
         for chunk in chunks:
             if cancel.is_set():
