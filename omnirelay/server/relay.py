@@ -190,7 +190,9 @@ class Relay:
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await self._complete_once(channel, req, timeouts)
 
-        resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
+        resp, _lease = await self.dispatcher.run(
+            plan, call, lambda ch, n: self._note_attempt(record, ch, n), tenant=admission.key_id
+        )
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         record.usage = resp.usage
         # A compound engine prices each of its upstream calls itself (they may hit different models).
@@ -206,7 +208,7 @@ class Relay:
         await exchange.respond(200, out, headers=headers)
 
     async def _open_stream(
-        self, req: ChatRequest, plan: list[Route], record: UsageRecord
+        self, req: ChatRequest, plan: list[Route], record: UsageRecord, tenant: str | None = None
     ) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent], Lease]:
         """Try channels until one yields its first content event (text, reasoning, tool call, end of choice).
         Nothing goes to the client before that, so a failure up to that point, a reset right after the
@@ -233,7 +235,7 @@ class Relay:
                 raise
 
         (events, head), lease = await self.dispatcher.run(
-            plan, call, lambda ch, n: self._note_attempt(record, ch, n), hold=True
+            plan, call, lambda ch, n: self._note_attempt(record, ch, n), hold=True, tenant=tenant
         )
         return events, head, lease
 
@@ -247,7 +249,7 @@ class Relay:
         t0: float,
         exchange: Exchange,
     ) -> None:
-        events, head, lease = await self._open_stream(req, plan, record)
+        events, head, lease = await self._open_stream(req, plan, record, admission.key_id)
         failure: GatewayError | None = None
         completed = False
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
