@@ -61,6 +61,7 @@ class Breaker:
         "failures",
         "isolated",
         "last_change",
+        "last_ok",
         "last_error",
         "name",
         "open_until",
@@ -83,6 +84,7 @@ class Breaker:
         self.probe_started = 0.0
         self.successes = 0
         self.failures = 0
+        self.last_ok = float("-inf")  # monotonic time the last success ended
         self.last_error: str | None = None
         self.last_change = time.time()
         self._slice = cfg.window / _BUCKETS
@@ -150,19 +152,27 @@ class Breaker:
     def on_success(self, now: float, probe: bool) -> None:
         self.successes += 1
         self.consecutive = 0
+        self.last_ok = now
         self._oks[self._bucket(now)] += 1
         if probe:
             self.probing = False
         if probe and self.state != "closed":
             self._close()
 
-    def on_failure(self, now: float, error: str, probe: bool, tenant: str | None = None) -> None:
-        """An attempt failed because of the upstream. ``tenant``: the caller's key (None: unattributed)."""
+    def on_failure(
+        self, now: float, error: str, probe: bool, tenant: str | None = None, started: float | None = None
+    ) -> None:
+        """An attempt failed because of the upstream. ``tenant``: the caller's key (None: unattributed);
+        ``started``: when the attempt began (None: now)."""
         self.failures += 1
         self.last_error = error
         who = tenant if tenant is not None else _MIXED
-        self._run_tenant = who if self.consecutive == 0 or self._run_tenant == who else _MIXED
-        self.consecutive += 1
+        # In a row means: no success since the attempt began. Under concurrency a failure (a cut stream, a
+        # timeout) ends later than the successes that started with it; counting it in completion order would
+        # make 1 failure in 7 look like a run of them.
+        if started is None or started >= self.last_ok:
+            self._run_tenant = who if self.consecutive == 0 or self._run_tenant == who else _MIXED
+            self.consecutive += 1
         i = self._bucket(now)
         if self._fails[i] == 0:
             self._fail_tenant[i] = who

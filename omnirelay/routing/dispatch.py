@@ -46,13 +46,14 @@ class Lease:
     """One attempt's hold on a channel: its concurrency slots and, if it is the half-open probe, the probe.
     Exactly one of ``succeed``/``fail``/``abandon`` ends it; later calls are ignored."""
 
-    __slots__ = ("_done", "_waiters", "breaker", "channel", "probe", "tenant")
+    __slots__ = ("_done", "_waiters", "breaker", "channel", "probe", "started", "tenant")
 
     def __init__(self, channel: Channel, probe: bool, waiters: SlotWaiters, tenant: str | None = None) -> None:
         self.channel = channel
         self.breaker: Breaker = channel.breaker
         self.probe = probe
         self.tenant = tenant
+        self.started = time.monotonic()
         self._waiters = waiters
         self._done = False
         for slots in channel.slots:
@@ -78,7 +79,7 @@ class Lease:
         now = time.monotonic()
         outcome = outcome_of(err)
         if outcome is Outcome.CHANNEL_FAILED:
-            self.breaker.on_failure(now, err.message, self.probe, self.tenant)
+            self.breaker.on_failure(now, err.message, self.probe, self.tenant, self.started)
             if err.retry_after is not None and err.kind == "overloaded":
                 self.breaker.rest(now, err.retry_after)
         elif outcome is Outcome.AT_CAPACITY:  # full, not broken: rest it, count nothing
