@@ -61,8 +61,8 @@ class Breaker:
         "failures",
         "isolated",
         "last_change",
-        "last_ok",
         "last_error",
+        "last_ok",
         "name",
         "open_until",
         "probe_started",
@@ -465,9 +465,7 @@ class _RedisSync:
         failing = False
         while True:
             # No socket timeout here: a subscription is silent for as long as no breaker changes.
-            client = aioredis.Redis.from_url(
-                self.url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_keepalive=True
-            )
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_keepalive=True)
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 async with asyncio.timeout(REDIS_SETUP_TIMEOUT_S):

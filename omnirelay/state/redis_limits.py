@@ -47,6 +47,7 @@ MAX_ORPHANS = 10_000  # timed-out admits whose reservation to release once Redis
 class RedisUnavailable(redis.exceptions.ConnectionError):
     """Redis failed a moment ago; not tried again yet."""
 
+
 _COMMON = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
@@ -223,9 +224,7 @@ class RedisLimiter(Limiter):
         while self._orphans and not self._down_until:
             key_id, request_id = self._orphans.popleft()
             try:
-                await self._settle(
-                    keys=self.keys_for(key_id), args=[request_id, 0, 0, 0, 0]
-                )
+                await self._settle(keys=self.keys_for(key_id), args=[request_id, 0, 0, 0, 0])
             except (redis.exceptions.RedisError, OSError):
                 self._orphans.appendleft((key_id, request_id))
                 return
