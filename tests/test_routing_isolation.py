@@ -38,6 +38,9 @@ def gw(faults: FaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     models = {p: {"channels": [channel(p)]} for p in PREFIXES}
     cfg = base_config(faults, PREFIXES, models, budget={"ratio": 1.0, "min_per_second": 1000})
     cfg["state"] = {"key_refresh_s": 0.2, "usage_flush_s": 0.1}
+    for up in cfg["upstreams"]:  # bursts of streams on a shared machine: no timeout may stand in for a cut
+        if up["name"] == "flaky":
+            up["timeouts"] = {"connect": 10.0, "first_byte": 10.0, "total": 30.0}
     g = Gateway(cfg, tmp_path_factory.mktemp("routing-isolation")).start()
     yield g
     g.stop()
@@ -80,9 +83,10 @@ def _breaker(gw: Gateway, prefix: str) -> dict[str, Any]:
 def test_requests_the_upstream_refuses_do_not_count(gw: Gateway, faults: FaultServer, keys: dict[str, str]) -> None:
     """Key A sends requests the upstream refuses (400, 404, 413, 422) and ones that hit its rate limit (429):
     none of them is the channel failing, so key B is served at once and the breaker has no failure."""
+    shown = {400: 400, 404: 404, 413: 413, 422: 400}  # what the caller sees for each upstream status
     for status in (400, 404, 413, 422, 400, 422, 400, 404):
         faults.set("rej", Fault(status=status, times=1))
-        assert _ask(gw, keys["a"], "rej").status_code == status
+        assert _ask(gw, keys["a"], "rej").status_code == shown[status]
     # 429s from the upstream: a capacity signal. The channel rests for the Retry-After (1 s), no failure.
     faults.set("lim", Fault(mode="429", retry_after=1, times=8))
     for _ in range(4):
@@ -163,23 +167,23 @@ def test_streams_the_client_cuts_do_not_count_and_one_in_seven_cut_upstream_open
     state = _breaker(gw, "cut")
     assert state["state"] == "closed" and state["failures"] == 0, state
 
-    # The upstream resets 1 stream in 7 after content reached the client (14 %). Bursts of 70 streams at once:
+    # The upstream resets 1 stream in 7 after content reached the client (14 %). Bursts of 42 streams at once:
     # the cut ones end last (the reset comes 0.4 s in), after the successes that started with them. Each cut
     # counts once, the successes count too, and neither the 5-in-a-row nor the 50 % rate breaker opens.
     faults.set("flaky", Fault(mode="reset_mid", after_chunks=1, every=7))
     tenants = [keys["a"], keys["b"], keys["c"]]
     outcome: Counter[str] = Counter()
-    with ThreadPoolExecutor(70) as pool:
-        for _ in range(3):
-            start = threading.Barrier(70)
+    with ThreadPoolExecutor(42) as pool:
+        for _ in range(4):
+            start = threading.Barrier(42)
 
             def one(i: int, start: threading.Barrier = start) -> tuple[int, bool]:
                 start.wait()
                 return _stream(gw, tenants[i % 3], "flaky")
 
-            outcome.update("done" if done else str(status) for status, done in pool.map(one, range(70)))
+            outcome.update("done" if done else str(status) for status, done in pool.map(one, range(42)))
     assert outcome["503"] == 0, outcome
-    assert outcome["done"] >= 210 - 210 // 7 - 3, outcome
+    assert outcome["done"] >= 168 - 168 // 7 - 3, outcome
     state = _breaker(gw, "flaky")
     assert state["state"] == "closed", state
     cut = faults.hits("flaky") // 7
