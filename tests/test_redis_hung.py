@@ -21,8 +21,11 @@ from tests.mocks.faults import FaultServer
 from tests.routing_support import ADMIN_KEY, base_config, channel
 
 PREFIX = "hung:"
-P50_BOUND_S = 0.3
-MAX_BOUND_S = 1.5  # any one request: the first ones to meet the hang pay one short timeout at most
+# What a hung Redis may add to a request, over the same gateway's latency with a healthy one (the machine may be
+# loaded): at the median, and at most (the first requests to meet the hang pay one short timeout). Before the
+# fix every admission waited for the 5 s socket timeout.
+P50_EXTRA_S = 0.3
+MAX_EXTRA_S = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +104,8 @@ def test_hung_redis_keeps_admission_fast_and_sharing_resumes(
         while _ask(gw, secret)[0] != 200:  # the key cache picks the new key up
             assert time.monotonic() < deadline
             time.sleep(0.05)
+        healthy = sorted(_ask(gw, secret)[1] for _ in range(20))
+        print(f"healthy Redis: p50 {statistics.median(healthy) * 1000:.0f} ms, max {healthy[-1] * 1000:.0f} ms")
         shared_before = _requests_counted(url, key_id)
         assert shared_before >= 1  # limits are taken in Redis
 
@@ -113,8 +118,8 @@ def test_hung_redis_keeps_admission_fast_and_sharing_resumes(
         p50 = statistics.median(latencies)
         print(f"hung Redis: p50 {p50 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms over 20 requests")
         assert [s for s, _ in results] == [200] * 20
-        assert p50 < P50_BOUND_S, latencies
-        assert latencies[-1] < MAX_BOUND_S, latencies
+        assert p50 < statistics.median(healthy) + P50_EXTRA_S, (latencies, healthy)
+        assert latencies[-1] < healthy[-1] + MAX_EXTRA_S, (latencies, healthy)
 
         # Redis answers again: within a few seconds admissions are counted there again.
         counted = _requests_counted(url, key_id)
