@@ -48,6 +48,10 @@ class RedisUnavailable(redis.exceptions.ConnectionError):
     """Redis failed a moment ago; not tried again yet."""
 
 
+# Redis did not answer (refused, reset, timed out). Any other RedisError (a script error) is an answer.
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
 _COMMON = """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
@@ -66,6 +70,12 @@ local function window(key)
   end
   if used < 0 then used = 0 end
   return used, oldest
+end
+-- Give a reservation back. Not HINCRBY with -n for n = 0: Lua renders that "-0", which Redis refuses as an
+-- integer (the script then failed half-way for every request reserving nothing, e.g. an unpriced model).
+local function release(held)
+  local n = tonumber(held)
+  if n ~= 0 then redis.call('HINCRBY', KEYS[4], '_sum', -n) end
 end
 """
 
@@ -94,7 +104,7 @@ if credit >= 0 then
     local held = redis.call('HGET', KEYS[4], rid)
     if held then
       redis.call('HDEL', KEYS[4], rid)
-      redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+      release(held)
     end
   end
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
@@ -130,7 +140,7 @@ SETTLE_LUA = (
 local held = redis.call('HGET', KEYS[4], ARGV[1])
 if held then
   redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+  release(held)
 end
 redis.call('ZREM', KEYS[5], ARGV[1])
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
@@ -225,14 +235,11 @@ class RedisLimiter(Limiter):
             key_id, request_id = self._orphans.popleft()
             try:
                 await self._settle(keys=self.keys_for(key_id), args=[request_id, 0, 0, 0, 0])
-            except (redis.exceptions.RedisError, OSError):
+            except UNREACHABLE:  # away again: the next recovery carries on
                 self._orphans.appendleft((key_id, request_id))
                 return
-
-    @property
-    def available(self) -> bool:
-        """False while Redis rests after a failure."""
-        return not self._down_until
+            except redis.exceptions.RedisError as exc:
+                log.warning("releasing a timed-out reservation failed: %s", exc)
 
     # -- limits ------------------------------------------------------------------------------------------
 
@@ -240,7 +247,7 @@ class RedisLimiter(Limiter):
         self._enter()
         try:
             out = await self._call_admit(lim)
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except UNREACHABLE as exc:
             if isinstance(exc, redis.exceptions.TimeoutError) and lim.credit_units is not None:
                 self._orphans.append((lim.key_id, lim.request_id))
             self._failed(exc)
@@ -282,7 +289,7 @@ class RedisLimiter(Limiter):
                 keys=self.keys_for(key_id),
                 args=[request_id, cost_units, int(tpm), int(credit), token_delta],
             )
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except UNREACHABLE as exc:
             self._failed(exc)
             raise
         except BaseException:
