@@ -166,7 +166,29 @@ class Breaker:
         ``started``: when the attempt began (None: now)."""
         self.failures += 1
         self.last_error = error
-        who = tenant if tenant is not None else _MIXED
+        self._count_failure(now, tenant if tenant is not None else _MIXED, started)
+        if probe:
+            self.probing = False
+        if not self._cfg.enabled:
+            return
+        if self.state == "half_open":
+            if probe:
+                self._open(now)
+            return
+        if self.state != "closed":
+            return
+        if self.consecutive >= self._cfg.consecutive_failures:
+            culprit = self._run_tenant
+        elif self._rate_exceeded(now):
+            culprit = self._window_tenant(now)
+        else:
+            return
+        if culprit is None or culprit == _MIXED:
+            self._open(now)
+        else:
+            self._isolate(now, culprit)
+
+    def _count_failure(self, now: float, who: str, started: float | None) -> None:
         # In a row means: no success since the attempt began. Under concurrency a failure (a cut stream, a
         # timeout) ends later than the successes that started with it; counting it in completion order would
         # make 1 failure in 7 look like a run of them.
@@ -179,24 +201,6 @@ class Breaker:
         elif self._fail_tenant[i] != who:
             self._fail_tenant[i] = _MIXED
         self._fails[i] += 1
-        if probe:
-            self.probing = False
-        if not self._cfg.enabled:
-            return
-        if self.state == "half_open":
-            if probe:
-                self._open(now)
-        elif self.state == "closed":
-            if self.consecutive >= self._cfg.consecutive_failures:
-                culprit = self._run_tenant
-            elif self._rate_exceeded(now):
-                culprit = self._window_tenant(now)
-            else:
-                return
-            if culprit is None or culprit == _MIXED:
-                self._open(now)
-            else:
-                self._isolate(now, culprit)
 
     def on_abandoned(self, probe: bool) -> None:
         """The attempt ended without a verdict on the channel (the client left, a 400, a 429)."""
