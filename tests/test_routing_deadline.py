@@ -69,6 +69,7 @@ def test_a_hanging_upstream_gives_up_within_the_deadline(gw: Gateway, faults: Fa
     resp, took = _ask(gw, "solo", stream)
     assert resp.status_code == 504, resp.text
     assert resp.json()["error"]["type"]  # a well-formed OpenAI error body
+    print(f"hanging upstream, stream={stream}: 504 after {took:.2f}s")
     assert took < BOUND_S, f"took {took:.2f}s"
     attempts = faults.hits("dl-a") - before
     assert 2 <= attempts <= 4, attempts  # retried, but only while the deadline left time

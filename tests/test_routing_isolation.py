@@ -117,6 +117,7 @@ def test_one_keys_upstream_failures_keep_only_that_key_off(
     assert state["state"] == "closed" and state["isolated_keys"] == 1, state
     kept_off = _ask(gw, keys["a"], "err")  # A's own cool-down: refused without calling the upstream
     assert kept_off.status_code == 503 and faults.hits("err") == 6
+    assert "kept off" in kept_off.json()["error"]["message"] and int(kept_off.headers["retry-after"]) > 1
     # The channel really fails now, for B and C alike: the breaker opens for everyone.
     faults.set("err", Fault(mode="500"))
     assert _ask(gw, keys["b"], "err").status_code == 502

@@ -255,7 +255,15 @@ class Dispatcher:
         now = time.monotonic()
         waits = [r for c in route.channels if (r := c.breaker.ready_in(now, tenant))]
         full = any(_usable(c, now, tenant) is False and c.breaker.available(now, tenant) for c in route.channels)
-        reason = why or ("every channel is at its concurrency limit" if full else "every channel is unavailable")
+        kept_off = tenant is not None and any(c.breaker.available(now) for c in route.channels)
+        if why:
+            reason = why
+        elif full:
+            reason = "every channel is at its concurrency limit"
+        elif kept_off:
+            reason = "this key's recent requests failed there; it is kept off for a cool-down"
+        else:
+            reason = "every channel is unavailable"
         return GatewayError(
             "overloaded",
             f"no channel can serve `{route.public_name}` now: {reason}",
