@@ -105,3 +105,15 @@ def test_default_deadline_is_the_longest_channel_total() -> None:
     assert _route(RetryConfig(), 30.0, 90.0).deadline == 90.0
     assert _route(RetryConfig(), 600.0).deadline == 600.0  # the defaults: 10 min, not 3 x 600 s
     assert _route(RetryConfig(deadline=5.0), 600.0).deadline == 5.0
+
+
+def test_channels_table_shows_keys_kept_off() -> None:
+    from omnirelay.routing.cli import render_table
+
+    b = _breaker()
+    for i in range(5):
+        b.on_failure(1.0 + i * 0.01, "upstream error 500: boom", False, tenant="key_a")
+    row = {"channel": "u1/m", **b.snapshot(2.0), "in_flight": None}
+    assert row["isolated_keys"] == 1 and row["state"] == "closed"
+    line = render_table({"data": [row], "replica": "rep_1"}).splitlines()[1]
+    assert "closed 1 key(s) kept off" in line
