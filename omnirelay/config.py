@@ -82,7 +82,9 @@ class RetryConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     backoff_base: float = 0.1  # seconds; full jitter: sleep uniform(0, min(cap, base * 2**retry))
     backoff_cap: float = 2.0
     retry_after_cap: float = 10.0  # wait for a Retry-After up to this; longer ones skip the channel instead
-    deadline: float | None = None  # seconds for the whole request, all attempts and waits included
+    # Seconds for the whole request, all attempts and waits included (None: the longest ``total`` timeout of the
+    # model's channels, so one attempt may use all its time and retries add none; 600 s with the defaults).
+    deadline: float | None = None
 
 
 class ModelRoute(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -10,6 +10,16 @@ each replica still admits its own single half-open probe, and the first probe re
 channel everywhere.
 
 A 429 with Retry-After also rests the channel (skipped by every request) for that long, up to ``max_rest``.
+
+What counts (``routing.retry.outcome_of`` classifies each attempt): only failures the upstream caused (5xx,
+connection errors, timeouts, malformed or cut replies). A 429 is a capacity signal: it rests the channel for its
+Retry-After but is no failure; a request the upstream rejected (400, 404, 413, 422) or a client that left says
+nothing about the channel and counts neither way.
+
+One tenant cannot open a channel for everyone: failures are attributed to the caller's key, and when every
+failure that would open the breaker came from one key, only that key is kept off the channel for the cool-down
+(its own requests may be what breaks the upstream) and the counters start afresh for the others. Failures from
+two keys or more (or unattributed ones: an open gateway, compound sub-calls) open it for everyone as before.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ State = Literal["closed", "open", "half_open"]
 
 _BUCKETS = 10  # the failure-rate window is kept as this many time slices
 MAX_TRACKED = 10_000
+MAX_ISOLATED = 1_000  # tenants kept off one channel at once (bounded: keys are many)
+_MIXED = "\x00mixed"  # the failures came from more than one tenant (not a key id: ids never hold NUL)
 
 
 class Breaker:
@@ -39,14 +51,18 @@ class Breaker:
     __slots__ = (
         "_board",
         "_cfg",
+        "_fail_tenant",
         "_fails",
         "_oks",
+        "_run_tenant",
         "_slice",
         "_stamps",
         "consecutive",
         "failures",
+        "isolated",
         "last_change",
         "last_error",
+        "last_ok",
         "name",
         "open_until",
         "probe_started",
@@ -68,18 +84,26 @@ class Breaker:
         self.probe_started = 0.0
         self.successes = 0
         self.failures = 0
+        self.last_ok = float("-inf")  # monotonic time the last success ended
         self.last_error: str | None = None
         self.last_change = time.time()
         self._slice = cfg.window / _BUCKETS
         self._stamps = [-1] * _BUCKETS
         self._oks = [0] * _BUCKETS
         self._fails = [0] * _BUCKETS
+        # Who failed: the tenant of every failure of the current run / of each bucket, _MIXED when several,
+        # None when unattributed (counts as everyone).
+        self._run_tenant: str | None = None
+        self._fail_tenant: list[str | None] = [None] * _BUCKETS
+        self.isolated: dict[str, float] = {}  # tenant -> monotonic time its own cool-down on the channel ends
 
     # -- admission --------------------------------------------------------------------------------------
 
-    def available(self, now: float) -> bool:
-        """May a request be sent here now? (Does not change state: see ``admit``.)"""
+    def available(self, now: float, tenant: str | None = None) -> bool:
+        """May a request (of ``tenant``) be sent here now? (Does not change state: see ``admit``.)"""
         if now < self.resting_until:
+            return False
+        if tenant is not None and self.isolated and now < self.isolated.get(tenant, 0.0):
             return False
         state = self.state
         if state == "closed":
@@ -98,13 +122,15 @@ class Breaker:
         self.probe_started = now
         return True
 
-    def ready_in(self, now: float) -> float | None:
+    def ready_in(self, now: float, tenant: str | None = None) -> float | None:
         """Seconds until the channel becomes available, None if unknown (a probe is out)."""
         if self.state == "half_open":
             return None if self.probing else max(0.0, self.resting_until - now)
         until = self.resting_until
         if self.state == "open":
             until = max(until, self.open_until)
+        if tenant is not None and self.isolated:
+            until = max(until, self.isolated.get(tenant, 0.0))
         return max(0.0, until - now)
 
     def _probe_timeout(self) -> float:
@@ -120,22 +146,27 @@ class Breaker:
             self._stamps[i] = tick
             self._oks[i] = 0
             self._fails[i] = 0
+            self._fail_tenant[i] = None
         return i
 
     def on_success(self, now: float, probe: bool) -> None:
         self.successes += 1
         self.consecutive = 0
+        self.last_ok = now
         self._oks[self._bucket(now)] += 1
         if probe:
             self.probing = False
         if probe and self.state != "closed":
             self._close()
 
-    def on_failure(self, now: float, error: str, probe: bool) -> None:
+    def on_failure(
+        self, now: float, error: str, probe: bool, tenant: str | None = None, started: float | None = None
+    ) -> None:
+        """An attempt failed because of the upstream. ``tenant``: the caller's key (None: unattributed);
+        ``started``: when the attempt began (None: now)."""
         self.failures += 1
-        self.consecutive += 1
         self.last_error = error
-        self._fails[self._bucket(now)] += 1
+        self._count_failure(now, tenant if tenant is not None else _MIXED, started)
         if probe:
             self.probing = False
         if not self._cfg.enabled:
@@ -143,15 +174,44 @@ class Breaker:
         if self.state == "half_open":
             if probe:
                 self._open(now)
-        elif self.state == "closed" and (
-            self.consecutive >= self._cfg.consecutive_failures or self._rate_exceeded(now)
-        ):
+            return
+        if self.state != "closed":
+            return
+        if self.consecutive >= self._cfg.consecutive_failures:
+            culprit = self._run_tenant
+        elif self._rate_exceeded(now):
+            culprit = self._window_tenant(now)
+        else:
+            return
+        if culprit is None or culprit == _MIXED:
             self._open(now)
+        else:
+            self._isolate(now, culprit)
+
+    def _count_failure(self, now: float, who: str, started: float | None) -> None:
+        # In a row means: no success since the attempt began. Under concurrency a failure (a cut stream, a
+        # timeout) ends later than the successes that started with it; counting it in completion order would
+        # make 1 failure in 7 look like a run of them.
+        if started is None or started >= self.last_ok:
+            self._run_tenant = who if self.consecutive == 0 or self._run_tenant == who else _MIXED
+            self.consecutive += 1
+        i = self._bucket(now)
+        if self._fails[i] == 0:
+            self._fail_tenant[i] = who
+        elif self._fail_tenant[i] != who:
+            self._fail_tenant[i] = _MIXED
+        self._fails[i] += 1
 
     def on_abandoned(self, probe: bool) -> None:
-        """The attempt ended without a verdict on the channel (the client left, a 400)."""
+        """The attempt ended without a verdict on the channel (the client left, a 400, a 429)."""
         if probe:
             self.probing = False
+
+    def on_answered(self, now: float, probe: bool) -> None:
+        """The upstream answered, but refused the request itself (400, 404, 413, 422): no failure and no success
+        in the counters (else such requests would hide a failing channel), but a probe it answers closes it."""
+        if probe:
+            self.on_success(now, probe)
 
     def rest(self, now: float, seconds: float) -> None:
         self.resting_until = max(self.resting_until, now + min(seconds, self._cfg.max_rest))
@@ -165,6 +225,41 @@ class Breaker:
                 fails += self._fails[i]
         total = oks + fails
         return total >= self._cfg.min_requests and fails >= self._cfg.failure_rate * total
+
+    def _window_tenant(self, now: float) -> str | None:
+        """The one tenant behind every failure in the window, else _MIXED."""
+        tick = int(now / self._slice)
+        found: str | None = None
+        for i in range(_BUCKETS):
+            if self._stamps[i] > tick - _BUCKETS and self._fails[i]:
+                who = self._fail_tenant[i]
+                if who == _MIXED or (found is not None and who != found):
+                    return _MIXED
+                found = who
+        return found
+
+    def _isolate(self, now: float, tenant: str) -> None:
+        """Keep one tenant off this channel for a cool-down; everyone else's counters start afresh."""
+        isolated = self.isolated
+        if len(isolated) >= MAX_ISOLATED:
+            for name in [n for n, until in isolated.items() if until <= now]:
+                del isolated[name]
+        if len(isolated) < MAX_ISOLATED or tenant in isolated:
+            isolated[tenant] = now + self._cfg.cooldown
+        else:  # too many tenants failing at once: the channel itself is the likelier cause
+            self._open(now)
+            return
+        self.consecutive = 0
+        self._run_tenant = None
+        for i in range(_BUCKETS):
+            self._fails[i] = 0
+        log.warning(
+            "channel %s: key %s kept off for %.1fs after its requests failed (%s); others still use it",
+            self.name,
+            tenant,
+            self._cfg.cooldown,
+            self.last_error,
+        )
 
     # -- transitions ------------------------------------------------------------------------------------
 
@@ -218,11 +313,19 @@ class Breaker:
             "open_for_s": round(max(0.0, self.open_until - now), 3) if self.state == "open" else 0.0,
             "resting_for_s": round(max(0.0, self.resting_until - now), 3),
             "probe_in_flight": self.probing,
+            "isolated_keys": sum(1 for until in self.isolated.values() if until > now),
             "successes": self.successes,
             "failures": self.failures,
             "last_error": self.last_error,
             "last_change": self.last_change,
         }
+
+
+# Breaker sharing (never awaited by a request): each Redis call's socket and connect timeout (the URL's
+# ``?socket_timeout=`` overrides it), the bound on subscribing, and the pause before trying Redis again.
+REDIS_TIMEOUT_S = 0.2
+REDIS_SETUP_TIMEOUT_S = 2.0
+REDIS_RETRY_S = 1.0
 
 
 class _Change(msgspec.Struct, kw_only=True):
@@ -323,8 +426,18 @@ class _RedisSync:
 
     async def _publisher(self) -> None:
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
-        client = aioredis.Redis.from_url(self.url)
+        # Short timeouts, no client retries: a hung Redis must not hold changes back for long once it is gone.
+        client = aioredis.Redis.from_url(
+            self.url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+        )
+        failing = False
         try:
             while True:
                 change = await self.queue.get()
@@ -338,33 +451,46 @@ class _RedisSync:
                                 pipe.hdel(self.hash_key, change.channel)
                             pipe.publish(self.topic, payload)
                             await pipe.execute()
+                        if failing:
+                            log.warning("breaker sync: publishing to Redis again")
+                            failing = False
                         break
                     except Exception as exc:
-                        log.warning("breaker sync: cannot publish to Redis (%s); retrying", type(exc).__name__)
-                        await asyncio.sleep(1.0)
+                        if not failing:  # once per outage, not once per retry
+                            log.warning("breaker sync: cannot publish to Redis (%s); retrying", type(exc).__name__)
+                            failing = True
+                        await asyncio.sleep(REDIS_RETRY_S)
         finally:
             await client.aclose()
 
     async def _subscriber(self) -> None:
         import redis.asyncio as aioredis
 
+        failing = False
         while True:
-            client = aioredis.Redis.from_url(self.url)
+            # No socket timeout here: a subscription is silent for as long as no breaker changes.
+            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_keepalive=True)
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
-                await pubsub.subscribe(self.topic)
-                # Subscribed first, then read the current state, so no change falls between the two.
-                current = await client.hgetall(self.hash_key)
+                async with asyncio.timeout(REDIS_SETUP_TIMEOUT_S):
+                    await pubsub.subscribe(self.topic)
+                    # Subscribed first, then read the current state, so no change falls between the two.
+                    current = await client.hgetall(self.hash_key)
                 for raw in current.values():
                     self._apply(raw)
+                if failing:
+                    log.warning("breaker sync: subscribed to Redis again")
+                    failing = False
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self._apply(message["data"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("breaker sync: Redis subscription lost (%s); reconnecting", type(exc).__name__)
-                await asyncio.sleep(1.0)
+                if not failing:
+                    log.warning("breaker sync: Redis subscription lost (%s); reconnecting", type(exc).__name__)
+                    failing = True
+                await asyncio.sleep(REDIS_RETRY_S)
             finally:
                 with contextlib.suppress(Exception):
                     await client.aclose()

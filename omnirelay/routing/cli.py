@@ -69,6 +69,8 @@ def render_table(body: dict[str, Any]) -> str:
             state += f" ({ch['open_for_s']:.0f}s)"
         if ch.get("resting_for_s"):
             state += f" rest {ch['resting_for_s']:.0f}s"
+        if ch.get("isolated_keys"):
+            state += f" {ch['isolated_keys']} key(s) kept off"
         flight = "-" if ch.get("in_flight") is None else f"{ch['in_flight']}/{ch['max_concurrency']}"
         rows.append(
             (

@@ -29,9 +29,25 @@ def verdict(err: GatewayError) -> Verdict:
     return Verdict.FATAL
 
 
-# Failures that say something about the channel's health (the breaker counts them). A 400 or 404 says the
-# upstream is up and answering, so the breaker does not count it against the channel.
-CHANNEL_FAILURE_KINDS = frozenset({"upstream", "timeout", "overloaded", "rate_limit", "quota"})
+class Outcome(Enum):
+    """What a failed attempt says about the channel (the breaker counts only CHANNEL_FAILED)."""
+
+    CHANNEL_FAILED = "channel_failed"  # the upstream caused it: 5xx, connection error, timeout, malformed or cut
+    AT_CAPACITY = "at_capacity"  # a 429 from the upstream: rest the channel for its Retry-After, no failure
+    REQUEST_REFUSED = "request_refused"  # the upstream answered and refused this request: 400, 404, 413, 422
+
+
+# Failures that say something about the channel's health. 401/403 from an upstream arrive as "upstream" (the
+# gateway's credentials for it are wrong: the channel's fault); "quota" is that upstream account out of credit.
+CHANNEL_FAILURE_KINDS = frozenset({"upstream", "timeout", "overloaded", "quota"})
+
+
+def outcome_of(err: GatewayError) -> Outcome:
+    if err.kind in CHANNEL_FAILURE_KINDS:
+        return Outcome.CHANNEL_FAILED
+    if err.kind == "rate_limit":
+        return Outcome.AT_CAPACITY
+    return Outcome.REQUEST_REFUSED
 
 
 def backoff_delay(retry_number: int, cfg: RetryConfig, rand: float | None = None) -> float:

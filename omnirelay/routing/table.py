@@ -91,8 +91,16 @@ class Route(msgspec.Struct, kw_only=True, frozen=True):
     fallbacks: tuple[str, ...] = ()
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     balancer: Any = None  # Balancer[Channel], precomputed from the channels' weights and priorities
+    # Seconds for a whole request, every attempt and wait included: ``retry.deadline``, by default the longest
+    # ``total`` timeout among the channels (one attempt may use all of its own time, retries no more).
+    deadline: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.deadline:
+            deadline = self.retry.deadline or max(
+                (c.effective_timeouts.total for c in self.channels), default=Timeouts().total
+            )
+            msgspec.structs.force_setattr(self, "deadline", deadline)
         if self.balancer is None:
             msgspec.structs.force_setattr(
                 self, "balancer", Balancer([(c, c.weight, c.priority) for c in self.channels])

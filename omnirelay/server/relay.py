@@ -227,7 +227,9 @@ class Relay:
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await self._complete_once(channel, req, timeouts)
 
-        resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
+        resp, _lease = await self.dispatcher.run(
+            plan, call, lambda ch, n: self._note_attempt(record, ch, n), tenant=admission.key_id
+        )
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         # What the upstream claims is bounded before it is priced, shown to the client or charged.
         record.usage = resp.usage = sane_usage(resp.usage)
@@ -244,7 +246,7 @@ class Relay:
         await exchange.respond(200, out, headers=headers)
 
     async def _open_stream(
-        self, req: ChatRequest, plan: list[Route], record: UsageRecord
+        self, req: ChatRequest, plan: list[Route], record: UsageRecord, tenant: str | None = None
     ) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent], Lease]:
         """Try channels until one yields its first content event (text, reasoning, tool call, end of choice).
         Nothing goes to the client before that, so a failure up to that point, a reset right after the
@@ -271,7 +273,7 @@ class Relay:
                 raise
 
         (events, head), lease = await self.dispatcher.run(
-            plan, call, lambda ch, n: self._note_attempt(record, ch, n), hold=True
+            plan, call, lambda ch, n: self._note_attempt(record, ch, n), hold=True, tenant=tenant
         )
         return events, head, lease
 
@@ -285,7 +287,7 @@ class Relay:
         t0: float,
         exchange: Exchange,
     ) -> None:
-        events, head, lease = await self._open_stream(req, plan, record)
+        events, head, lease = await self._open_stream(req, plan, record, admission.key_id)
         failure: GatewayError | None = None
         completed = False
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0

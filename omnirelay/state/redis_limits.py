@@ -10,18 +10,47 @@ Per key (all under one hash tag, so a Redis Cluster keeps them in one slot):
                              expiry: reservations in flight; a replica that dies with requests in flight leaves
                              reservations that expire. Every step is O(1) apart from expiring dead ones.
 Clock: Redis ``TIME``, so replicas with skewed clocks still share one window.
+
+Failing fast: every call has a short socket, connect and pool-wait timeout (``TIMEOUT_S``; override with
+``?socket_timeout=..&socket_connect_timeout=..&timeout=..`` in the Redis URL) and is never retried by the client.
+After a failure (refused, reset, or a hung server that times out) calls raise ``RedisUnavailable`` at once for
+``RETRY_AFTER_S`` (the gate then uses its in-process limiter, as for a dead Redis); then one call at a time tries
+Redis again, and the first success makes limits shared once more. An admit that timed out may still run when a
+hung Redis wakes up: its reservation is released once Redis answers again.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from omnirelay.state.local_limits import Decision, Limiter, Limits, Verdict
 
+log = logging.getLogger("omnirelay.state")
+
 BALANCE_IDLE_TTL_S = 3600
 MAX_CONNECTIONS = 64
+TIMEOUT_S = 0.2  # socket read/write, connect, and waiting for a pooled connection
+RETRY_AFTER_S = 1.0  # after a failure, this long on the local limiter before Redis is tried again
+MAX_ORPHANS = 10_000  # timed-out admits whose reservation to release once Redis is back
+
+
+class RedisUnavailable(redis.exceptions.ConnectionError):
+    """Redis failed a moment ago; not tried again yet."""
+
+
+# Redis did not answer (refused, reset, timed out). Any other RedisError (a script error) is an answer.
+UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
 
 _COMMON = """
 local t = redis.call('TIME')
@@ -41,6 +70,12 @@ local function window(key)
   end
   if used < 0 then used = 0 end
   return used, oldest
+end
+-- Give a reservation back. Not HINCRBY with -n for n = 0: Lua renders that "-0", which Redis refuses as an
+-- integer (the script then failed half-way for every request reserving nothing, e.g. an unpriced model).
+local function release(held)
+  local n = tonumber(held)
+  if n ~= 0 then redis.call('HINCRBY', KEYS[4], '_sum', -n) end
 end
 """
 
@@ -69,7 +104,7 @@ if credit >= 0 then
     local held = redis.call('HGET', KEYS[4], rid)
     if held then
       redis.call('HDEL', KEYS[4], rid)
-      redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+      release(held)
     end
   end
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
@@ -106,7 +141,7 @@ SETTLE_LUA = (
 local held = redis.call('HGET', KEYS[4], ARGV[1])
 if held then
   redis.call('HDEL', KEYS[4], ARGV[1])
-  redis.call('HINCRBY', KEYS[4], '_sum', -tonumber(held))
+  release(held)
 end
 redis.call('ZREM', KEYS[5], ARGV[1])
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
@@ -124,18 +159,30 @@ _VERDICTS: dict[int, Verdict] = {0: "ok", 1: "rpm", 2: "tpm", 3: "credit"}
 
 
 class RedisLimiter(Limiter):
-    def __init__(self, url: str, prefix: str = "omnirelay:") -> None:
+    def __init__(self, url: str, prefix: str = "omnirelay:", retry_after_s: float = RETRY_AFTER_S) -> None:
         self.url = url
         self.prefix = prefix
+        self.retry_after_s = retry_after_s
         self._redis: aioredis.Redis | None = None
         self._admit: Any = None
         self._settle: Any = None
+        self._down_until = 0.0  # monotonic; 0: Redis answered last time
+        self._trying = False  # one call is finding out whether Redis is back
+        self._orphans: deque[tuple[str, str]] = deque(maxlen=MAX_ORPHANS)  # (key id, request id)
+        self._cleanup: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # A blocking pool: under a burst, callers wait for a connection instead of failing with
-        # "Too many connections" (which would leak reservations until they expire).
+        # "Too many connections" (which would leak reservations until they expire); but only briefly, and
+        # the client never retries on its own: a slow Redis must cost a request milliseconds, not seconds.
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=5.0, socket_timeout=5.0, socket_connect_timeout=5.0
+            self.url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=TIMEOUT_S,
+            socket_timeout=TIMEOUT_S,
+            socket_connect_timeout=TIMEOUT_S,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
         )
         self._redis = aioredis.Redis(connection_pool=pool)
         await self._redis.ping()
@@ -143,6 +190,10 @@ class RedisLimiter(Limiter):
         self._settle = self._redis.register_script(SETTLE_LUA)
 
     async def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._cleanup
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
@@ -151,8 +202,71 @@ class RedisLimiter(Limiter):
         base = f"{self.prefix}{{{key_id}}}"
         return [f"{base}:rq", f"{base}:tk", f"{base}:bal", f"{base}:res", f"{base}:rx"]
 
+    # -- failing fast ------------------------------------------------------------------------------------
+
+    def _enter(self) -> None:
+        """Raise RedisUnavailable while Redis is resting after a failure (one caller at a time tries it)."""
+        if not self._down_until:
+            return
+        if self._trying or time.monotonic() < self._down_until:
+            raise RedisUnavailable("Redis failed recently; using the in-process limiter")
+        self._trying = True
+
+    def _failed(self, exc: BaseException) -> None:
+        if not self._down_until:
+            log.warning(
+                "Redis did not answer (%s); limits are per process for %.1fs at a time until it does",
+                type(exc).__name__,
+                self.retry_after_s,
+            )
+        self._down_until = time.monotonic() + self.retry_after_s
+        self._trying = False
+
+    def _answered(self) -> None:
+        if self._down_until:
+            log.warning("Redis answers again; limits are shared")
+            self._down_until = 0.0
+            self._trying = False
+            if self._orphans and (self._cleanup is None or self._cleanup.done()):
+                self._cleanup = asyncio.get_running_loop().create_task(self._release_orphans())
+
+    async def _release_orphans(self) -> None:
+        """Release the reservations of admits that timed out (the script may have run after all)."""
+        while self._orphans and not self._down_until:
+            key_id, request_id = self._orphans.popleft()
+            try:
+                await self._settle(keys=self.keys_for(key_id), args=[request_id, 0, 0, 0, 0])
+            except UNREACHABLE:  # away again: the next recovery carries on
+                self._orphans.appendleft((key_id, request_id))
+                return
+            except redis.exceptions.RedisError as exc:
+                log.warning("releasing a timed-out reservation failed: %s", exc)
+
+    # -- limits ------------------------------------------------------------------------------------------
+
     async def admit(self, lim: Limits) -> Decision:
-        out = await self._admit(
+        self._enter()
+        try:
+            out = await self._call_admit(lim)
+        except UNREACHABLE as exc:
+            if isinstance(exc, redis.exceptions.TimeoutError) and lim.credit_units is not None:
+                self._orphans.append((lim.key_id, lim.request_id))
+            self._failed(exc)
+            raise
+        except BaseException:
+            self._trying = False
+            raise
+        self._answered()
+        return Decision(
+            verdict=_VERDICTS[int(out[0])],
+            rpm_remaining=max(0, int(out[1])),
+            rpm_reset_s=max(0.0, float(out[2])),
+            tpm_remaining=max(0, int(out[3])),
+            tpm_reset_s=max(0.0, float(out[4])),
+        )
+
+    async def _call_admit(self, lim: Limits) -> Any:
+        return await self._admit(
             keys=self.keys_for(lim.key_id),
             args=[
                 lim.rpm or 0,
@@ -166,21 +280,23 @@ class RedisLimiter(Limiter):
                 BALANCE_IDLE_TTL_S,
             ],
         )
-        return Decision(
-            verdict=_VERDICTS[int(out[0])],
-            rpm_remaining=max(0, int(out[1])),
-            rpm_reset_s=max(0.0, float(out[2])),
-            tpm_remaining=max(0, int(out[3])),
-            tpm_reset_s=max(0.0, float(out[4])),
-        )
 
     async def settle(
         self, key_id: str, request_id: str, *, cost_units: int, token_delta: int, tpm: bool, credit: bool
     ) -> None:
-        await self._settle(
-            keys=self.keys_for(key_id),
-            args=[request_id, cost_units, int(tpm), int(credit), token_delta],
-        )
+        self._enter()
+        try:
+            await self._settle(
+                keys=self.keys_for(key_id),
+                args=[request_id, cost_units, int(tpm), int(credit), token_delta],
+            )
+        except UNREACHABLE as exc:
+            self._failed(exc)
+            raise
+        except BaseException:
+            self._trying = False
+            raise
+        self._answered()
 
     async def spent(self, key_id: str) -> int | None:
         """The shared balance counter (tests and the admin API read it)."""
