@@ -125,6 +125,33 @@ async def test_usage_write_is_idempotent_and_charges_once(store: Store) -> None:
 
 
 @on_session_loop
+async def test_sqlite_writes_survive_a_transaction_a_cancelled_writer_left_open(tmp_path: Path) -> None:
+    # A cancel that lands while BEGIN runs in aiosqlite's thread leaves the transaction open behind the writer's
+    # back (seen at shutdown: every later flush failed with "cannot start a transaction within a transaction").
+    url = f"sqlite:///{tmp_path}/left-open.db"
+    store = open_store(url)
+    await store.open()
+    try:
+        rec, _ = new_key("k", credit=1)
+        writer = store.writer  # type: ignore[attr-defined]
+        await writer.execute("BEGIN IMMEDIATE")  # what the cancelled writer left behind
+        await store.insert_key(rec)
+        assert await store.write_usage([_row("req_after", rec.id, 9)]) == 1
+        await writer.execute("BEGIN IMMEDIATE")
+        assert await store.update_key(rec.id, {"name": "renamed"}) is not None
+    finally:
+        await store.close()
+    # Everything above was committed, not swallowed by the stale transaction: a fresh connection sees it.
+    again = open_store(url)
+    await again.open()
+    try:
+        key = await again.get_key(rec.id)
+        assert key is not None and key.name == "renamed" and key.spent_units == 9
+    finally:
+        await again.close()
+
+
+@on_session_loop
 async def test_large_usage_batches_charge_only_new_rows(store: Store) -> None:
     """Batches big enough for the multi-row inserts (SQLite: groups of 40 plus the rest one by one; PostgreSQL:
     one JSON payload), with a replay overlapping them, duplicates inside a group and rows of no key."""

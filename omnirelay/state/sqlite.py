@@ -163,9 +163,23 @@ class SqliteStore(Store):
             await conn.close()
         self._writer = self._reader = None
 
+    async def _writable(self) -> aiosqlite.Connection:
+        """The writer, with no transaction left open. Call with the write lock held. A cancel that lands while
+        BEGIN runs in aiosqlite's thread finds ``in_transaction`` still false and cannot roll back; without this
+        the next BEGIN would fail ("cannot start a transaction within a transaction") and autocommit writes
+        would join the stale transaction. Whatever is open here is such a leftover: roll it back (its usage rows
+        are still in the journal)."""
+        w = self.writer
+        if w.in_transaction:
+            await w.execute("ROLLBACK")
+        return w
+
+    async def _begin(self) -> None:
+        await (await self._writable()).execute("BEGIN IMMEDIATE")
+
     async def _migrate(self, target: int | None) -> None:
         async with self._write_lock:
-            await self.writer.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 await self.writer.execute(VERSION_TABLE_SQLITE)
                 current = await self._version(self.writer)
@@ -210,7 +224,7 @@ class SqliteStore(Store):
     async def insert_key(self, key: KeyRecord) -> None:
         async with self._write_lock:
             # The flag first: a crash in between leaves the gateway closed, never open.
-            await self.writer.execute(
+            await (await self._writable()).execute(
                 "INSERT INTO omnirelay_flags (name, set_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (KEY_ISSUED_FLAG, time.time()),
             )
@@ -245,12 +259,12 @@ class SqliteStore(Store):
                 value = int(bool(value))
             args.append(value)
         async with self._write_lock:
-            await self.writer.execute(f"UPDATE keys SET {', '.join(sets)} WHERE id = ?", (*args, key_id))
+            await (await self._writable()).execute(f"UPDATE keys SET {', '.join(sets)} WHERE id = ?", (*args, key_id))
         return await self.get_key(key_id)
 
     async def delete_key(self, key_id: str) -> bool:
         async with self._write_lock:
-            cur = await self.writer.execute("DELETE FROM keys WHERE id = ?", (key_id,))
+            cur = await (await self._writable()).execute("DELETE FROM keys WHERE id = ?", (key_id,))
             return cur.rowcount > 0
 
     # -- usage -----------------------------------------------------------------------------------------
@@ -267,7 +281,7 @@ class SqliteStore(Store):
         groups = [list(chain.from_iterable(values[i : i + n])) for i in range(0, whole, n)]
         w = self.writer
         async with self._write_lock:
-            await w.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 # The rows this batch adds get rowids above the current maximum (SQLite's rowid allocation; the
                 # write lock is ours), so that range is exactly what to charge: a replayed row is skipped by
@@ -300,7 +314,7 @@ class SqliteStore(Store):
 
     async def reject_usage(self, rejected: RejectedUsage) -> None:
         async with self._write_lock:
-            await self.writer.execute(
+            await (await self._writable()).execute(
                 f"INSERT INTO usage_rejected ({REJECTED_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
                 " ON CONFLICT (request_id) DO NOTHING",
                 (rejected.request_id, rejected.rejected_at, rejected.key_id, rejected.error, rejected.record),
