@@ -32,7 +32,7 @@ from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
-from omnirelay.server.exchange import Exchange
+from omnirelay.server.exchange import ClientGone, Exchange
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token
 from omnirelay.server.upstream import HttpExecutor
 
@@ -190,7 +190,22 @@ class Relay:
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await self._complete_once(channel, req, timeouts)
 
-        resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
+        # Race the upstream call against the client leaving, as the stream path does: a client that gave up
+        # must not keep an upstream call running, nor be recorded as served.
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(_watch_disconnect(exchange, task))
+        try:
+            resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled() or watcher.result() is not True:
+                raise
+            task.uncancel()
+            record.status = 499
+            record.error = "client closed the connection"
+            raise ClientGone() from None
+        finally:
+            watcher.cancel()
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         record.usage = resp.usage
         # A compound engine prices each of its upstream calls itself (they may hit different models).
