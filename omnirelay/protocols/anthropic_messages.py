@@ -54,7 +54,7 @@ from omnirelay.core.types import (
     ToolChoice,
     Usage,
 )
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import encode_event
 
@@ -623,7 +623,7 @@ class AnthropicMessagesProtocol(InboundProtocol):
         except RecursionError:
             raise invalid("The request body nests arrays and objects too deeply") from None
         tool_choice, parallel = _tool_choice(w.tool_choice)
-        return ChatRequest(
+        req = ChatRequest(
             model=w.model,
             messages=messages,
             stream=bool(w.stream),
@@ -641,6 +641,8 @@ class AnthropicMessagesProtocol(InboundProtocol):
             extra_family=self.name,
             options=w.omnirelay or {},
         )
+        check_nesting(req)
+        return req
 
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:
         choice = (

@@ -40,7 +40,7 @@ from omnirelay.core.types import (
     ToolChoice,
     Usage,
 )
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import encode_event
 
@@ -386,7 +386,7 @@ class OpenAIChatProtocol(InboundProtocol):
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:
-            return _parse_request(body)
+            req = _parse_request(body)
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
         except msgspec.DecodeError as exc:
@@ -394,6 +394,8 @@ class OpenAIChatProtocol(InboundProtocol):
             raise invalid(f"the request body is not valid JSON: {exc}") from None
         except RecursionError:
             raise invalid("the request body nests arrays and objects too deeply") from None
+        check_nesting(req)
+        return req
 
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:
         completion = wire.ChatCompletion(

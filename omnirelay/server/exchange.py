@@ -9,11 +9,9 @@ thing its server allows, and the handlers do not care which one it is.
 from __future__ import annotations
 
 import asyncio
-import re
 from abc import ABC, abstractmethod
-from itertools import accumulate
 
-from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.errors import GatewayError
 
 JSON = "application/json"
 EVENT_STREAM_HEADERS = (
@@ -21,11 +19,6 @@ EVENT_STREAM_HEADERS = (
     ("cache-control", "no-cache"),
     ("x-accel-buffering", "no"),  # tell nginx-style proxies in front not to buffer the stream
 )
-
-# Every body the gateway accepts is JSON. Deeper nesting than this is refused before anything decodes it:
-# msgspec raises RecursionError near 1,000 levels, and code that walks free-form values (tool schemas on
-# their way to Gemini, for one) recurses in Python well before that. Real requests nest a few dozen levels.
-MAX_JSON_DEPTH = 128
 
 
 class ClientGone(Exception):
@@ -60,8 +53,8 @@ class Exchange(ABC):
 
     async def body(self, limit: int) -> bytes:
         """The whole request body; GatewayError("too_large") past ``limit`` bytes, before reading them where
-        the declared length allows; 400 if it nests deeper than MAX_JSON_DEPTH; 408 if it is slower than
-        ``body_timeouts`` allow; ClientGone if the client leaves first."""
+        the declared length allows; 408 if it is slower than ``body_timeouts`` allow; ClientGone if the
+        client leaves first."""
         timeouts = self.body_timeouts
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total
@@ -69,10 +62,8 @@ class Exchange(ABC):
             async with asyncio.timeout_at(loop.time() + timeouts.idle) as window:
                 data = await self._read_body(limit, BodyClock(loop, window, deadline, timeouts.idle))
         except TimeoutError:
-            # (a timer may fire a clock tick early)
-            raise _body_timeout(timeouts, total=loop.time() >= deadline - 0.01) from None
-        if json_too_deep(data, MAX_JSON_DEPTH):
-            raise invalid(f"the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels")
+            total = loop.time() >= deadline - 0.01  # (a timer may fire a clock tick early)
+            raise _body_timeout(timeouts, total) from None
         return data
 
     @abstractmethod
@@ -108,9 +99,7 @@ class BodyClock:
 
     __slots__ = ("deadline", "idle", "loop", "window")
 
-    def __init__(
-        self, loop: asyncio.AbstractEventLoop, window: asyncio.Timeout, deadline: float, idle: float
-    ) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, window: asyncio.Timeout, deadline: float, idle: float) -> None:
         self.loop = loop
         self.window = window
         self.deadline = deadline
@@ -126,9 +115,7 @@ def _body_timeout(timeouts: BodyTimeouts, total: bool) -> GatewayError:
     else:
         message = f"no request body data arrived for {timeouts.idle:g} s"
     # The rest of the body may still be on its way: the connection cannot carry another request.
-    return GatewayError(
-        "invalid_request", message, status=408, code="request_timeout", headers={"connection": "close"}
-    )
+    return GatewayError("invalid_request", message, status=408, code="request_timeout", headers={"connection": "close"})
 
 
 def declared_length(headers: dict[str, str], limit: int) -> int | None:
@@ -147,25 +134,3 @@ def declared_length(headers: dict[str, str], limit: int) -> int | None:
 
 def too_large(limit: int) -> GatewayError:
     return GatewayError("too_large", f"request body exceeds the limit of {limit} bytes")
-
-
-# -- nesting depth -------------------------------------------------------------------------------------
-
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-# Opening brackets become 1 and closing ones -1 (0xff read as a signed byte).
-_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
-
-
-def _max_depth(text: bytes) -> int:
-    steps = memoryview(text.translate(_BRACKET_STEP, _NOT_BRACKET)).cast("b")
-    return max(accumulate(steps), default=0)
-
-
-def json_too_deep(body: bytes, limit: int) -> bool:
-    """Whether the JSON text nests arrays and objects deeper than ``limit``. Cheap for the common case: a
-    body with few brackets cannot be deep, and brackets inside strings only make the first count larger,
-    so strings are taken out (the costly part) only when that count says it might be too deep."""
-    if body.count(b"[") + body.count(b"{") <= limit or _max_depth(body) <= limit:
-        return False
-    return _max_depth(_JSON_STRING.sub(b"", body)) > limit

@@ -198,7 +198,7 @@ class Relay:
         try:
             resp, _lease = await self.dispatcher.run(plan, call, lambda ch, n: self._note_attempt(record, ch, n))
         except asyncio.CancelledError:
-            if not watcher.done() or watcher.cancelled() or watcher.result() is not True:
+            if not _client_left(watcher):
                 raise
             task.uncancel()
             record.status = 499
@@ -382,7 +382,16 @@ async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
 
 
 async def _watch_disconnect(exchange: Exchange, task: asyncio.Task[object]) -> bool:
-    """Wait for the client to disconnect, then cancel the streaming task. Returns True if it did."""
-    await exchange.disconnected()
+    """Wait for the client to disconnect, then cancel the request's task. Returns True if it did."""
+    try:
+        await exchange.disconnected()
+    except Exception:  # the server interface cannot tell: keep serving (an unread task error would be logged)
+        log.debug("cannot watch the client connection", exc_info=True)
+        return False
     task.cancel()
     return True
+
+
+def _client_left(watcher: asyncio.Task[bool]) -> bool:
+    """Whether ``watcher`` (``_watch_disconnect``) saw the client leave and cancelled the request for it."""
+    return watcher.done() and not watcher.cancelled() and watcher.result()
