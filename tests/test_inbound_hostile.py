@@ -9,6 +9,7 @@ Timeouts in this gateway: body 3 s in all, 1.5 s without data; headers (and keep
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import select
 import socket
@@ -19,6 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from omnirelay.config import ConfigError, parse_config
+from omnirelay.core.errors import GatewayError
+from omnirelay.core.types import ChatRequest, Message, TextPart, Tool
+from omnirelay.protocols.base import MAX_NESTING, check_nesting
+from omnirelay.server.exchange import BodyClock, BodyTimeouts, Exchange
 from tests.gateway import Gateway
 from tests.mocks.faults import Fault, FaultServer
 from tests.routing_support import ADMIN_KEY, admin_get, base_config, channel, task_count, tcp_sockets
@@ -419,3 +425,101 @@ def _post_with_timeout(gw: Gateway, path: str, body: bytes, timeout: float) -> h
     }
     with httpx.Client(timeout=timeout) as client:
         return client.post(gw.url + path, content=body, headers=headers)
+
+
+# -- pure parts ----------------------------------------------------------------------------------------
+
+
+class _TrickleExchange(Exchange):
+    """A body that arrives in ``pieces`` pieces, ``gap`` seconds apart."""
+
+    def __init__(self, pieces: int, gap: float, timeouts: BodyTimeouts) -> None:
+        super().__init__("POST", "/v1/chat/completions", "", {}, timeouts)
+        self.pieces = pieces
+        self.gap = gap
+
+    async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
+        out = b""
+        for _ in range(self.pieces):
+            await asyncio.sleep(self.gap)
+            out += b"x"
+            clock.tick()
+        return out
+
+    async def respond(
+        self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    async def open_stream(self, headers: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    async def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def close_stream(self) -> None:
+        raise NotImplementedError
+
+    async def disconnected(self) -> None:
+        raise NotImplementedError
+
+
+def _read(pieces: int, gap: float, total: float, idle: float) -> bytes | GatewayError:
+    async def run() -> bytes | GatewayError:
+        try:
+            return await _TrickleExchange(pieces, gap, BodyTimeouts(total, idle)).body(100)
+        except GatewayError as err:
+            return err
+
+    return asyncio.run(run())
+
+
+def test_body_clock_cuts_idleness_and_the_total_but_not_a_steady_body() -> None:
+    assert _read(pieces=6, gap=0.05, total=1.0, idle=0.2) == b"xxxxxx"  # 0.3 s, never 0.2 s silent
+    idle = _read(pieces=3, gap=0.4, total=5.0, idle=0.2)
+    assert isinstance(idle, GatewayError) and idle.status == 408
+    assert idle.message == "no request body data arrived for 0.2 s"
+    assert idle.headers["connection"] == "close"
+    total = _read(pieces=20, gap=0.1, total=0.5, idle=0.3)
+    assert isinstance(total, GatewayError) and total.status == 408
+    assert total.message == "the request body was not received within 0.5 s"
+
+
+def test_body_clock_leaves_other_cancellations_alone() -> None:
+    async def run() -> None:
+        task = asyncio.create_task(_TrickleExchange(1, 5.0, BodyTimeouts(10.0, 10.0)).body(100))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+
+
+def _request_with(**fields: Any) -> ChatRequest:
+    return ChatRequest(model="m", messages=[Message(role="user", content=[TextPart(text="hi")])], **fields)
+
+
+def _deep_dict(depth: int) -> dict[str, Any]:
+    """Objects nested ``depth`` levels ({} is one level)."""
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+def test_nesting_check_names_the_field_and_allows_the_limit() -> None:
+    check_nesting(_request_with(extra={"x": _deep_dict(MAX_NESTING)}, tools=[Tool(name="t", parameters={})]))
+    with pytest.raises(GatewayError) as caught:
+        check_nesting(_request_with(tools=[Tool(name="t"), Tool(name="u", parameters=_deep_dict(MAX_NESTING + 1))]))
+    assert caught.value.param == "tools[1].parameters"
+    assert caught.value.status == 400
+    with pytest.raises(GatewayError) as caught:
+        check_nesting(_request_with(extra={"x_custom": [[[[[[1]]]]]] * 3 + [_deep_dict(5000)]}))
+    assert caught.value.param == "x_custom"
+
+
+def test_config_refuses_non_positive_timeouts() -> None:
+    for name in ("body_timeout", "body_idle_timeout", "header_timeout"):
+        with pytest.raises(ConfigError, match=f"server.{name}"):
+            parse_config({"server": {name: 0}})

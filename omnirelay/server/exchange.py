@@ -55,16 +55,18 @@ class Exchange(ABC):
         """The whole request body; GatewayError("too_large") past ``limit`` bytes, before reading them where
         the declared length allows; 408 if it is slower than ``body_timeouts`` allow; ClientGone if the
         client leaves first."""
-        timeouts = self.body_timeouts
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeouts.total
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        clock = BodyClock(self.body_timeouts, task)
         try:
-            async with asyncio.timeout_at(loop.time() + timeouts.idle) as window:
-                data = await self._read_body(limit, BodyClock(loop, window, deadline, timeouts.idle))
-        except TimeoutError:
-            total = loop.time() >= deadline - 0.01  # (a timer may fire a clock tick early)
-            raise _body_timeout(timeouts, total) from None
-        return data
+            return await self._read_body(limit, clock)
+        except asyncio.CancelledError:
+            if clock.expired is None or task.uncancel() > cancelling:
+                raise  # cancelled for another reason
+            raise _body_timeout(self.body_timeouts, total=clock.expired) from None
+        finally:
+            clock.stop()
 
     @abstractmethod
     async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
@@ -94,19 +96,34 @@ class Exchange(ABC):
 
 
 class BodyClock:
-    """The running body timeouts: each piece of data that arrives moves the idle deadline on, never past the
-    total one."""
+    """The body timeouts of one request, as a watchdog: data arriving only notes the time (``tick``); a timer
+    at the idle deadline checks whether any came since, and moves itself on or cancels the reading task.
+    (One timer per request: cheaper than rescheduling an ``asyncio.timeout`` for every chunk.)"""
 
-    __slots__ = ("deadline", "idle", "loop", "window")
+    __slots__ = ("deadline", "expired", "idle", "last", "loop", "task", "timer")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, window: asyncio.Timeout, deadline: float, idle: float) -> None:
-        self.loop = loop
-        self.window = window
-        self.deadline = deadline
-        self.idle = idle
+    def __init__(self, timeouts: BodyTimeouts, task: asyncio.Task[object]) -> None:
+        self.loop = loop = asyncio.get_running_loop()
+        self.task = task
+        self.idle = timeouts.idle
+        self.last = now = loop.time()  # when data last arrived
+        self.deadline = now + timeouts.total
+        self.expired: bool | None = None  # once it fired: True for the total deadline, False for idleness
+        self.timer = loop.call_at(now + self.idle, self._check)
 
     def tick(self) -> None:
-        self.window.reschedule(min(self.deadline, self.loop.time() + self.idle))
+        self.last = self.loop.time()
+
+    def stop(self) -> None:
+        self.timer.cancel()
+
+    def _check(self) -> None:
+        due = min(self.deadline, self.last + self.idle)
+        if self.loop.time() < due - 0.005:  # data came in since: wait for the next deadline
+            self.timer = self.loop.call_at(due, self._check)
+            return
+        self.expired = due >= self.deadline
+        self.task.cancel()
 
 
 def _body_timeout(timeouts: BodyTimeouts, total: bool) -> GatewayError:
