@@ -162,7 +162,7 @@ def _wait_healthy(gw: Gateway) -> None:
 
 def _log_is_clean(gw: Gateway) -> None:
     text = gw.log_path.read_text(errors="replace")
-    assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
+    assert "ERROR" not in text and "Traceback" not in text, text[-3000:]
 
 
 # -- slow and missing bodies ---------------------------------------------------------------------------
@@ -238,6 +238,29 @@ def test_silent_connections_are_closed_by_the_server(gw: Gateway) -> None:
     finally:
         for sock in [*silent, keep_alive]:
             sock.close()
+    _wait_healthy(gw)
+
+
+def test_headers_trickling_in_are_cut_at_the_header_timeout(gw: Gateway) -> None:
+    """A slowloris client: one header byte every 0.3 s. The connection is closed at the header timeout."""
+    with _connect(gw) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        closed = False
+        while time.monotonic() - started < HEADER_TIMEOUT + SLACK + 2:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                closed = True
+                break
+            ready, _, _ = select.select([sock], [], [], 0.3)  # also the trickle's pace
+            if ready:
+                resp = _read_response(sock, SLACK)
+                closed = resp is None or resp.status == 408
+                break
+        elapsed = time.monotonic() - started
+    assert closed, "the header trickle was never cut"
+    assert HEADER_TIMEOUT - 0.3 <= elapsed <= HEADER_TIMEOUT + SLACK
     _wait_healthy(gw)
 
 

@@ -29,11 +29,6 @@ log = logging.getLogger("omnirelay")
 
 Handler = Callable[[Exchange], Awaitable[None]]
 
-# nginx's status for a request whose client closed the connection first.
-_CLIENT_GONE = GatewayError(
-    "invalid_request", "client closed the connection", status=499, headers={"connection": "close"}
-)
-
 
 def _load_protocol(module: str) -> InboundProtocol:
     proto: InboundProtocol = importlib.import_module(module).PROTOCOL
@@ -137,11 +132,8 @@ class App:
             await handler(request)
         except GatewayError as err:
             await self._send_error(request, err)
-        except ClientGone:
-            # Nothing was sent yet (a stream whose client leaves ends in the relay): answer anyway, or granian
-            # logs a protocol failure for a request the app left unanswered. Nobody reads it.
+        except ClientGone:  # nobody to answer; not an error of the gateway's
             log.debug("client closed the connection during %s %s", method, path)
-            await self._send_error(request, _CLIENT_GONE)
         except Exception:
             log.exception("unhandled error on %s", path)
             await self._send_error(request, GatewayError("internal", "internal error in the gateway"))
