@@ -160,8 +160,15 @@ def _wait_healthy(gw: Gateway) -> None:
     assert httpx.get(gw.url + "/health", timeout=5).status_code == 200
 
 
-def _log_is_clean(gw: Gateway) -> None:
-    text = gw.log_path.read_text(errors="replace")
+def _log_size(gw: Gateway) -> int:
+    return gw.log_path.stat().st_size
+
+
+def _log_is_clean(gw: Gateway, since: int) -> None:
+    """No error and no traceback in what the gateway logged since offset ``since`` (this test's part)."""
+    with gw.log_path.open("rb") as log:
+        log.seek(since)
+        text = log.read().decode(errors="replace")
     assert "ERROR" not in text and "Traceback" not in text, text[-3000:]
 
 
@@ -336,13 +343,14 @@ def _assert_400(path: str, resp: httpx.Response) -> str:
 @pytest.mark.parametrize("depth", [1_000, 100_000])
 @pytest.mark.parametrize("path", [OPENAI_PATH, ANTHROPIC_PATH])
 def test_deep_nesting_anywhere_is_400(gw: Gateway, path: str, depth: int) -> None:
+    log_from = _log_size(gw)
     for where, field in _deep_fields(path, _nested(depth)).items():
         body = _messages_body(path, field)
         if field.startswith(b'"messages"'):  # replaces the default messages
             body = body.replace(b'"messages": [{"role": "user", "content": "hi"}], ', b"", 1)
         message = _assert_400(path, _post(gw, path, body))
         assert "nest" in message, (where, message)
-    _log_is_clean(gw)
+    _log_is_clean(gw, log_from)
 
 
 @pytest.mark.parametrize("path", [OPENAI_PATH, ANTHROPIC_PATH])
@@ -361,10 +369,11 @@ def test_moderate_nesting_and_brackets_in_text_still_work(gw: Gateway, path: str
 
 @pytest.mark.parametrize("path", [OPENAI_PATH, ANTHROPIC_PATH])
 def test_invalid_utf8_in_an_unknown_field_is_400(gw: Gateway, path: str) -> None:
+    log_from = _log_size(gw)
     for extra in (b'"x_custom": "caf\xc3\x28 \xff\xfe"', b'"x_custom": {"k": ["\xed\xa0\x80"]}'):
         message = _assert_400(path, _post(gw, path, _messages_body(path, extra)))
         assert "utf-8" in message.lower(), message
-    _log_is_clean(gw)
+    _log_is_clean(gw, log_from)
 
 
 def test_admin_api_refuses_deep_nesting_with_400(gw: Gateway) -> None:
@@ -389,6 +398,7 @@ def _wait_tasks(gw: Gateway, at_most: int, timeout: float) -> None:
 
 @pytest.mark.parametrize("path", [OPENAI_PATH, ANTHROPIC_PATH])
 def test_client_dropping_mid_body_leaves_no_traceback(gw: Gateway, path: str) -> None:
+    log_from = _log_size(gw)
     before = task_count(gw)
     assert before is not None
     for _ in range(5):
@@ -397,7 +407,7 @@ def test_client_dropping_mid_body_leaves_no_traceback(gw: Gateway, path: str) ->
     # The gateway has handled every drop once its request tasks are gone (well before the body timeout).
     _wait_tasks(gw, before, BODY_IDLE - 0.3)
     _wait_healthy(gw)
-    _log_is_clean(gw)
+    _log_is_clean(gw, log_from)
 
 
 def _slowpoke_rows(gw: Gateway) -> list[dict[str, Any]]:
@@ -411,6 +421,7 @@ def _slowpoke_rows(gw: Gateway) -> list[dict[str, Any]]:
 def test_non_streaming_client_leaving_is_recorded_499_and_stops_the_upstream(
     gw: Gateway, faults: FaultServer, path: str
 ) -> None:
+    log_from = _log_size(gw)
     faults.set("slow", Fault(mode="slow", delay_s=UPSTREAM_DELAY))
     seen = len(_slowpoke_rows(gw))
     body = _messages_body(path, b'"stream": false').replace(b'"plain"', b'"slowpoke"')
@@ -437,7 +448,7 @@ def test_non_streaming_client_leaving_is_recorded_499_and_stops_the_upstream(
         assert faults.open_handlers == 0
     finally:
         faults.reset()
-    _log_is_clean(gw)
+    _log_is_clean(gw, log_from)
 
 
 def _post_with_timeout(gw: Gateway, path: str, body: bytes, timeout: float) -> httpx.Response:
