@@ -61,6 +61,8 @@ def serve(argv: Sequence[str]) -> None:
     print(f"omnirelay listening on http://{bind_host}:{bind_port}", file=sys.stderr, flush=True)
 
     from granian import Granian
+    from granian.constants import HTTPModes
+    from granian.http import HTTP1Settings
 
     rsgi = args.interface == "rsgi"
     # granian forks the workers from this process. Frozen objects are left alone by the workers' collector, so
@@ -77,6 +79,13 @@ def serve(argv: Sequence[str]) -> None:
         loop="uvloop",  # type: ignore[arg-type]
         log_access=False,
         backlog=2048,
+        # HTTP/1.1 only: in granian's "auto" mode a connection first waits, with no timeout, for enough bytes
+        # to tell HTTP/1 from HTTP/2, so a silent connection was held forever. Served as HTTP/1 directly,
+        # hyper's header read timeout runs from the moment a connection waits for a request: it closes
+        # connections that are silent or slow to send their headers, first request or keep-alive alike.
+        http=HTTPModes.http1,
+        http1_settings=HTTP1Settings(header_read_timeout=round(cfg.server.header_timeout * 1000)),
+        websockets=False,
     ).serve()
 
 

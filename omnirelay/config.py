@@ -131,6 +131,13 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: int = 8080
     workers: int = 1
     max_body_bytes: int = 20 * 1024 * 1024
+    # A request body must arrive within body_timeout seconds, with no gap longer than body_idle_timeout
+    # (else 408 and the connection is closed); a connection must deliver a request's headers within
+    # header_timeout seconds of opening or of its previous response (else it is closed: slow headers and
+    # idle keep-alive connections alike; granian's HTTP/1 header read timeout).
+    body_timeout: float = 30.0
+    body_idle_timeout: float = 10.0
+    header_timeout: float = 30.0
     master_key: str | None = None
     master_key_env: str | None = None
     # Whether requests without a valid key get in. Unset: only while no master key is set and the key store has
@@ -306,7 +313,14 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
         cfg.server.master_key = os.environ.get(cfg.server.master_key_env)
     _apply_state_env(cfg.state)
     _check_routing(cfg)
+    _check_server(cfg.server)
     return cfg
+
+
+def _check_server(server: ServerConfig) -> None:
+    for name in ("body_timeout", "body_idle_timeout", "header_timeout"):
+        if not getattr(server, name) > 0:
+            raise ConfigError(f"server.{name} must be a positive number of seconds")
 
 
 def _apply_state_env(state: StateConfig) -> None:

@@ -110,8 +110,9 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def tcp_sockets(pid: int) -> Counter[str]:
-    """TCP sockets held by ``pid`` and its child processes (granian's workers), counted by state."""
+def tcp_sockets(pid: int, local_port: int | None = None) -> Counter[str]:
+    """TCP sockets held by ``pid`` and its child processes (granian's workers), counted by state; with
+    ``local_port``, only those on that local port (the server's side of its clients' connections)."""
     inodes: set[str] = set()
     for p in _descendants(pid):
         fd_dir = f"/proc/{p}/fd"
@@ -135,5 +136,7 @@ def tcp_sockets(pid: int) -> Counter[str]:
         for line in lines:
             fields = line.split()
             if len(fields) > 9 and fields[9] in inodes:
+                if local_port is not None and int(fields[1].rsplit(":", 1)[1], 16) != local_port:
+                    continue
                 states[_TCP_STATES.get(fields[3], fields[3])] += 1
     return states

@@ -54,7 +54,7 @@ from omnirelay.core.types import (
     ToolChoice,
     Usage,
 )
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import encode_event
 
@@ -608,20 +608,24 @@ class AnthropicMessagesProtocol(InboundProtocol):
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:
             w = _REQUEST.decode(body)
+            _check(w)
+            # Unmodelled fields and server tools are decoded only here: invalid UTF-8 in one shows up now.
+            extra: dict[str, Any] = {}
+            for key, raw in _TOP_LEVEL_KEYS.decode(body).items():
+                if key not in wire.MESSAGES_REQUEST_FIELDS:
+                    extra[key] = msgspec.json.decode(raw)
+            tools = _tools(w.tools, extra) if w.tools else []
+            messages = _messages(w)
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
-        except msgspec.DecodeError:
-            raise invalid("The request body is not valid JSON") from None
-        _check(w)
-        extra: dict[str, Any] = {}
-        for key, raw in _TOP_LEVEL_KEYS.decode(body).items():
-            if key not in wire.MESSAGES_REQUEST_FIELDS:
-                extra[key] = msgspec.json.decode(raw)
-        tools = _tools(w.tools, extra) if w.tools else []
+        except msgspec.DecodeError as exc:
+            raise invalid(f"The request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise invalid("The request body nests arrays and objects too deeply") from None
         tool_choice, parallel = _tool_choice(w.tool_choice)
-        return ChatRequest(
+        req = ChatRequest(
             model=w.model,
-            messages=_messages(w),
+            messages=messages,
             stream=bool(w.stream),
             max_tokens=w.max_tokens,
             temperature=w.temperature,
@@ -637,6 +641,8 @@ class AnthropicMessagesProtocol(InboundProtocol):
             extra_family=self.name,
             options=w.omnirelay or {},
         )
+        check_nesting(req)
+        return req
 
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:
         choice = (

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import ClassVar
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
 
-from omnirelay.core.errors import GatewayError
+from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.events import StreamEvent
 from omnirelay.core.types import ChatRequest, ChatResponse
 
@@ -45,3 +45,44 @@ class InboundProtocol(ABC):
     @abstractmethod
     def render_error(self, err: GatewayError) -> bytes:
         """A JSON error body in this protocol's shape."""
+
+
+# Free-form request values (tool schemas, passthrough fields, omnirelay options) nesting deeper than this are
+# refused. msgspec itself gives up near 1,000 levels (RecursionError, which parse_request turns into a 400);
+# code that walks such values recurses in Python (Gemini's schema clean-up, for one) and would fail well
+# before that. Real tool schemas nest a few dozen levels at most.
+MAX_NESTING = 100
+
+
+def check_nesting(req: ChatRequest) -> None:
+    """400 naming the field if a free-form value of ``req`` nests deeper than MAX_NESTING."""
+    for param, value in _free_form(req):
+        if _nests_deeper(value, MAX_NESTING):
+            raise invalid(f"{param} nests arrays and objects deeper than {MAX_NESTING} levels", param=param)
+
+
+def _free_form(req: ChatRequest) -> Iterator[tuple[str, Any]]:
+    yield from req.extra.items()
+    if req.options:
+        yield "omnirelay", req.options
+    for i, tool in enumerate(req.tools):
+        yield f"tools[{i}].parameters", tool.parameters
+    if req.response_format is not None and req.response_format.schema is not None:
+        yield "response_format.schema", req.response_format.schema
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Level by level, not recursively (deep recursion is what this guards against)."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        below: list[Any] = []
+        for container in level:
+            for item in container.values() if isinstance(container, dict) else container:
+                if isinstance(item, dict | list):
+                    below.append(item)
+        level = below
+    return False

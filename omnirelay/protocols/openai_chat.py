@@ -40,7 +40,7 @@ from omnirelay.core.types import (
     ToolChoice,
     Usage,
 )
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import encode_event
 
@@ -209,6 +209,50 @@ def _extras(body: bytes) -> dict[str, Any]:
     return {k: msgspec.json.decode(v) for k, v in keys.items() if k not in _MAPPED_FIELDS}
 
 
+def _parse_request(body: bytes) -> ChatRequest:
+    r = _request_decoder.decode(body)
+    if not r.model:
+        raise invalid("model must not be empty", param="model")
+    if not r.messages:
+        raise invalid("messages must contain at least one message", param="messages")
+    messages = [_message(m, i) for i, m in enumerate(r.messages)]
+    max_tokens = r.max_completion_tokens if r.max_completion_tokens is not None else r.max_tokens
+    stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or ())
+    extra = _extras(body)
+    return ChatRequest(
+        model=r.model,
+        messages=messages,
+        stream=bool(r.stream),
+        include_usage=bool(r.stream and r.stream_options and r.stream_options.include_usage),
+        max_tokens=max_tokens,
+        temperature=r.temperature,
+        top_p=r.top_p,
+        top_k=r.top_k,
+        stop=stop,
+        n=r.n or 1,
+        seed=r.seed,
+        presence_penalty=r.presence_penalty,
+        frequency_penalty=r.frequency_penalty,
+        tools=[
+            Tool(
+                name=t.function.name,
+                description=t.function.description,
+                parameters=t.function.parameters or {},
+                strict=t.function.strict,
+            )
+            for t in r.tools or ()
+        ],
+        tool_choice=_tool_choice(r.tool_choice),
+        parallel_tool_calls=r.parallel_tool_calls,
+        response_format=_response_format(r.response_format),
+        reasoning=_reasoning(r.reasoning_effort),
+        user=r.user,
+        extra=extra,
+        extra_family="openai",
+        options=r.omnirelay or {},
+    )
+
+
 # -- response ------------------------------------------------------------------------------------------
 
 
@@ -342,51 +386,16 @@ class OpenAIChatProtocol(InboundProtocol):
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:
-            r = _request_decoder.decode(body)
+            req = _parse_request(body)
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
-        except msgspec.DecodeError:
-            raise invalid("the request body is not valid JSON") from None
-        if not r.model:
-            raise invalid("model must not be empty", param="model")
-        if not r.messages:
-            raise invalid("messages must contain at least one message", param="messages")
-        messages = [_message(m, i) for i, m in enumerate(r.messages)]
-        max_tokens = r.max_completion_tokens if r.max_completion_tokens is not None else r.max_tokens
-        stop = [r.stop] if isinstance(r.stop, str) else list(r.stop or ())
-        extra = _extras(body)
-        return ChatRequest(
-            model=r.model,
-            messages=messages,
-            stream=bool(r.stream),
-            include_usage=bool(r.stream and r.stream_options and r.stream_options.include_usage),
-            max_tokens=max_tokens,
-            temperature=r.temperature,
-            top_p=r.top_p,
-            top_k=r.top_k,
-            stop=stop,
-            n=r.n or 1,
-            seed=r.seed,
-            presence_penalty=r.presence_penalty,
-            frequency_penalty=r.frequency_penalty,
-            tools=[
-                Tool(
-                    name=t.function.name,
-                    description=t.function.description,
-                    parameters=t.function.parameters or {},
-                    strict=t.function.strict,
-                )
-                for t in r.tools or ()
-            ],
-            tool_choice=_tool_choice(r.tool_choice),
-            parallel_tool_calls=r.parallel_tool_calls,
-            response_format=_response_format(r.response_format),
-            reasoning=_reasoning(r.reasoning_effort),
-            user=r.user,
-            extra=extra,
-            extra_family="openai",
-            options=r.omnirelay or {},
-        )
+        except msgspec.DecodeError as exc:
+            # Also what an unmodelled field fails with when only ``_extras`` decodes it (invalid UTF-8).
+            raise invalid(f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise invalid("the request body nests arrays and objects too deeply") from None
+        check_nesting(req)
+        return req
 
     def render_response(self, resp: ChatResponse, req: ChatRequest) -> bytes:
         completion = wire.ChatCompletion(

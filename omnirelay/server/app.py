@@ -18,7 +18,7 @@ from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
-from omnirelay.server.exchange import ClientGone, Exchange
+from omnirelay.server.exchange import BodyTimeouts, ClientGone, Exchange
 from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
 from omnirelay.server.upstream import HttpExecutor
@@ -48,6 +48,7 @@ class App:
         self.gate = gate or KeyGate(config)
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)
         self.max_body = config.server.max_body_bytes
+        self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         self.handlers: dict[tuple[str, str], Handler] = {}
         chat, messages = self._chat_handler(self.openai), self._chat_handler(self.anthropic)
         for prefix in ("/v1", ""):
@@ -97,7 +98,7 @@ class App:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.handle(AsgiExchange(scope, receive, send))
+            await self.handle(AsgiExchange(scope, receive, send, self.body_timeouts))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -131,8 +132,8 @@ class App:
             await handler(request)
         except GatewayError as err:
             await self._send_error(request, err)
-        except ClientGone:
-            return
+        except ClientGone:  # nobody to answer; not an error of the gateway's
+            log.debug("client closed the connection during %s %s", method, path)
         except Exception:
             log.exception("unhandled error on %s", path)
             await self._send_error(request, GatewayError("internal", "internal error in the gateway"))

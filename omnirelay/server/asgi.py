@@ -10,7 +10,15 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from omnirelay.server.exchange import EVENT_STREAM_HEADERS, ClientGone, Exchange, declared_length, too_large
+from omnirelay.server.exchange import (
+    EVENT_STREAM_HEADERS,
+    BodyClock,
+    BodyTimeouts,
+    ClientGone,
+    Exchange,
+    declared_length,
+    too_large,
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,14 +37,14 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 class AsgiExchange(Exchange):
     __slots__ = ("_receive", "_send")
 
-    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send, body_timeouts: BodyTimeouts) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query: bytes = scope.get("query_string", b"")
-        super().__init__(scope["method"], scope["path"], query.decode("latin-1"), headers)
+        super().__init__(scope["method"], scope["path"], query.decode("latin-1"), headers, body_timeouts)
         self._receive = receive
         self._send = send
 
-    async def body(self, limit: int) -> bytes:
+    async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
         declared_length(self.headers, limit)
         chunks: list[bytes] = []
         total = 0
@@ -50,6 +58,7 @@ class AsgiExchange(Exchange):
                 if total > limit:
                     raise too_large(limit)
                 chunks.append(chunk)
+                clock.tick()
             if not message.get("more_body", False):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -33,7 +33,7 @@ from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
-from omnirelay.server.exchange import Exchange
+from omnirelay.server.exchange import ClientGone, Exchange
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token, compound_admission
 from omnirelay.server.upstream import HttpExecutor
 
@@ -227,9 +227,24 @@ class Relay:
         async def call(channel: Channel, timeouts: Timeouts) -> ChatResponse:
             return await self._complete_once(channel, req, timeouts)
 
-        resp, _lease = await self.dispatcher.run(
-            plan, call, lambda ch, n: self._note_attempt(record, ch, n), tenant=admission.key_id
-        )
+        # Race the upstream call against the client leaving, as the stream path does: a client that gave up
+        # must not keep an upstream call running, nor be recorded as served.
+        task = asyncio.current_task()
+        assert task is not None
+        watcher = asyncio.create_task(_watch_disconnect(exchange, task))
+        try:
+            resp, _lease = await self.dispatcher.run(
+                plan, call, lambda ch, n: self._note_attempt(record, ch, n), tenant=admission.key_id
+            )
+        except asyncio.CancelledError:
+            if not _client_left(watcher):
+                raise
+            task.uncancel()
+            record.status = 499
+            record.error = "client closed the connection"
+            raise ClientGone() from None
+        finally:
+            watcher.cancel()
         record.ttft_ms = (time.perf_counter() - t0) * 1000.0
         # What the upstream claims is bounded before it is priced, shown to the client or charged.
         record.usage = resp.usage = sane_usage(resp.usage)
@@ -407,7 +422,16 @@ async def _aclose(events: AsyncIterator[StreamEvent]) -> None:
 
 
 async def _watch_disconnect(exchange: Exchange, task: asyncio.Task[object]) -> bool:
-    """Wait for the client to disconnect, then cancel the streaming task. Returns True if it did."""
-    await exchange.disconnected()
+    """Wait for the client to disconnect, then cancel the request's task. Returns True if it did."""
+    try:
+        await exchange.disconnected()
+    except Exception:  # the server interface cannot tell: keep serving (an unread task error would be logged)
+        log.debug("cannot watch the client connection", exc_info=True)
+        return False
     task.cancel()
     return True
+
+
+def _client_left(watcher: asyncio.Task[bool]) -> bool:
+    """Whether ``watcher`` (``_watch_disconnect``) saw the client leave and cancelled the request for it."""
+    return watcher.done() and not watcher.cancelled() and watcher.result()

@@ -12,7 +12,15 @@ import logging
 from typing import Any
 
 from omnirelay.server.app import App, create_app
-from omnirelay.server.exchange import EVENT_STREAM_HEADERS, Exchange, declared_length, too_large
+from omnirelay.server.exchange import (
+    EVENT_STREAM_HEADERS,
+    BodyClock,
+    BodyTimeouts,
+    ClientGone,
+    Exchange,
+    declared_length,
+    too_large,
+)
 
 log = logging.getLogger("omnirelay.rsgi")
 
@@ -22,25 +30,27 @@ class RsgiExchange(Exchange):
 
     __slots__ = ("_proto", "_stream")
 
-    def __init__(self, scope: Any, proto: Any) -> None:
-        super().__init__(scope.method, scope.path, scope.query_string, dict(scope.headers.items()))
+    def __init__(self, scope: Any, proto: Any, body_timeouts: BodyTimeouts) -> None:
+        super().__init__(scope.method, scope.path, scope.query_string, dict(scope.headers.items()), body_timeouts)
         self._proto = proto
         self._stream: Any = None
 
-    async def body(self, limit: int) -> bytes:
-        if declared_length(self.headers, limit) is not None or self.method == "GET":
-            # The HTTP layer bounds the body by its declared length, checked above.
-            body: bytes = await self._proto()
-            return body
-        # No Content-Length: read chunk by chunk, so the limit stops an oversized body early.
+    async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
+        # Chunk by chunk, not ``await proto()``: each chunk moves the idle deadline on, and a client that
+        # leaves mid-body ends the iteration early (where the whole-body call raises) instead of an error.
+        declared = declared_length(self.headers, limit)
         chunks: list[bytes] = []
         total = 0
         async for chunk in self._proto:
-            total += len(chunk)
-            if total > limit:
-                raise too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if chunk:
+                total += len(chunk)
+                if total > limit:
+                    raise too_large(limit)
+                chunks.append(chunk)
+                clock.tick()
+        if declared is not None and total < declared:
+            raise ClientGone()  # the connection ended before the promised body did
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def respond(
         self, status: int, body: bytes, content_type: str = "application/json", headers: dict[str, str] | None = None
@@ -72,10 +82,11 @@ class RsgiExchange(Exchange):
 class RsgiApp:
     """``__rsgi__`` for granian; start-up and shut-down run on the worker's loop around serving."""
 
-    __slots__ = ("app",)
+    __slots__ = ("app", "body_timeouts")
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self.body_timeouts = app.body_timeouts
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(self.app.startup())
@@ -86,7 +97,7 @@ class RsgiApp:
     async def __rsgi__(self, scope: Any, proto: Any) -> None:
         if scope.proto != "http":
             return  # no websockets here
-        exchange = RsgiExchange(scope, proto)
+        exchange = RsgiExchange(scope, proto, self.body_timeouts)
         try:
             await self.app.handle(exchange)
         finally:

@@ -216,6 +216,8 @@ class AdminApi:
             body = msgspec.json.decode(raw)
         except msgspec.DecodeError:
             raise GatewayError("invalid_request", "the body is not valid JSON") from None
+        except RecursionError:
+            raise GatewayError("invalid_request", "the body nests arrays and objects too deeply") from None
         if not isinstance(body, dict):
             raise GatewayError("invalid_request", "the body must be a JSON object")
         return body
