@@ -138,6 +138,8 @@ def test_secrets_never_logged_even_at_debug(mocks: MockUpstreams, tmp_path: Path
     cfg = mock_config(mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini"))
     cfg["server"]["master_key"] = master
     cfg["state"] = {"admin_key": admin_key}
+    # The credit key below may call only priced models; these have no built-in price.
+    cfg["prices"] = {m: {"input": 1.0, "output": 2.0} for m in ("gemini-2.5-pro", "grok-3", "deepseek-chat")}
     gw = Gateway(cfg, tmp_path, env={"OMNIRELAY_LOG_LEVEL": "DEBUG"}).start()
     try:
         admin = httpx.Client(base_url=gw.url, headers={"authorization": f"Bearer {admin_key}"}, timeout=30)
