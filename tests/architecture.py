@@ -60,35 +60,56 @@ class Analysis:
                 out[key] = e.site
         return out
 
+    def module_edges(self) -> dict[tuple[str, str], Site]:
+        """Edges between different modules of the same node, each with its first example import."""
+        out: dict[tuple[str, str], Site] = {}
+        for e in sorted(self.edges, key=lambda e: e.site):
+            key = (e.source, e.target)
+            if self.node(e.source) == self.node(e.target) and key not in out:
+                out[key] = e.site
+        return out
+
     def cycles(self) -> list[list[str]]:
         """Cycles between nodes, as paths whose last node is the first. Every edge inside a strongly connected
         component lies on at least one listed cycle (the shortest one through it), so removing all listed
         cycles removes every cycle."""
-        edges = self.package_edges()
-        graph: dict[str, set[str]] = {}
-        for a, b in edges:
-            graph.setdefault(a, set()).add(b)
-            graph.setdefault(b, set())
-        found: dict[tuple[str, ...], list[str]] = {}
-        for component in _strongly_connected(graph):
-            if len(component) < 2:
-                continue
-            for a in sorted(component):
-                for b in sorted(graph[a] & component):
-                    back = _shortest_path(graph, b, a, component)
-                    cycle = [a, *back]
-                    key = _canonical(cycle[:-1])
-                    found.setdefault(key, [*key, key[0]])
-        return sorted(found.values())
+        return _cycles(self.package_edges())
+
+    def module_cycles(self) -> list[list[str]]:
+        """Cycles between the modules of one package (``state.store`` -> ``state.sqlite`` -> ``state.store``)."""
+        return _cycles(self.module_edges())
 
     def describe_cycles(self) -> str:
-        edges = self.package_edges()
-        lines = []
-        for cycle in self.cycles():
-            lines.append(" -> ".join(cycle))
-            for a, b in itertools.pairwise(cycle):
-                lines.append(f"    {a} -> {b}: {edges[(a, b)]}")
-        return "\n".join(lines)
+        return _describe(self.cycles(), self.package_edges())
+
+    def describe_module_cycles(self) -> str:
+        return _describe(self.module_cycles(), self.module_edges())
+
+
+def _describe(cycles: list[list[str]], edges: dict[tuple[str, str], Site]) -> str:
+    lines = []
+    for cycle in cycles:
+        lines.append(" -> ".join(cycle))
+        for a, b in itertools.pairwise(cycle):
+            lines.append(f"    {a} -> {b}: {edges[(a, b)]}")
+    return "\n".join(lines)
+
+
+def _cycles(edges: dict[tuple[str, str], Site]) -> list[list[str]]:
+    graph: dict[str, set[str]] = {}
+    for a, b in edges:
+        graph.setdefault(a, set()).add(b)
+        graph.setdefault(b, set())
+    found: dict[tuple[str, ...], list[str]] = {}
+    for component in _strongly_connected(graph):
+        if len(component) < 2:
+            continue
+        for a in sorted(component):
+            for b in sorted(graph[a] & component):
+                back = _shortest_path(graph, b, a, component)
+                key = _canonical([a, *back][:-1])
+                found.setdefault(key, [*key, key[0]])
+    return sorted(found.values())
 
 
 def _canonical(ring: list[str]) -> tuple[str, ...]:

@@ -188,6 +188,21 @@ def test_a_private_member_of_another_modules_class_is_found(tmp_path: Path) -> N
     assert found == [("pkg/caller.py:4", "relay._plan"), ("pkg/caller.py:5", "relay._state")]
 
 
+def test_a_cycle_between_modules_of_one_package_is_found_apart(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "state/store.py": "def open_store() -> None:\n    from pkg.state import sqlite\n",
+            "state/sqlite.py": "from pkg.state.store import open_store\n",
+            "state/keys.py": "from pkg.state import store\n",
+        },
+    )
+    a = analyse(pkg)
+    assert a.cycles() == []
+    assert a.module_cycles() == [["pkg.state.sqlite", "pkg.state.store", "pkg.state.sqlite"]]
+    assert "pkg/state/store.py:2" in a.describe_module_cycles()
+
+
 def test_long_files_are_listed(tmp_path: Path) -> None:
     pkg = _tree(tmp_path, {"short.py": "x = 1\n" * 999, "long.py": "x = 1\n" * 1000})
     assert long_files(pkg, MAX_LINES) == [("pkg/long.py", 1000)]
@@ -210,6 +225,12 @@ def test_the_analyser_sees_the_real_tree() -> None:
 
 def test_no_import_cycle_between_packages() -> None:
     assert _omnirelay().cycles() == [], "import cycles between packages:\n" + _omnirelay().describe_cycles()
+
+
+def test_no_import_cycle_between_modules_of_one_package() -> None:
+    assert _omnirelay().module_cycles() == [], "import cycles inside a package:\n" + (
+        _omnirelay().describe_module_cycles()
+    )
 
 
 def test_no_private_name_imported_from_another_module() -> None:
