@@ -8,6 +8,7 @@ import openai
 import pytest
 
 from tests.gateway import Gateway, mock_config
+from tests.mocks.faults import FaultServer
 from tests.mocks.server import MockUpstreams
 
 # The family each test model name is served by (see tests.gateway.mock_config).
@@ -20,6 +21,14 @@ def mocks() -> Iterator[MockUpstreams]:
     m.start()
     yield m
     m.stop()
+
+
+@pytest.fixture(scope="module")
+def faults() -> Iterator[FaultServer]:
+    """The fault-injecting upstream of the routing tests (tests/mocks/faults.py), one per test module."""
+    server = FaultServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(autouse=True)

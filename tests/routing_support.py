@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
-from tests.gateway import Gateway
+from tests.gateway import Gateway, free_port
 from tests.mocks.faults import FaultServer
 from tests.polling import wait_until
 
@@ -79,6 +85,42 @@ def usage_rows(gw: Gateway, request_id: str, settle_s: float = 3.0) -> list[dict
         return [r for r in resp.json()["data"] if r.get("request_id") == request_id]
 
     return wait_until(rows, settle_s, f"a usage record for {request_id}")
+
+
+# -- a private Redis ------------------------------------------------------------------------------------
+
+
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.exceptions.ConnectionError:
+        return False
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of the test's own (it may stop or kill it) and its URL. Debian's redis-server is part of
+    the test machine (scripts/services.sh starts the shared one): its absence is a failure, not a skip."""
+    exe = shutil.which("redis-server")
+    assert exe is not None, "redis-server is not installed"
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        wait_until(lambda: redis_answers(url), 10, f"redis-server on port {port}")
+        yield proc, url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGCONT)  # a test may have left it stopped
+        proc.terminate()
+        proc.wait(10)
 
 
 # -- sockets --------------------------------------------------------------------------------------------

@@ -39,13 +39,6 @@ OPENAI_PATH = "/v1/chat/completions"
 ANTHROPIC_PATH = "/v1/messages"
 
 
-@pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def gw(
     request: pytest.FixtureRequest, faults: FaultServer, tmp_path_factory: pytest.TempPathFactory

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -19,9 +18,9 @@ import redis
 
 from omnirelay.state.local_limits import Limits
 from omnirelay.state.redis_limits import RedisLimiter, RedisUnavailable
-from tests.gateway import Gateway, free_port
+from tests.gateway import Gateway
 from tests.mocks.faults import FaultServer
-from tests.routing_support import ADMIN_KEY, base_config, channel
+from tests.routing_support import ADMIN_KEY, base_config, channel, private_redis
 
 PREFIX = "hung:"
 # What a hung Redis may add to a request, over the same gateway's latency with a healthy one (the machine may be
@@ -34,37 +33,8 @@ MAX_EXTRA_S = 1.0
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """A private redis-server (this test stops it) and its URL."""
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.exceptions.ConnectionError:
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-    client.close()
-    yield proc, url
-    os.kill(proc.pid, signal.SIGCONT)
-    proc.terminate()
-    proc.wait(10)
-
-
-@pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
+    with private_redis() as server:
+        yield server
 
 
 def _requests_counted(url: str, key_id: str) -> int:

@@ -3,20 +3,25 @@ after the cool-down with a single probe, closed again on their own; shared acros
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
-import redis
 
-from tests.gateway import Gateway, free_port
+from tests.gateway import Gateway
 from tests.mocks.faults import Fault, FaultServer
 from tests.polling import wait_until
-from tests.routing_support import ADMIN_KEY, admin_get, base_config, channel, channel_state, channel_states
+from tests.routing_support import (
+    ADMIN_KEY,
+    admin_get,
+    base_config,
+    channel,
+    channel_state,
+    channel_states,
+    private_redis,
+)
 
 MODEL = "gpt-4.1-mini"
 COOLDOWN = 1.0
@@ -34,13 +39,6 @@ def _config(faults: FaultServer, prefixes: list[str], **routing: Any) -> dict[st
         upstreams += [f"{p}-a", f"{p}-b"]
     breaker = {"consecutive_failures": 3, "failure_rate": 0.5, "window": 30, "min_requests": 10, "cooldown": COOLDOWN}
     return base_config(faults, upstreams, models, breaker=breaker, **routing)
-
-
-@pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -139,30 +137,8 @@ def test_admin_channels_requires_the_admin_key(gw: Gateway) -> None:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--save", "", "--appendonly", "no", "--bind", "127.0.0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    wait_until(lambda: _redis_answers(url), 10, f"redis-server on port {port}")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
-def _redis_answers(url: str) -> bool:
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-    try:
-        return bool(client.ping())
-    except redis.exceptions.ConnectionError:
-        return False
-    finally:
-        client.close()
+    with private_redis() as (_proc, url):
+        yield url
 
 
 def test_breaker_state_is_shared_across_replicas(

@@ -22,13 +22,6 @@ BOUND_S = TOTAL_S + 1.5  # the deadline, plus the time to answer and generous sl
 
 
 @pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def gw(faults: FaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     models = {
         "solo": {"channels": [channel("dl-a")]},

@@ -109,13 +109,6 @@ def _config(faults: FaultServer) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def gw(faults: FaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = Gateway(_config(faults), tmp_path_factory.mktemp("routing-faults")).start()
     yield g

@@ -26,13 +26,6 @@ PREFIXES = ["rej", "lim", "err", "cut", "flaky"]
 
 
 @pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def gw(faults: FaultServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     # One channel per model: nothing to fail over to, so a wrongly opened breaker shows as a 503.
     models = {p: {"channels": [channel(p)]} for p in PREFIXES}

@@ -19,13 +19,6 @@ from tests.routing_support import ADMIN_KEY, base_config, channel, task_count
 LIMIT = 64 * 1024
 
 
-@pytest.fixture(scope="module")
-def faults() -> Iterator[FaultServer]:
-    server = FaultServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(scope="module", params=["rsgi", "asgi"])
 def gw(
     request: pytest.FixtureRequest, faults: FaultServer, tmp_path_factory: pytest.TempPathFactory
