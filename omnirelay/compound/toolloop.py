@@ -26,7 +26,7 @@ import msgspec
 from omnirelay.compound import SERVER_TOOLS, TOOLS_MODE, upstream_name
 from omnirelay.compound.caller import Tally, sub_request, with_system
 from omnirelay.compound.engine import CompoundEngine, out_of_budget
-from omnirelay.compound.options import Effective, SearchBackendConfig
+from omnirelay.compound.options import Effective
 from omnirelay.config import BreakerConfig, RetryConfig
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.events import (
@@ -56,7 +56,7 @@ from omnirelay.routing.breaker import Breaker
 from omnirelay.routing.table import Channel, Route
 from omnirelay.tools.fetch import FetchRefused, fetch
 from omnirelay.tools.python_sandbox import SandboxUnavailable, python_refusal, run_python
-from omnirelay.tools.search.base import Document, SearchBackend, make_backend
+from omnirelay.tools.search import Document, SearchBackend, backend_config, make_backend
 from omnirelay.tools.search.http import SearchError
 
 if TYPE_CHECKING:
@@ -241,12 +241,7 @@ class ToolLoopEngine(CompoundEngine):
         self._backends = backends
         found = backends.get(name)
         if found is None:
-            cfg = self.settings.search_backends.get(name)
-            if cfg is None and name == "local":
-                cfg = SearchBackendConfig(type="local")
-            if cfg is None:
-                known = ", ".join(sorted({"local", *self.settings.search_backends}))
-                raise invalid(f"unknown search backend {name!r} (configured: {known})", param="omnirelay.search")
+            cfg = backend_config(name, self.settings.search_backends)
             found = backends[name] = make_backend(cfg, self.settings.data_dir)
         return found
 
