@@ -63,7 +63,7 @@ COMPONENTS = [
     ("omnirelay/wire/", "wire schemas / SSE"),
     ("omnirelay/core/", "core"),
     ("omnirelay/routing/", "routing"),
-    ("omnirelay/server/upstream", "upstream executor (own code)"),
+    ("omnirelay/upstream/", "upstream client + executor (own code)"),
     ("omnirelay/server/relay", "relay (own code)"),
     ("omnirelay/server/", "server/asgi (own code)"),
     ("aiohttp/", "aiohttp client"),

@@ -127,7 +127,7 @@ class PyRelayTarget(Target):
     def start(self, upstream: str, workers: int) -> PyRelayTarget:
         self.port = free_port()
         env = {"PYRELAY_UPSTREAM": upstream, "PYRELAY_KEY": CLIENT_KEY, "PYRELAY_UPSTREAM_KEY": UPSTREAM_KEY}
-        # The same granian settings omnirelay serves with (omnirelay/cli.py serve), so only the app differs.
+        # The same granian settings omnirelay serves with (omnirelay/serve.py), so only the app differs.
         argv = [*_granian_argv(), "--interface", "rsgi", "--loop", "uvloop", "--workers", str(workers)]
         argv += ["--no-log", "--host", "127.0.0.1", "--port", str(self.port), "--backlog", "2048", "bench.pyrelay:app"]
         self.service = Service("pyrelay", argv, RUN / "logs" / "pyrelay.log", env=env).start(cwd=ROOT)

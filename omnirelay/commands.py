@@ -1,5 +1,6 @@
-"""The typer app behind every ``omnirelay`` command except ``serve`` (``omnirelay.cli`` runs that one itself, so
-the server never imports typer; ``serve`` is listed here for ``omnirelay --help`` and forwards its arguments)."""
+"""The typer app behind every ``omnirelay`` command except ``serve`` (``omnirelay.cli`` sends that one to
+``omnirelay.serve`` directly, so the server never imports typer; ``serve`` is listed here for ``omnirelay --help``
+and forwards its arguments)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ ConfigOption = Annotated[
 )
 def serve(ctx: typer.Context) -> None:
     """Run the gateway."""
-    from omnirelay.cli import serve as run
+    from omnirelay.serve import serve as run
 
     run(ctx.args)
 

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
-from omnirelay.compound.options import FetchSettings, PythonSettings
 from omnirelay.tools.fetch import FetchRefused, address_allowed, fetch
 from omnirelay.tools.python_sandbox import run_python
 from omnirelay.tools.search.http import BraveBackend, SearxngBackend, TavilyBackend
+from omnirelay.tools.settings import FetchSettings, PythonSettings
 
 T = TypeVar("T")
 

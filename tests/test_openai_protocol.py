@@ -19,7 +19,7 @@ from omnirelay.core.events import ChoiceEnd, StreamStart, TextDelta, ToolCallArg
 from omnirelay.core.types import ChatRequest, ImagePart, Message, Reasoning, TextPart, ToolCall
 from omnirelay.protocols.openai_chat import PROTOCOL
 from omnirelay.providers.openai import PROVIDER, OpenAIProvider
-from omnirelay.server.upstream import scrubber_for
+from omnirelay.upstream.executor import scrubber_for
 from tests.gateway import Gateway, mock_config
 from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams

@@ -17,11 +17,12 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from omnirelay.state.backends import open_store
 from omnirelay.state.keys import key_id_of, new_key, secret_matches, to_units
 from omnirelay.state.local_limits import Limiter, Limits, LocalLimiter
 from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
 from omnirelay.state.redis_limits import RedisLimiter
-from omnirelay.state.store import Store, UsageFilter, UsageRow, open_store
+from omnirelay.state.store import Store, UsageFilter, UsageRow
 from omnirelay.state.usage import UsageWriter
 from tests.polling import wait_until_async
 from tests.state_helpers import BACKENDS, PG_BASE, REDIS_URL
@@ -443,7 +444,7 @@ def test_sqlite_has_no_busy_errors_with_concurrent_processes(tmp_path: Path) -> 
     url = f"sqlite:///{tmp_path}/busy.db"
     script = (
         "import asyncio, sys, time\n"
-        "from omnirelay.state.store import open_store\n"
+        "from omnirelay.state.backends import open_store\n"
         "from tests.test_state_backends import _row\n"
         "async def main():\n"
         f"    s = open_store({url!r}); await s.open()\n"

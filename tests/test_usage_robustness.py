@@ -19,9 +19,10 @@ import httpx
 import pytest
 
 from omnirelay.core.usage_bounds import MAX_TOKENS_PER_REQUEST
+from omnirelay.state.backends import open_store
 from omnirelay.state.keys import UNITS_PER_USD
 from omnirelay.state.sqlite import SqliteStore
-from omnirelay.state.store import UsageFilter, UsageRow, open_store
+from omnirelay.state.store import UsageFilter, UsageRow
 from omnirelay.state.usage import UsageWriter
 from tests.gateway import ROOT, Gateway
 from tests.mocks.script import ScriptedReply

@@ -20,8 +20,7 @@ from typing import ClassVar
 from omnirelay.compound.caller import Tally, last_user_text, sub_request, with_user_note
 from omnirelay.compound.citations import CitationFilter
 from omnirelay.compound.engine import CompoundEngine, out_of_budget, require_text
-from omnirelay.compound.options import Effective, SearchBackendConfig
-from omnirelay.core.errors import invalid
+from omnirelay.compound.options import Effective
 from omnirelay.core.events import (
     ChoiceEnd,
     CitationDelta,
@@ -34,7 +33,7 @@ from omnirelay.core.events import (
 from omnirelay.core.ids import new_id
 from omnirelay.core.types import ChatRequest, SearchResultRef, ServerToolCall
 from omnirelay.tools.fetch import FetchRefused, fetch
-from omnirelay.tools.search.base import Document, SearchBackend, SearchResult, make_backend
+from omnirelay.tools.search import Document, SearchBackend, SearchResult, backend_config, make_backend
 from omnirelay.tools.search.http import SearchError
 
 log = logging.getLogger("omnirelay.compound.deepsearch")
@@ -94,12 +93,7 @@ class DeepSearchEngine(CompoundEngine):
             self._backends = {}
         found = self._backends.get(name)
         if found is None:
-            cfg = self.settings.search_backends.get(name)
-            if cfg is None and name == "local":
-                cfg = SearchBackendConfig(type="local")
-            if cfg is None:
-                known = ", ".join(sorted({"local", *self.settings.search_backends}))
-                raise invalid(f"unknown search backend {name!r} (configured: {known})", param="omnirelay.search")
+            cfg = backend_config(name, self.settings.search_backends)
             found = self._backends[name] = make_backend(cfg, self.settings.data_dir)
         return found
 

@@ -9,32 +9,11 @@ from typing import TYPE_CHECKING, ClassVar
 
 from omnirelay.compound.caller import ModelCaller, Tally
 from omnirelay.compound.options import CompoundSettings, Effective, request_options
+from omnirelay.core.assemble import MessageAssembler
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.events import (
-    ChoiceEnd,
-    CitationDelta,
-    ReasoningDelta,
-    ServerToolUse,
-    StreamEvent,
-    StreamFailure,
-    StreamStart,
-    TextDelta,
-    ToolCallArgs,
-    ToolCallStart,
-    UsageReport,
-)
+from omnirelay.core.events import StreamEvent, StreamStart
 from omnirelay.core.ids import new_id, now
-from omnirelay.core.types import (
-    ChatRequest,
-    ChatResponse,
-    Choice,
-    FinishReason,
-    Message,
-    ReasoningPart,
-    TextPart,
-    ToolCall,
-    Usage,
-)
+from omnirelay.core.types import ChatRequest, ChatResponse
 from omnirelay.providers.base import EngineProvider
 
 if TYPE_CHECKING:
@@ -71,46 +50,13 @@ class CompoundEngine(EngineProvider):
 
 async def collect(events: AsyncIterator[StreamEvent], model: str) -> ChatResponse:
     """A stream of one choice gathered into a response; ``cost`` is the last UsageReport's."""
-    text: list[str] = []
-    reasoning: list[str] = []
-    msg = Message(role="assistant")
-    calls: dict[int, ToolCall] = {}
-    finish: FinishReason = "stop"
-    stop_sequence: str | None = None
-    usage = Usage()
-    cost: float | None = None
-    rid = new_id("cmp_")
-    created = now()
+    assembler = MessageAssembler()
     async for event in events:
-        if isinstance(event, TextDelta):
-            text.append(event.text)
-        elif isinstance(event, ReasoningDelta):
-            reasoning.append(event.text)
-        elif isinstance(event, ToolCallStart):
-            calls[event.index] = ToolCall(id=event.id, name=event.name, arguments="")
-        elif isinstance(event, ToolCallArgs):
-            call = calls.get(event.index)
-            if call is not None:
-                call.arguments += event.arguments
-        elif isinstance(event, CitationDelta):
-            msg.citations.append(event.citation)
-        elif isinstance(event, ServerToolUse):
-            msg.server_tools.append(event.call)
-        elif isinstance(event, ChoiceEnd):
-            finish, stop_sequence = event.finish_reason, event.stop_sequence
-        elif isinstance(event, UsageReport):
-            usage, cost = event.usage, event.cost
-        elif isinstance(event, StreamStart):
-            rid, created = event.id, event.created or created
-        elif isinstance(event, StreamFailure):
-            raise event.error
-    joined = "".join(text)
-    msg.content = [TextPart(text=joined)] if joined else []
-    thought = "".join(reasoning)
-    msg.reasoning = [ReasoningPart(text=thought)] if thought else []
-    msg.tool_calls = [calls[i] for i in sorted(calls)]
-    choice = Choice(index=0, message=msg, finish_reason=finish, stop_sequence=stop_sequence)
-    return ChatResponse(id=rid, model=model, created=created, choices=[choice], usage=usage, cost=cost)
+        assembler.add(event)
+    start = assembler.start
+    rid = start.id if start is not None else new_id("cmp_")
+    created = (start.created if start is not None else 0) or now()
+    return assembler.response(id=rid, model=model, created=created)
 
 
 def chunks(text: str, size: int = 160) -> list[str]:

@@ -26,8 +26,9 @@ import msgspec
 from omnirelay.compound import SERVER_TOOLS, TOOLS_MODE, upstream_name
 from omnirelay.compound.caller import Tally, sub_request, with_system
 from omnirelay.compound.engine import CompoundEngine, out_of_budget
-from omnirelay.compound.options import Effective, SearchBackendConfig
+from omnirelay.compound.options import Effective
 from omnirelay.config import BreakerConfig, RetryConfig
+from omnirelay.core.assemble import MessageAssembler
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.events import (
     ChoiceEnd,
@@ -42,9 +43,7 @@ from omnirelay.core.events import (
 from omnirelay.core.ids import new_id
 from omnirelay.core.types import (
     ChatRequest,
-    FinishReason,
     Message,
-    ReasoningPart,
     SearchResultRef,
     ServerToolCall,
     TextPart,
@@ -56,7 +55,7 @@ from omnirelay.routing.breaker import Breaker
 from omnirelay.routing.table import Channel, Route
 from omnirelay.tools.fetch import FetchRefused, fetch
 from omnirelay.tools.python_sandbox import SandboxUnavailable, python_refusal, run_python
-from omnirelay.tools.search.base import Document, SearchBackend, make_backend
+from omnirelay.tools.search import Document, SearchBackend, backend_config, make_backend
 from omnirelay.tools.search.http import SearchError
 
 if TYPE_CHECKING:
@@ -183,37 +182,6 @@ def loop_route(relay: Relay, req: ChatRequest) -> Route | None:
     return engine.route_for(req.model)
 
 
-class _Turn:
-    """One model call's output, gathered while it streams."""
-
-    def __init__(self) -> None:
-        self.text: list[str] = []
-        self.reasoning: list[ReasoningPart] = []
-        self.calls: dict[int, ToolCall] = {}
-        self.finish: FinishReason = "stop"
-
-    def add_reasoning(self, event: ReasoningDelta) -> None:
-        if event.redacted is not None:
-            self.reasoning.append(ReasoningPart(redacted=event.redacted))
-        if event.text:
-            if not self.reasoning or self.reasoning[-1].signature is not None or self.reasoning[-1].redacted:
-                self.reasoning.append(ReasoningPart())
-            self.reasoning[-1].text += event.text
-        if event.signature is not None:
-            if not self.reasoning or self.reasoning[-1].redacted:
-                self.reasoning.append(ReasoningPart())
-            self.reasoning[-1].signature = event.signature
-
-    def message(self, calls: list[ToolCall]) -> Message:
-        text = "".join(self.text)
-        return Message(
-            role="assistant",
-            content=[TextPart(text=text)] if text else [],
-            tool_calls=calls,
-            reasoning=self.reasoning,
-        )
-
-
 class ToolLoopEngine(CompoundEngine):
     mode: ClassVar[str] = MODE
 
@@ -241,12 +209,7 @@ class ToolLoopEngine(CompoundEngine):
         self._backends = backends
         found = backends.get(name)
         if found is None:
-            cfg = self.settings.search_backends.get(name)
-            if cfg is None and name == "local":
-                cfg = SearchBackendConfig(type="local")
-            if cfg is None:
-                known = ", ".join(sorted({"local", *self.settings.search_backends}))
-                raise invalid(f"unknown search backend {name!r} (configured: {known})", param="omnirelay.search")
+            cfg = backend_config(name, self.settings.search_backends)
             found = backends[name] = make_backend(cfg, self.settings.data_dir)
         return found
 
@@ -272,31 +235,21 @@ class ToolLoopEngine(CompoundEngine):
             changes["messages"] = with_system(messages, LAST_ROUND_NOTE) if last else messages
             if last and not spec.client:
                 changes["tool_choice"] = ToolChoice(mode="none")
-            turn = _Turn()
+            turn = MessageAssembler()
             async for event in self.caller.stream(sub_request(req, base, **changes)):
-                if isinstance(event, TextDelta):
-                    if not turn.text and wrote_text and event.text:
-                        yield TextDelta(text="\n\n")  # keep the turns' texts apart
-                    turn.text.append(event.text)
-                    yield event
-                elif isinstance(event, ReasoningDelta):
-                    turn.add_reasoning(event)
-                    yield event
-                elif isinstance(event, ToolCallStart):
-                    turn.calls[event.index] = ToolCall(id=event.id, name=event.name, arguments="")
-                elif isinstance(event, ToolCallArgs):
-                    call = turn.calls.get(event.index)
-                    if call is not None:
-                        call.arguments += event.arguments
-                elif isinstance(event, ChoiceEnd):
-                    turn.finish = event.finish_reason
-                elif isinstance(event, UsageReport):
+                if isinstance(event, UsageReport):
                     tally.add(event.usage, event.cost)
                     yield tally.report()
                 elif isinstance(event, ServerToolUse):
                     yield event
+                elif isinstance(event, TextDelta | ReasoningDelta | ToolCallStart | ToolCallArgs | ChoiceEnd):
+                    if isinstance(event, TextDelta) and not turn.text and wrote_text and event.text:
+                        yield TextDelta(text="\n\n")  # keep the turns' texts apart
+                    turn.add(event)
+                    if isinstance(event, TextDelta | ReasoningDelta):
+                        yield event
             wrote_text = wrote_text or any(turn.text)
-            calls = [turn.calls[i] for i in sorted(turn.calls)]
+            calls = turn.tool_calls()
             client_calls = [c for c in calls if c.name not in spec.server]
             server_calls = [c for c in calls if c.name in spec.server]
             if client_calls:
@@ -308,7 +261,8 @@ class ToolLoopEngine(CompoundEngine):
                 yield ChoiceEnd(finish_reason="tool_calls")
                 return
             if not server_calls:
-                yield ChoiceEnd(finish_reason=turn.finish if turn.finish != "tool_calls" else "stop")
+                finish = turn.finish_reason
+                yield ChoiceEnd(finish_reason=finish if finish != "tool_calls" else "stop")
                 return
             cap = f"the round cap ({rounds})" if last else out_of_budget(opts, tally)
             if cap is None and time.monotonic() >= deadline:

@@ -1,7 +1,7 @@
 """What a provider module implements. Providers translate core <-> one upstream wire format; they do no I/O.
 
 An HTTP provider builds the request bytes and parses the reply bytes; the executor in
-``omnirelay.server.upstream`` does the network part (pooling, timeouts, cancellation) once for all of them.
+``omnirelay.upstream.executor`` does the network part (pooling, timeouts, cancellation) once for all of them.
 An engine provider (the embedded local model) runs in-process and so implements ``complete``/``stream``.
 """
 

@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from omnirelay.core.assemble import MessageAssembler
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import (
     ChoiceEnd,
@@ -57,11 +58,9 @@ from omnirelay.core.ids import new_id, now
 from omnirelay.core.types import (
     ChatRequest,
     ChatResponse,
-    Choice,
     FinishReason,
     ImagePart,
     Message,
-    TextPart,
     Tool,
     ToolCall,
     Usage,
@@ -666,33 +665,16 @@ class LocalProvider(EngineProvider):
                 await _settle(fut)
 
     async def complete(self, req: ChatRequest, model: str) -> ChatResponse:
-        text: list[str] = []
-        calls: list[ToolCall] = []
-        start: StreamStart | None = None
-        end: ChoiceEnd | None = None
-        usage = Usage()
+        assembler = MessageAssembler()
         events = self._events(req, model)
         try:
             async for event in events:
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                elif isinstance(event, ToolCallStart):
-                    calls.append(ToolCall(id=event.id, name=event.name, arguments=""))
-                elif isinstance(event, ToolCallArgs):
-                    calls[event.index].arguments += event.arguments
-                elif isinstance(event, StreamStart):
-                    start = event
-                elif isinstance(event, ChoiceEnd):
-                    end = event
-                elif isinstance(event, UsageReport):
-                    usage = event.usage
+                assembler.add(event)
         finally:
             await events.aclose()
-        assert start is not None and end is not None
-        joined = "".join(text)
-        message = Message(role="assistant", content=[TextPart(text=joined)] if joined else [], tool_calls=calls)
-        choice = Choice(index=0, message=message, finish_reason=end.finish_reason, stop_sequence=end.stop_sequence)
-        return ChatResponse(id=start.id, model=start.model, created=start.created, choices=[choice], usage=usage)
+        start = assembler.start
+        assert start is not None and assembler.end is not None
+        return assembler.response(id=start.id, model=start.model, created=start.created)
 
     async def aclose(self) -> None:
         engine, self._engine = self._engine, None

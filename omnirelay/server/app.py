@@ -21,9 +21,9 @@ from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
 from omnirelay.server.exchange import BodyTimeouts, ClientGone, Exchange
 from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
-from omnirelay.server.upstream import HttpExecutor
 from omnirelay.state.admin import AdminApi
 from omnirelay.state.gate import KeyGate
+from omnirelay.upstream.executor import HttpExecutor
 
 log = logging.getLogger("omnirelay")
 

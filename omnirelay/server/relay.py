@@ -35,7 +35,7 @@ from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
 from omnirelay.server.exchange import ClientGone, Exchange
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token, compound_admission
-from omnirelay.server.upstream import HttpExecutor
+from omnirelay.upstream.executor import HttpExecutor
 
 log = logging.getLogger("omnirelay.relay")
 

@@ -17,8 +17,9 @@ import typer
 from omnirelay.config import ConfigError, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.state.admin import checked_time, dimensions, key_fields
+from omnirelay.state.backends import open_store
 from omnirelay.state.keys import KeyRecord, new_key
-from omnirelay.state.store import RejectedUsage, Store, UsageFilter, open_store
+from omnirelay.state.store import RejectedUsage, Store, UsageFilter
 
 keys_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Create and manage virtual API keys.")
 

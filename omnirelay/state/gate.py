@@ -50,6 +50,7 @@ from omnirelay.core.reasoning import budget_of
 from omnirelay.core.types import ChatRequest
 from omnirelay.core.usage_bounds import sane_cost, sane_usage
 from omnirelay.server.gate import Admission, Gate, UsageRecord
+from omnirelay.state.backends import open_store
 from omnirelay.state.keys import (
     UNITS_PER_USD,
     KeyRecord,
@@ -61,7 +62,7 @@ from omnirelay.state.keys import (
     to_usd,
 )
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
-from omnirelay.state.store import Store, UsageRow, open_store
+from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.usage import UsageWriter
 
 if TYPE_CHECKING:

@@ -14,24 +14,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
-from omnirelay.state.store import (
-    SUMMARY_AGGREGATES,
-    UPDATABLE_KEY_FIELDS,
-    USAGE_COLUMNS,
-    RejectedUsage,
-    Store,
-    UsageFilter,
-    UsageRow,
-    check_dimensions,
-    summary_row,
-)
+from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, dollar, key_from_row
+from omnirelay.state.store import RejectedUsage, Store, UsageFilter, UsageRow
 
-KEY_COLUMNS = (
-    "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units"
-)
-_COLS = ", ".join(USAGE_COLUMNS)
+_COLS = USAGE_COLUMN_LIST
 _COLUMN_TYPES = (
     "text",  # request_id
     "float8",  # created_at
@@ -74,7 +63,6 @@ WITH batch AS (
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged)
 """
 _rows_encoder = msgspec.json.Encoder()
-REJECTED_COLUMNS = "request_id, rejected_at, key_id, error, record"
 # SQLSTATE classes that come from the data, not the server's health: 22 data exception (a number out of range
 # for bigint, text PostgreSQL cannot hold), 23 integrity constraint violation (NaN, sent as null, in a NOT NULL
 # column). Encoding the batch can fail the same way (an integer beyond 64 bits, a lone surrogate).
@@ -94,42 +82,6 @@ def split_schema(url: str) -> tuple[str, str | None]:
 def _without_nul(row: UsageRow) -> UsageRow:
     fields: list[Any] = [v.replace("\x00", "") if isinstance(v, str) else v for v in row.values()]
     return UsageRow(*fields)
-
-
-def _key_from_row(row: Any) -> KeyRecord:
-    return KeyRecord(
-        id=row["id"],
-        name=row["name"],
-        secret_hash=row["secret_hash"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        expires_at=row["expires_at"],
-        disabled=row["disabled"],
-        models=msgspec.json.decode(row["models"], type=list[str]),
-        rpm=row["rpm"],
-        tpm=row["tpm"],
-        credit_units=row["credit_units"],
-        spent_units=row["spent_units"],
-    )
-
-
-def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-
-    def add(sql: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(sql.replace("?", f"${len(args)}"))
-
-    if flt.since is not None:
-        add("created_at >= ?", flt.since)
-    if flt.until is not None:
-        add("created_at < ?", flt.until)
-    if flt.key_id is not None:
-        add("key_id = ?", flt.key_id)
-    if flt.model is not None:
-        add("(model_requested = ? OR model_used = ?)", flt.model)
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 class PostgresStore(Store):
@@ -174,8 +126,8 @@ class PostgresStore(Store):
                 await conn.execute("INSERT INTO omnirelay_schema (version) VALUES (0)")
                 current = 0
             for step in pending(int(current), target):
-                for sql in step.postgres:
-                    await conn.execute(sql)
+                for statement in step.postgres:
+                    await conn.execute(statement)
                 await conn.execute("UPDATE omnirelay_schema SET version = $1", step.version)
 
     async def schema_version(self) -> int:
@@ -185,11 +137,11 @@ class PostgresStore(Store):
     # -- keys ------------------------------------------------------------------------------------------
 
     async def load_keys(self) -> list[KeyRecord]:
-        return [_key_from_row(r) for r in await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM keys")]
+        return [key_from_row(r) for r in await self.pool.fetch(f"SELECT {KEY_COLUMNS} FROM keys")]
 
     async def get_key(self, key_id: str) -> KeyRecord | None:
         row = await self.pool.fetchrow(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = $1", key_id)
-        return None if row is None else _key_from_row(row)
+        return None if row is None else key_from_row(row)
 
     async def keys_ever_issued(self) -> bool:
         return await self.pool.fetchval("SELECT 1 FROM omnirelay_flags WHERE name = $1", KEY_ISSUED_FLAG) is not None
@@ -201,35 +153,13 @@ class PostgresStore(Store):
             KEY_ISSUED_FLAG,
             time.time(),
         )
-        await self.pool.execute(
-            f"INSERT INTO keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            key.id,
-            key.name,
-            key.secret_hash,
-            key.created_at,
-            key.updated_at,
-            key.expires_at,
-            key.disabled,
-            msgspec.json.encode(key.models).decode(),
-            key.rpm,
-            key.tpm,
-            key.credit_units,
-            key.spent_units,
-        )
+        await self.pool.execute(sql.insert_key_sql(dollar), *sql.key_values(key))
 
     async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
-        sets = ["updated_at = $1"]
-        args: list[Any] = [time.time()]
-        for name, value in fields.items():
-            if name not in UPDATABLE_KEY_FIELDS:
-                raise ValueError(f"key field {name!r} cannot be updated")
-            args.append(msgspec.json.encode(value).decode() if name == "models" else value)
-            sets.append(f"{name} = ${len(args)}")
+        sets, args = sql.key_update(fields, dollar)
         args.append(key_id)
-        row = await self.pool.fetchrow(
-            f"UPDATE keys SET {', '.join(sets)} WHERE id = ${len(args)} RETURNING {KEY_COLUMNS}", *args
-        )
-        return None if row is None else _key_from_row(row)
+        row = await self.pool.fetchrow(f"UPDATE keys {sets} WHERE id = ${len(args)} RETURNING {KEY_COLUMNS}", *args)
+        return None if row is None else key_from_row(row)
 
     async def delete_key(self, key_id: str) -> bool:
         result: str = await self.pool.execute("DELETE FROM keys WHERE id = $1", key_id)
@@ -257,43 +187,15 @@ class PostgresStore(Store):
         await self.pool.fetchval("SELECT 1")
 
     async def reject_usage(self, rejected: RejectedUsage) -> None:
-        await self.pool.execute(
-            f"INSERT INTO usage_rejected ({REJECTED_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (request_id) DO NOTHING",
-            rejected.request_id,
-            rejected.rejected_at,
-            rejected.key_id,
-            rejected.error,
-            rejected.record,
-        )
+        await self.pool.execute(sql.reject_sql(dollar), *sql.rejected_values(rejected))
 
     async def query_rejected(self, limit: int | None = None) -> list[RejectedUsage]:
-        sql = f"SELECT {REJECTED_COLUMNS} FROM usage_rejected ORDER BY rejected_at, request_id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [
-            RejectedUsage(
-                request_id=r["request_id"],
-                rejected_at=r["rejected_at"],
-                key_id=r["key_id"],
-                error=r["error"],
-                record=r["record"],
-            )
-            for r in await self.pool.fetch(sql)
-        ]
+        return [sql.rejected_from_row(r) for r in await self.pool.fetch(sql.rejected_query(limit))]
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
-        where, args = _where(flt)
-        sql = f"SELECT {_COLS} FROM usage{where} ORDER BY created_at, request_id"
-        if flt.limit is not None:
-            sql += f" LIMIT {int(flt.limit)}"
-        return [UsageRow.from_values(r) for r in await self.pool.fetch(sql, *args)]
+        query, args = sql.usage_query(flt, dollar)
+        return [UsageRow.from_values(r) for r in await self.pool.fetch(query, *args)]
 
     async def summarize_usage(self, flt: UsageFilter, by: list[str]) -> list[dict[str, Any]]:
-        dims = check_dimensions(by)
-        where, args = _where(flt)
-        group = f" GROUP BY {', '.join(dims)} ORDER BY {', '.join(dims)}" if dims else ""
-        rows = await self.pool.fetch(
-            f"SELECT {', '.join([*dims, *SUMMARY_AGGREGATES])} FROM usage{where}{group}", *args
-        )
-        return [summary_row(dims, r) for r in rows]
+        query, args = sql.summary_query(flt, by, dollar)
+        return [sql.summary_row(by, r) for r in await self.pool.fetch(query, *args)]

@@ -19,29 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-import msgspec
 from msgspec.structs import astuple
 
+from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
-from omnirelay.state.store import (
-    SUMMARY_AGGREGATES,
-    UPDATABLE_KEY_FIELDS,
-    USAGE_COLUMNS,
-    RejectedUsage,
-    Store,
-    UsageFilter,
-    UsageRow,
-    check_dimensions,
-    summary_row,
-)
+from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, key_from_row, qmark
+from omnirelay.state.store import USAGE_COLUMNS, RejectedUsage, Store, UsageFilter, UsageRow
 
 BUSY_TIMEOUT_MS = 30_000
-KEY_COLUMNS = (
-    "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units"
-)
-_COLS = ", ".join(USAGE_COLUMNS)
-_MARKS = ", ".join("?" for _ in USAGE_COLUMNS)
+_COLS = USAGE_COLUMN_LIST
+_MARKS = sql.marks(qmark, len(USAGE_COLUMNS))
 # 40 rows x 20 columns = 800 parameters, under the 999 per statement of SQLite builds before 3.32.
 _ROWS_PER_INSERT = 40
 # ON CONFLICT skips only a row already stored (a journal replay), unlike OR IGNORE, which would also drop a row
@@ -57,23 +45,6 @@ _INSERT_GROUP = (
 _ADDED_BY_KEY = "SELECT key_id, SUM(cost_units), COUNT(*) FROM usage NOT INDEXED WHERE rowid > ? GROUP BY key_id"
 
 
-def _key_from_row(row: Any) -> KeyRecord:
-    return KeyRecord(
-        id=row[0],
-        name=row[1],
-        secret_hash=row[2],
-        created_at=row[3],
-        updated_at=row[4],
-        expires_at=row[5],
-        disabled=bool(row[6]),
-        models=msgspec.json.decode(row[7], type=list[str]),
-        rpm=row[8],
-        tpm=row[9],
-        credit_units=row[10],
-        spent_units=row[11],
-    )
-
-
 # Errors that come from what the rows hold: retrying the same rows cannot help (see Store.is_row_error).
 # OverflowError: an integer beyond SQLite's 64 bits; UnicodeEncodeError: a lone surrogate in a text; IntegrityError:
 # e.g. NaN, which sqlite3 binds as NULL, in a NOT NULL column; InterfaceError: a value of a type it cannot bind.
@@ -85,7 +56,6 @@ _ROW_ERRORS = (
     sqlite3.DataError,
     sqlite3.InterfaceError,
 )
-REJECTED_COLUMNS = "request_id, rejected_at, key_id, error, record"
 PRIVATE_FILE_MODE = 0o600
 
 
@@ -103,24 +73,6 @@ def _prepare_files(path: str) -> None:
                 file.chmod(PRIVATE_FILE_MODE)
         except FileNotFoundError:
             pass
-
-
-def _where(flt: UsageFilter) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    if flt.since is not None:
-        clauses.append("created_at >= ?")
-        args.append(flt.since)
-    if flt.until is not None:
-        clauses.append("created_at < ?")
-        args.append(flt.until)
-    if flt.key_id is not None:
-        clauses.append("key_id = ?")
-        args.append(flt.key_id)
-    if flt.model is not None:
-        clauses.append("(model_requested = ? OR model_used = ?)")
-        args.extend([flt.model, flt.model])
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
 class SqliteStore(Store):
@@ -187,8 +139,8 @@ class SqliteStore(Store):
                     await self.writer.execute("INSERT INTO omnirelay_schema (version) VALUES (0)")
                     current = 0
                 for step in pending(current, target):
-                    for sql in step.sqlite:
-                        await self.writer.execute(sql)
+                    for statement in step.sqlite:
+                        await self.writer.execute(statement)
                     await self.writer.execute("UPDATE omnirelay_schema SET version = ?", (step.version,))
                 await self.writer.execute("COMMIT")
             except BaseException:
@@ -210,12 +162,12 @@ class SqliteStore(Store):
     async def load_keys(self) -> list[KeyRecord]:
         async with self.reader.execute(f"SELECT {KEY_COLUMNS} FROM keys") as cur:
             rows = await cur.fetchall()
-        return [_key_from_row(r) for r in rows]
+        return [key_from_row(r) for r in rows]
 
     async def get_key(self, key_id: str) -> KeyRecord | None:
         async with self.reader.execute(f"SELECT {KEY_COLUMNS} FROM keys WHERE id = ?", (key_id,)) as cur:
             row = await cur.fetchone()
-        return None if row is None else _key_from_row(row)
+        return None if row is None else key_from_row(row)
 
     async def keys_ever_issued(self) -> bool:
         async with self.reader.execute("SELECT 1 FROM omnirelay_flags WHERE name = ?", (KEY_ISSUED_FLAG,)) as cur:
@@ -228,38 +180,12 @@ class SqliteStore(Store):
                 "INSERT INTO omnirelay_flags (name, set_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                 (KEY_ISSUED_FLAG, time.time()),
             )
-            await self.writer.execute(
-                f"INSERT INTO keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    key.id,
-                    key.name,
-                    key.secret_hash,
-                    key.created_at,
-                    key.updated_at,
-                    key.expires_at,
-                    int(key.disabled),
-                    msgspec.json.encode(key.models).decode(),
-                    key.rpm,
-                    key.tpm,
-                    key.credit_units,
-                    key.spent_units,
-                ),
-            )
+            await self.writer.execute(sql.insert_key_sql(qmark), sql.key_values(key))
 
     async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
-        sets: list[str] = ["updated_at = ?"]
-        args: list[Any] = [time.time()]
-        for name, value in fields.items():
-            if name not in UPDATABLE_KEY_FIELDS:
-                raise ValueError(f"key field {name!r} cannot be updated")
-            sets.append(f"{name} = ?")
-            if name == "models":
-                value = msgspec.json.encode(value).decode()
-            elif name == "disabled":
-                value = int(bool(value))
-            args.append(value)
+        sets, args = sql.key_update(fields, qmark)
         async with self._write_lock:
-            await (await self._writable()).execute(f"UPDATE keys SET {', '.join(sets)} WHERE id = ?", (*args, key_id))
+            await (await self._writable()).execute(f"UPDATE keys {sets} WHERE id = ?", (*args, key_id))
         return await self.get_key(key_id)
 
     async def delete_key(self, key_id: str) -> bool:
@@ -314,33 +240,20 @@ class SqliteStore(Store):
 
     async def reject_usage(self, rejected: RejectedUsage) -> None:
         async with self._write_lock:
-            await (await self._writable()).execute(
-                f"INSERT INTO usage_rejected ({REJECTED_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (request_id) DO NOTHING",
-                (rejected.request_id, rejected.rejected_at, rejected.key_id, rejected.error, rejected.record),
-            )
+            await (await self._writable()).execute(sql.reject_sql(qmark), sql.rejected_values(rejected))
 
     async def query_rejected(self, limit: int | None = None) -> list[RejectedUsage]:
-        sql = f"SELECT {REJECTED_COLUMNS} FROM usage_rejected ORDER BY rejected_at, request_id"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = await self.reader.execute_fetchall(sql)
-        return [RejectedUsage(request_id=r[0], rejected_at=r[1], key_id=r[2], error=r[3], record=r[4]) for r in rows]
+        rows = await self.reader.execute_fetchall(sql.rejected_query(limit))
+        return [sql.rejected_from_row(r) for r in rows]
 
     async def query_usage(self, flt: UsageFilter) -> list[UsageRow]:
-        where, args = _where(flt)
-        sql = f"SELECT {_COLS} FROM usage{where} ORDER BY created_at, request_id"
-        if flt.limit is not None:
-            sql += f" LIMIT {int(flt.limit)}"
-        async with self.reader.execute(sql, args) as cur:
+        query, args = sql.usage_query(flt, qmark)
+        async with self.reader.execute(query, args) as cur:
             rows = await cur.fetchall()
         return [UsageRow.from_values(r) for r in rows]
 
     async def summarize_usage(self, flt: UsageFilter, by: list[str]) -> list[dict[str, Any]]:
-        dims = check_dimensions(by)
-        where, args = _where(flt)
-        select = [*dims, *SUMMARY_AGGREGATES]
-        group = f" GROUP BY {', '.join(dims)} ORDER BY {', '.join(dims)}" if dims else ""
-        async with self.reader.execute(f"SELECT {', '.join(select)} FROM usage{where}{group}", args) as cur:
+        query, args = sql.summary_query(flt, by, qmark)
+        async with self.reader.execute(query, args) as cur:
             rows = await cur.fetchall()
-        return [summary_row(dims, r) for r in rows]
+        return [sql.summary_row(by, r) for r in rows]

@@ -1,4 +1,5 @@
-"""The storage interface: keys and usage records. SQLite (default) and PostgreSQL implement it.
+"""The storage interface: keys and usage records. SQLite (default) and PostgreSQL implement it (``state/sqlite.py``,
+``state/postgres.py``, sharing ``state/sql.py``); ``state/backends.py`` opens the one a URL names.
 
 Writes of usage are idempotent by ``request_id``: a record is inserted at most once and the key is charged
 in the same transaction only when the insert happened, so replaying the journal after a crash can never
@@ -237,44 +238,3 @@ def check_dimensions(by: list[str]) -> list[str]:
         if dim not in SUMMARY_DIMENSIONS:
             raise ValueError(f"cannot group usage by {dim!r}; choose from {', '.join(SUMMARY_DIMENSIONS)}")
     return by
-
-
-SUMMARY_AGGREGATES = (
-    "COUNT(*)",
-    "COALESCE(SUM(input_tokens), 0)",
-    "COALESCE(SUM(cached_tokens), 0)",
-    "COALESCE(SUM(cache_write_tokens), 0)",
-    "COALESCE(SUM(output_tokens), 0)",
-    "COALESCE(SUM(reasoning_tokens), 0)",
-    "COALESCE(SUM(cost_units), 0)",
-    "COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0)",
-)
-
-
-def summary_row(dims: list[str], row: Any) -> dict[str, Any]:
-    out: dict[str, Any] = dict(zip(dims, row[: len(dims)], strict=True))
-    n = len(dims)
-    out.update(
-        requests=int(row[n]),
-        input_tokens=int(row[n + 1]),
-        cached_tokens=int(row[n + 2]),
-        cache_write_tokens=int(row[n + 3]),
-        output_tokens=int(row[n + 4]),
-        reasoning_tokens=int(row[n + 5]),
-        cost=int(row[n + 6]) / 1e10,
-        errors=int(row[n + 7]),
-    )
-    return out
-
-
-def open_store(database_url: str) -> Store:
-    """The store for a URL: ``sqlite:///path`` (or a bare path) or ``postgresql://...``."""
-    if database_url.startswith(("postgres://", "postgresql://")):
-        from omnirelay.state.postgres import PostgresStore
-
-        return PostgresStore(database_url)
-    from omnirelay.state.sqlite import SqliteStore
-
-    # SQLAlchemy's spelling: sqlite:///relative.db, sqlite:////absolute/path.db; a bare path also works.
-    path = database_url.removeprefix("sqlite:///") if database_url.startswith("sqlite:///") else database_url
-    return SqliteStore(path)

@@ -19,9 +19,9 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from omnirelay.compound.options import FetchSettings
 from omnirelay.tools.html_text import html_to_text
 from omnirelay.tools.search.base import Document
+from omnirelay.tools.settings import FetchSettings
 
 ALLOWED_TYPES = ("text/html", "text/plain", "text/markdown", "application/json", "application/xhtml+xml", "text/xml")
 MAX_REDIRECTS = 5

@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.compound.options import PythonSettings
+from omnirelay.tools.settings import PythonSettings
 
 SANDBOX_UID = 65534  # uid and gid inside the sandbox (nobody)
 WORKDIR = "/tmp"

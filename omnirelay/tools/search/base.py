@@ -1,15 +1,15 @@
-"""The search interface and the backend factory."""
+"""The search interface. The backends implement it in their own modules; ``omnirelay.tools.search`` holds the
+registry that builds one by name."""
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Self
 
 import msgspec
 
-if TYPE_CHECKING:
-    from omnirelay.compound.options import SearchBackendConfig
+from omnirelay.tools.settings import SearchBackendConfig
 
 
 class SearchResult(msgspec.Struct, kw_only=True):
@@ -31,6 +31,11 @@ class Document(msgspec.Struct, kw_only=True):
 class SearchBackend(ABC):
     name: str = "search"
 
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: SearchBackendConfig, data_dir: str | None) -> Self:
+        """The backend a ``search_backends`` entry describes; ``data_dir`` is the gateway's state folder."""
+
     @abstractmethod
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]: ...
 
@@ -42,21 +47,6 @@ class SearchBackend(ABC):
         """Release connections."""
 
 
-def make_backend(cfg: SearchBackendConfig, data_dir: str | None) -> SearchBackend:
-    import os
-
-    key = cfg.api_key or (os.environ.get(cfg.api_key_env) if cfg.api_key_env else None)
-    if cfg.type == "local":
-        from omnirelay.tools.search.local import LocalCorpus
-
-        path = cfg.path or str(Path(data_dir or ".").expanduser() / "corpus.db")
-        return LocalCorpus(path)
-    from omnirelay.tools.search import http
-
-    if cfg.type == "searxng":
-        return http.SearxngBackend(cfg.url or "http://127.0.0.1:8888", key, cfg.timeout)
-    if cfg.type == "tavily":
-        return http.TavilyBackend(cfg.url or "https://api.tavily.com", key, cfg.timeout)
-    if cfg.type == "brave":
-        return http.BraveBackend(cfg.url or "https://api.search.brave.com", key, cfg.timeout)
-    raise ValueError(f"unknown search backend type {cfg.type!r} (local, searxng, tavily, brave)")
+def api_key_of(cfg: SearchBackendConfig) -> str | None:
+    """The configured key: given inline, or read from the named environment variable."""
+    return cfg.api_key or (os.environ.get(cfg.api_key_env) if cfg.api_key_env else None)

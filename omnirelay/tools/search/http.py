@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import msgspec
 
-from omnirelay.tools.search.base import SearchBackend, SearchResult
+from omnirelay.tools.search.base import SearchBackend, SearchResult, api_key_of
+from omnirelay.tools.settings import SearchBackendConfig
 
 
 class SearchError(Exception):
@@ -23,6 +24,12 @@ class SearchError(Exception):
 
 
 class _HttpBackend(SearchBackend):
+    default_url = ""  # the service's public endpoint, used when the config gives no ``url``
+
+    @classmethod
+    def from_config(cls, cfg: SearchBackendConfig, data_dir: str | None) -> Self:
+        return cls(cfg.url or cls.default_url, api_key_of(cfg), cfg.timeout)
+
     def __init__(self, base_url: str, api_key: str | None, timeout: float) -> None:
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key
@@ -56,6 +63,7 @@ def _str(value: Any) -> str:
 
 class SearxngBackend(_HttpBackend):
     name = "searxng"
+    default_url = "http://127.0.0.1:8888"
 
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         headers = {"Accept": "application/json"}
@@ -81,6 +89,7 @@ class SearxngBackend(_HttpBackend):
 
 class TavilyBackend(_HttpBackend):
     name = "tavily"
+    default_url = "https://api.tavily.com"
 
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         if not self.api_key:
@@ -107,6 +116,7 @@ class TavilyBackend(_HttpBackend):
 
 class BraveBackend(_HttpBackend):
     name = "brave"
+    default_url = "https://api.search.brave.com"
 
     async def search(self, query: str, limit: int = 5) -> list[SearchResult]:
         if not self.api_key:

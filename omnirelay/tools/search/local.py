@@ -11,9 +11,11 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Self
 
 from omnirelay.tools.html_text import html_to_text
 from omnirelay.tools.search.base import Document, SearchBackend, SearchResult
+from omnirelay.tools.settings import SearchBackendConfig
 
 SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm")
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -55,6 +57,10 @@ def parse_document(path: Path, url: str) -> Document:
 
 class LocalCorpus(SearchBackend):
     name = "local"
+
+    @classmethod
+    def from_config(cls, cfg: SearchBackendConfig, data_dir: str | None) -> Self:
+        return cls(cfg.path or str(Path(data_dir or ".").expanduser() / "corpus.db"))
 
     def __init__(self, path: str) -> None:
         self.path = path

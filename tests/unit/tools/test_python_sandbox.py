@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from omnirelay.compound.options import PythonSettings, load_settings
+from omnirelay.compound.options import load_settings
 from omnirelay.tools.python_sandbox import (
     PythonResult,
     SandboxUnavailable,
@@ -15,6 +15,7 @@ from omnirelay.tools.python_sandbox import (
     run_python,
     sandbox_argv,
 )
+from omnirelay.tools.settings import PythonSettings
 
 
 def _pairs(argv: list[str], flag: str) -> list[tuple[str, str]]:

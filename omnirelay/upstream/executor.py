@@ -2,7 +2,7 @@
 reply back to the provider. All network behaviour (timeouts, connection errors, cancellation) lives here once,
 for every HTTP provider.
 
-The client is omnirelay's own lean HTTP/1.1 client (``server/http1.py``, llhttp parsing through httptools)
+The client is omnirelay's own lean HTTP/1.1 client (``upstream/http1.py``, llhttp parsing through httptools)
 rather than aiohttp's: on the hot path aiohttp's request machinery cost about as much CPU as everything else
 the gateway does per request.
 
@@ -24,7 +24,7 @@ from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.redact import Scrubber, secrets_of
 from omnirelay.core.types import ChatRequest, ChatResponse
 from omnirelay.providers.base import HttpProvider
-from omnirelay.server.http1 import (
+from omnirelay.upstream.http1 import (
     ConnectFailed,
     ConnectionClosed,
     HTTP1Client,
