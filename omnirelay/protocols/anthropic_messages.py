@@ -604,6 +604,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
 class AnthropicMessagesProtocol(InboundProtocol):
     name = "anthropic"
+    paths = ("/v1/messages", "/messages")
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:

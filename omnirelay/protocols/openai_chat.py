@@ -383,6 +383,7 @@ class OpenAIStreamEncoder(StreamEncoder):
 
 class OpenAIChatProtocol(InboundProtocol):
     name: ClassVar[str] = "openai"
+    paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:

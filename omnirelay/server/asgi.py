@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from omnirelay.server.exchange import (
+from omnirelay.web.exchange import (
     EVENT_STREAM_HEADERS,
     BodyClock,
     BodyTimeouts,
