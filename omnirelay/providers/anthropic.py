@@ -52,7 +52,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -499,6 +499,7 @@ class AnthropicStreamParser(StreamParser):
 
 class AnthropicProvider(HttpProvider):
     family = "anthropic"
+    capabilities = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)

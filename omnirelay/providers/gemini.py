@@ -57,7 +57,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import gemini as w
 from omnirelay.wire.sse import SSEDecoder
 
@@ -496,6 +496,7 @@ class GeminiStreamParser(StreamParser):
 
 class GeminiProvider(HttpProvider):
     family = "gemini"
+    capabilities = CHAT
 
     def _root(self) -> str:
         base = (self.upstream.base_url or DEFAULT_BASE_URL).rstrip("/")
