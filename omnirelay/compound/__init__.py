@@ -61,7 +61,7 @@ def may_name_server_tools(req: ChatRequest) -> bool:
     """Cheap test run on every request: could it name a server tool at all?"""
     if req.options and "tools" in req.options:
         return True
-    if req.extra_family == "anthropic" and "tools" in req.extra:
+    if req.inbound_protocol == "anthropic" and "tools" in req.extra:
         return True
     return any(t.name in SERVER_TOOLS and not t.parameters for t in req.tools)
 

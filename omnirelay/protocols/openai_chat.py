@@ -248,7 +248,7 @@ def _parse_request(body: bytes) -> ChatRequest:
         reasoning=_reasoning(r.reasoning_effort),
         user=r.user,
         extra=extra,
-        extra_family="openai",
+        inbound_protocol="openai",
         options=r.omnirelay or {},
     )
 

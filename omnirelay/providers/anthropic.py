@@ -556,7 +556,7 @@ class AnthropicProvider(HttpProvider):
         if out_tool is not None:
             answer = wire.ToolDef(name=out_tool.name, description=out_tool.description, input_schema=out_tool.schema)
             tools.append(msgspec.Raw(_ENCODER.encode(answer)))
-        extra: dict[str, Any] = dict(req.extra) if req.extra_family == self.family else {}
+        extra: dict[str, Any] = dict(req.extra) if req.inbound_protocol == self.family else {}
         server_tools = extra.pop("tools", None)
         if isinstance(server_tools, list):
             tools.extend(msgspec.Raw(_ENCODER.encode(t)) for t in server_tools)

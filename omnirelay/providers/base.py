@@ -50,7 +50,7 @@ class StreamParser(ABC):
 class HttpProvider(ABC):
     """Pure translation for an upstream reached over HTTP."""
 
-    # Wire family for passthrough of unmodelled request fields (ChatRequest.extra / extra_family).
+    # Wire family: unmodelled request fields (ChatRequest.extra) pass through when it equals inbound_protocol.
     family: ClassVar[str]
     capabilities: ClassVar[frozenset[Capability]] = CHAT
 

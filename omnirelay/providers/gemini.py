@@ -518,7 +518,7 @@ class GeminiProvider(HttpProvider):
         if self.upstream.api_key:
             # The key goes in a header, never in ``?key=``: URLs end up in logs.
             headers["x-goog-api-key"] = self.upstream.api_key
-        if req.extra and req.extra_family == self.family:
+        if req.extra and req.inbound_protocol == self.family:
             raw = msgspec.to_builtins(body)
             raw.update(req.extra)
             payload = _encoder.encode(raw)

@@ -492,7 +492,7 @@ class OpenAIProvider(HttpProvider):
                 body["reasoning_effort"] = rule.effort_values.get(effort, effort)
         if req.user is not None:
             body["user"] = req.user
-        if req.extra and req.extra_family == "openai":
+        if req.extra and req.inbound_protocol == "openai":
             for key, value in req.extra.items():
                 if key not in _GATEWAY_FIELDS:
                     body.setdefault(key, value)
