@@ -55,11 +55,12 @@ class Route:
 class Router:
     """The lookup over a list of mounts. A path registered twice for one method is a programming error."""
 
-    __slots__ = ("default_render_error", "exact", "owners", "subtrees")
+    __slots__ = ("default_render_error", "exact", "exact_paths", "owners", "subtrees")
 
     def __init__(self, mounts: Sequence[Mount], default_render_error: ErrorRenderer) -> None:
         self.exact: dict[tuple[str, str], Route] = {}
         self.subtrees: dict[tuple[str, str], Route] = {}
+        self.exact_paths: set[str] = set()  # for 405: a path some method has
         # Path -> renderer of the mount owning it: the format of 404/405 answers for paths no endpoint matched.
         self.owners: dict[str, ErrorRenderer] = {}
         self.default_render_error = default_render_error
@@ -78,6 +79,8 @@ class Router:
         if key in table:
             raise ValueError(f"two endpoints for {ep.method} {path}")
         table[key] = Route(ep.handler, mount.render_error)
+        if table is self.exact:
+            self.exact_paths.add(path)
         self.owners.setdefault(path, mount.render_error)
 
     def match(self, method: str, path: str) -> Route | None:
@@ -95,7 +98,7 @@ class Router:
 
     def allows_other_method(self, path: str) -> bool:
         """Whether ``path`` is an endpoint for some method (then a request with another one gets 405)."""
-        return any(p == path for (_method, p) in self.exact)
+        return path in self.exact_paths
 
     def render_error_for(self, path: str) -> ErrorRenderer:
         """The error format of ``path``: that of the mount owning it or the nearest path above it."""
