@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import yaml
 
 from omnirelay.core.catalog import Price
-
-ProviderName = Literal["openai", "anthropic", "gemini", "local"]
+from omnirelay.providers import PROVIDER_MODULES
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -35,7 +34,7 @@ class UpstreamConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One account at one provider (an OpenAI key, a vLLM server, the embedded model, ...)."""
 
     name: str
-    provider: ProviderName
+    provider: str  # a key of providers.PROVIDER_MODULES (checked by parse_config)
     preset: str | None = None  # for provider "openai": openai, xai, deepseek, mistral, vllm, ollama, llamacpp
     base_url: str | None = None
     api_key: str | None = None
@@ -182,6 +181,11 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                 return u
         return None
 
+    def admin_key(self) -> str | None:
+        """The key of the admin API: ``state.admin_key`` (OMNIRELAY_ADMIN_KEY wins, applied at load), else the
+        server master key; None disables the admin API."""
+        return self.state.admin_key or self.server.master_key
+
 
 def _interpolate(value: Any) -> Any:
     if isinstance(value, str):
@@ -300,6 +304,7 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
     names = [u.name for u in cfg.upstreams]
     if len(names) != len(set(names)):
         raise ConfigError("upstream names must be unique")
+    _check_providers(cfg.upstreams)
     for u in cfg.upstreams:
         if u.api_key is None and u.api_key_env:
             u.api_key = os.environ.get(u.api_key_env)
@@ -315,6 +320,17 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
     _check_routing(cfg)
     _check_server(cfg.server)
     return cfg
+
+
+def _check_providers(upstreams: list[UpstreamConfig]) -> None:
+    # Against the provider registry, so a new provider module is accepted here without a second list. (The
+    # compound engines' virtual upstreams are built in code, never read from a file.)
+    for u in upstreams:
+        if u.provider not in PROVIDER_MODULES:
+            known = ", ".join(sorted(PROVIDER_MODULES))
+            raise ConfigError(
+                f"invalid configuration: upstream {u.name!r}: unknown provider {u.provider!r}; known: {known}"
+            )
 
 
 def _check_server(server: ServerConfig) -> None:

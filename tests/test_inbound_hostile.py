@@ -24,7 +24,7 @@ from omnirelay.config import ConfigError, parse_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.types import ChatRequest, Message, TextPart, Tool
 from omnirelay.protocols.base import MAX_NESTING, check_nesting
-from omnirelay.server.exchange import BodyClock, BodyTimeouts, Exchange
+from omnirelay.web.exchange import BodyClock, BodyTimeouts, Exchange
 from tests.gateway import Gateway
 from tests.mocks.faults import Fault, FaultServer
 from tests.routing_support import ADMIN_KEY, admin_get, base_config, channel, task_count, tcp_sockets

@@ -293,7 +293,7 @@ def test_parse_request_maps_fields_and_extras() -> None:
     assert req.reasoning == Reasoning(effort="low")
     assert req.stream and req.include_usage
     assert req.extra == {"store": True, "custom_thing": [1]}
-    assert req.extra_family == "openai"
+    assert req.inbound_protocol == "openai"
     assert req.messages[0].content == [
         TextPart(text="look"),
         ImagePart(data="QUJD", media_type="image/jpeg", detail="low"),

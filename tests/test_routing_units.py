@@ -28,7 +28,6 @@ async def _call(app: Any, path: str, token: str | None) -> tuple[int, Any]:
 
 
 def test_admin_handlers_in_process(tmp_path: Any) -> None:
-    from omnirelay.routing import admin
     from omnirelay.server.app import App
 
     cfg = parse_config(
@@ -40,8 +39,6 @@ def test_admin_handlers_in_process(tmp_path: Any) -> None:
         }
     )
     app = App(cfg)
-    if ("GET", "/admin/channels") not in app.handlers:
-        admin.install(app)
     status, body = asyncio.run(_call(app, "/admin/channels", "sk-admin"))
     assert status == 200
     (ch,) = body["data"]

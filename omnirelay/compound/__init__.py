@@ -11,9 +11,9 @@ they use (aiohttp among them), load when a request first needs one: see ``ENGINE
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from omnirelay.config import ProviderName, Timeouts, UpstreamConfig
+from omnirelay.config import Timeouts, UpstreamConfig
 
 if TYPE_CHECKING:
     from omnirelay.core.types import ChatRequest
@@ -52,7 +52,7 @@ def virtual_upstream(mode: str) -> UpstreamConfig:
     (each sub-call keeps its own channel's timeouts)."""
     return UpstreamConfig(
         name=upstream_name(mode),
-        provider=cast(ProviderName, PROVIDER_NAME),
+        provider=PROVIDER_NAME,
         timeouts=Timeouts(connect=3600.0, first_byte=3600.0, total=3600.0),
     )
 
@@ -61,7 +61,7 @@ def may_name_server_tools(req: ChatRequest) -> bool:
     """Cheap test run on every request: could it name a server tool at all?"""
     if req.options and "tools" in req.options:
         return True
-    if req.extra_family == "anthropic" and "tools" in req.extra:
+    if req.inbound_protocol == "anthropic" and "tools" in req.extra:
         return True
     return any(t.name in SERVER_TOOLS and not t.parameters for t in req.tools)
 

@@ -137,7 +137,7 @@ def tool_spec(req: ChatRequest, include_anthropic: bool) -> ToolSpec:
         else:
             client.append(tool)
     extra = req.extra
-    typed = extra.get("tools") if include_anthropic and req.extra_family == "anthropic" else None
+    typed = extra.get("tools") if include_anthropic and req.inbound_protocol == "anthropic" else None
     if isinstance(typed, list):
         kept = []
         for entry in typed:
@@ -224,7 +224,7 @@ class ToolLoopEngine(CompoundEngine):
         rounds = opts.max_rounds if "max_rounds" in req.options else self.settings.max_tool_steps
         deadline = time.monotonic() + opts.max_time
         # Clients without server tool blocks (OpenAI side) see each tool run as reasoning text.
-        narrate = req.extra_family != "anthropic"
+        narrate = req.inbound_protocol != "anthropic"
         options = {"fallbacks": req.options["fallbacks"]} if "fallbacks" in req.options else {}
         messages = list(req.messages)
         wrote_text = False

@@ -155,9 +155,11 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     reasoning: Reasoning | None = None
     user: str | None = None
     # Fields the inbound protocol did not model, forwarded verbatim only to a provider that speaks the same
-    # wire family (``extra_family``), e.g. OpenAI ``logprobs`` or Anthropic ``metadata``.
+    # wire family, e.g. OpenAI ``logprobs`` or Anthropic ``metadata``.
     extra: dict[str, Any] = {}
-    extra_family: str | None = None
+    # The name of the protocol the request came in by ("openai", "anthropic"): the wire family of ``extra``,
+    # and what decides how server-side tool runs are shown to the caller.
+    inbound_protocol: str | None = None
     # omnirelay's own per-request settings (the ``omnirelay`` object in the body): fallbacks, compound modes.
     options: dict[str, Any] = {}
 

@@ -604,6 +604,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
 class AnthropicMessagesProtocol(InboundProtocol):
     name = "anthropic"
+    paths = ("/v1/messages", "/messages")
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:
@@ -638,7 +639,7 @@ class AnthropicMessagesProtocol(InboundProtocol):
             reasoning=_reasoning(w.thinking),
             user=w.metadata.user_id if w.metadata is not None else None,
             extra=extra,
-            extra_family=self.name,
+            inbound_protocol=self.name,
             options=w.omnirelay or {},
         )
         check_nesting(req)

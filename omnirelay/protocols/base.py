@@ -30,6 +30,9 @@ class StreamEncoder(ABC):
 
 class InboundProtocol(ABC):
     name: ClassVar[str]  # "openai" or "anthropic": also the family used for passthrough extras
+    # The endpoint paths this protocol answers on (POST); the app mounts them with ``render_error`` as the
+    # error format of every reply there and of unknown paths below them.
+    paths: ClassVar[tuple[str, ...]]
 
     @abstractmethod
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:

@@ -248,7 +248,7 @@ def _parse_request(body: bytes) -> ChatRequest:
         reasoning=_reasoning(r.reasoning_effort),
         user=r.user,
         extra=extra,
-        extra_family="openai",
+        inbound_protocol="openai",
         options=r.omnirelay or {},
     )
 
@@ -383,6 +383,7 @@ class OpenAIStreamEncoder(StreamEncoder):
 
 class OpenAIChatProtocol(InboundProtocol):
     name: ClassVar[str] = "openai"
+    paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:

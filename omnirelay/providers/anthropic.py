@@ -52,7 +52,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -499,6 +499,7 @@ class AnthropicStreamParser(StreamParser):
 
 class AnthropicProvider(HttpProvider):
     family = "anthropic"
+    capabilities = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -555,7 +556,7 @@ class AnthropicProvider(HttpProvider):
         if out_tool is not None:
             answer = wire.ToolDef(name=out_tool.name, description=out_tool.description, input_schema=out_tool.schema)
             tools.append(msgspec.Raw(_ENCODER.encode(answer)))
-        extra: dict[str, Any] = dict(req.extra) if req.extra_family == self.family else {}
+        extra: dict[str, Any] = dict(req.extra) if req.inbound_protocol == self.family else {}
         server_tools = extra.pop("tools", None)
         if isinstance(server_tools, list):
             tools.extend(msgspec.Raw(_ENCODER.encode(t)) for t in server_tools)

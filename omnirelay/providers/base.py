@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import msgspec
 
@@ -19,6 +19,12 @@ from omnirelay.core.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
     from omnirelay.config import UpstreamConfig
+
+
+# The endpoints a provider may implement; each provider class declares the ones it does (``capabilities``), so a
+# new endpoint is taught to the providers that have it instead of every provider learning every endpoint.
+Capability = Literal["chat", "embeddings", "images", "count_tokens", "batches"]
+CHAT: frozenset[Capability] = frozenset({"chat"})
 
 
 class UpstreamRequest(msgspec.Struct, kw_only=True):
@@ -44,8 +50,9 @@ class StreamParser(ABC):
 class HttpProvider(ABC):
     """Pure translation for an upstream reached over HTTP."""
 
-    # Wire family for passthrough of unmodelled request fields (ChatRequest.extra / extra_family).
+    # Wire family: unmodelled request fields (ChatRequest.extra) pass through when it equals inbound_protocol.
     family: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         self.upstream = upstream
@@ -73,6 +80,7 @@ class EngineProvider(ABC):
     """An in-process model."""
 
     family: ClassVar[str] = "engine"
+    capabilities: ClassVar[frozenset[Capability]] = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         self.upstream = upstream

@@ -57,7 +57,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import gemini as w
 from omnirelay.wire.sse import SSEDecoder
 
@@ -496,6 +496,7 @@ class GeminiStreamParser(StreamParser):
 
 class GeminiProvider(HttpProvider):
     family = "gemini"
+    capabilities = CHAT
 
     def _root(self) -> str:
         base = (self.upstream.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -517,7 +518,7 @@ class GeminiProvider(HttpProvider):
         if self.upstream.api_key:
             # The key goes in a header, never in ``?key=``: URLs end up in logs.
             headers["x-goog-api-key"] = self.upstream.api_key
-        if req.extra and req.extra_family == self.family:
+        if req.extra and req.inbound_protocol == self.family:
             raw = msgspec.to_builtins(body)
             raw.update(req.extra)
             payload = _encoder.encode(raw)

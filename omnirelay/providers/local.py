@@ -65,7 +65,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import EngineProvider
+from omnirelay.providers.base import CHAT, EngineProvider
 from omnirelay.providers.local_json import JsonPrefix, json_object_grammar
 
 if TYPE_CHECKING:
@@ -583,6 +583,7 @@ async def _settle(fut: asyncio.Future[None]) -> None:
 
 class LocalProvider(EngineProvider):
     family = "engine"
+    capabilities = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)

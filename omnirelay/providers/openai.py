@@ -41,7 +41,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -349,6 +349,7 @@ class OpenAIStreamParser(StreamParser):
 
 class OpenAIProvider(HttpProvider):
     family: ClassVar[str] = "openai"
+    capabilities = CHAT
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -491,7 +492,7 @@ class OpenAIProvider(HttpProvider):
                 body["reasoning_effort"] = rule.effort_values.get(effort, effort)
         if req.user is not None:
             body["user"] = req.user
-        if req.extra and req.extra_family == "openai":
+        if req.extra and req.inbound_protocol == "openai":
             for key, value in req.extra.items():
                 if key not in _GATEWAY_FIELDS:
                     body.setdefault(key, value)

@@ -6,7 +6,6 @@ Registered in ``omnirelay/commands.py`` with ``app.add_typer(channels_app, name=
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -40,7 +39,7 @@ def channels(
     if url is None:
         host = cfg.server.host if cfg.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
         url = f"http://{host}:{cfg.server.port}"
-    key = key or os.environ.get("OMNIRELAY_ADMIN_KEY") or cfg.state.admin_key or cfg.server.master_key
+    key = key or cfg.admin_key()  # load_config has applied OMNIRELAY_ADMIN_KEY
     request = urllib.request.Request(url.rstrip("/") + "/admin/channels")
     if key:
         request.add_header("Authorization", f"Bearer {key}")

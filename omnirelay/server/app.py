@@ -1,45 +1,41 @@
-"""The ASGI application: a fixed route table, lifespan start/stop, and error rendering in the caller's format."""
+"""The ASGI application: the route table composed of mounts (one per inbound protocol, the model list, health,
+the admin API), lifespan start/stop, and error rendering in the format of the mount a request came to."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
 
 import msgspec
 
+from omnirelay.admin import admin_mount
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.ids import now
+from omnirelay.protocols import inbound_protocols
 from omnirelay.protocols.base import InboundProtocol
+from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.providers import ProviderMap, provider_class
 from omnirelay.providers.base import EngineProvider
-from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
-from omnirelay.server.exchange import BodyTimeouts, ClientGone, Exchange
-from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
-from omnirelay.state.admin import AdminApi
 from omnirelay.state.gate import KeyGate
 from omnirelay.upstream.executor import HttpExecutor
+from omnirelay.web.exchange import BodyTimeouts, ClientGone, Exchange
+from omnirelay.web.routes import Endpoint, Handler, Mount, Route, Router
+from omnirelay.wire import anthropic_messages as anthropic_wire
+from omnirelay.wire import openai_chat as openai_wire
 
 log = logging.getLogger("omnirelay")
 
-Handler = Callable[[Exchange], Awaitable[None]]
-
-
-def _load_protocol(module: str) -> InboundProtocol:
-    proto: InboundProtocol = importlib.import_module(module).PROTOCOL
-    return proto
+MODELS_PATHS = ("/v1/models", "/models")
+MODEL_CREATED_AT = "2025-01-01T00:00:00Z"  # Anthropic's listing has room for a date the gateway does not know
 
 
 class App:
-    def __init__(self, config: Config, gate: Gate | None = None) -> None:
+    def __init__(self, config: Config, gate: KeyGate | None = None) -> None:
         self.config = config
-        self.openai = _load_protocol("omnirelay.protocols.openai_chat")
-        self.anthropic = _load_protocol("omnirelay.protocols.anthropic_messages")
         self.executor = HttpExecutor()
         self.providers = ProviderMap()
         for up in config.upstreams:
@@ -49,32 +45,20 @@ class App:
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
-        self.handlers: dict[tuple[str, str], Handler] = {}
-        chat, messages = self._chat_handler(self.openai), self._chat_handler(self.anthropic)
-        for prefix in ("/v1", ""):
-            self.route("POST", prefix + "/chat/completions", chat)
-            self.route("POST", prefix + "/messages", messages)
-            self.route("GET", prefix + "/models", self.list_models)
-        self.route("GET", "/health", self.health)
-        if isinstance(self.gate, KeyGate):
-            AdminApi(self.gate).register(self)
-        install_routing_admin(self)
+        # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
+        self.router = Router(self.mounts(), OPENAI.render_error)
 
-    def route(self, method: str, path: str, handler: Handler) -> None:
-        """``path`` ending in ``/*`` matches everything below it (the handler reads the rest itself)."""
-        self.handlers[(method, path)] = handler
+    def mounts(self) -> list[Mount]:
+        """Everything the gateway answers, built once at start: the hot path is one dict lookup."""
+        protocols = [self._protocol_mount(protocol) for protocol in inbound_protocols()]
+        models = Mount("", [Endpoint("GET", path, self.list_models) for path in MODELS_PATHS], OPENAI.render_error)
+        health = Mount("", [Endpoint("GET", "/health", self.health)], OPENAI.render_error)
+        admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
+        return [*protocols, models, health, admin]
 
-    def _prefix_handler(self, method: str, path: str) -> Handler | None:
-        parent = path
-        while "/" in parent.rstrip("/"):
-            parent = parent.rsplit("/", 1)[0]
-            handler = self.handlers.get((method, parent + "/*"))
-            if handler is not None:
-                return handler
-        return None
-
-    def protocol_for(self, path: str) -> InboundProtocol:
-        return self.anthropic if path.endswith("/messages") or "/messages/" in path else self.openai
+    def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
+        handler = self._chat_handler(protocol)
+        return Mount("", [Endpoint("POST", path, handler) for path in protocol.paths], protocol.render_error)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -123,28 +107,29 @@ class App:
     async def handle(self, request: Exchange) -> None:
         path = request.path.rstrip("/") or "/"
         method = request.method
-        handler = self.handlers.get((method, path)) or self._prefix_handler(method, path)
+        route = self.router.match(method, path)
         try:
-            if handler is None:
-                if any(p == path for (_m, p) in self.handlers):
+            if route is None:
+                if self.router.allows_other_method(path):
                     raise GatewayError("invalid_request", f"method {method} not allowed on {path}", status=405)
                 raise GatewayError("not_found", f"no route for {method} {path}", code="unknown_url")
-            await handler(request)
+            await route.handler(request)
         except GatewayError as err:
-            await self._send_error(request, err)
+            await self._send_error(request, err, route, path)
         except ClientGone:  # nobody to answer; not an error of the gateway's
             log.debug("client closed the connection during %s %s", method, path)
         except Exception:
             log.exception("unhandled error on %s", path)
-            await self._send_error(request, GatewayError("internal", "internal error in the gateway"))
+            await self._send_error(request, GatewayError("internal", "internal error in the gateway"), route, path)
 
-    async def _send_error(self, request: Exchange, err: GatewayError) -> None:
-        protocol = self.protocol_for(request.path)
+    async def _send_error(self, request: Exchange, err: GatewayError, route: Route | None, path: str) -> None:
+        """``err`` in the format of the mount ``route`` came from (no route: of the one owning ``path``)."""
+        render_error = route.render_error if route is not None else self.router.render_error_for(path)
         headers = dict(err.headers)
         if err.retry_after is not None:
             headers["retry-after"] = str(max(0, round(err.retry_after)))
         try:
-            await request.respond(err.status, protocol.render_error(err), headers=headers)
+            await request.respond(err.status, render_error(err), headers=headers)
         except Exception:  # the response had already started or the client left; nothing more to say
             log.debug("could not send error response", exc_info=True)
 
@@ -158,26 +143,20 @@ class App:
         return handle
 
     async def list_models(self, request: Exchange) -> None:
+        """In the caller's format (Anthropic's SDK sends ``anthropic-version``), in ``public_models`` order."""
         models = self.routes.public_models()
+        body: anthropic_wire.ModelPage | openai_wire.ModelList
         if "anthropic-version" in request.headers:
             data = [
-                {"type": "model", "id": mid, "display_name": mid, "created_at": "2025-01-01T00:00:00Z"}
-                for mid, _owner in models
+                anthropic_wire.ModelInfo(id=mid, display_name=mid, created_at=MODEL_CREATED_AT) for mid, _ in models
             ]
-            body = {
-                "data": data,
-                "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
+            first, last = (data[0].id, data[-1].id) if data else (None, None)
+            body = anthropic_wire.ModelPage(data=data, first_id=first, last_id=last)
         else:
             created = now()
-            body = {
-                "object": "list",
-                "data": [
-                    {"id": mid, "object": "model", "created": created, "owned_by": owner} for mid, owner in models
-                ],
-            }
+            body = openai_wire.ModelList(
+                data=[openai_wire.Model(id=mid, created=created, owned_by=owner) for mid, owner in models]
+            )
         await request.respond(200, msgspec.json.encode(body))
 
     async def health(self, request: Exchange) -> None:

@@ -1,7 +1,8 @@
 """The gateway over plain ASGI: an ``Exchange`` on top of the ASGI ``receive``/``send`` pair.
 
 A framework router and request object would cost more per request than everything else the relay does for a
-small completion (see bench/RESULTS.md); the gateway has a handful of fixed routes, so a dict lookup does.
+small completion (see bench/RESULTS.md); the gateway's routes are a table built once from its mounts
+(``web/routes.py``), so a dict lookup does.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from omnirelay.server.exchange import (
+from omnirelay.web.exchange import (
     EVENT_STREAM_HEADERS,
     BodyClock,
     BodyTimeouts,

@@ -33,9 +33,9 @@ from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
-from omnirelay.server.exchange import ClientGone, Exchange
 from omnirelay.server.gate import Admission, Gate, UsageRecord, bearer_token, compound_admission
 from omnirelay.upstream.executor import HttpExecutor
+from omnirelay.web.exchange import ClientGone, Exchange
 
 log = logging.getLogger("omnirelay.relay")
 

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from omnirelay.server.app import App, create_app
-from omnirelay.server.exchange import (
+from omnirelay.web.exchange import (
     EVENT_STREAM_HEADERS,
     BodyClock,
     BodyTimeouts,

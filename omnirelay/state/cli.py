@@ -16,8 +16,8 @@ import typer
 
 from omnirelay.config import ConfigError, load_config
 from omnirelay.core.errors import GatewayError
-from omnirelay.state.admin import checked_time, dimensions, key_fields
 from omnirelay.state.backends import open_store
+from omnirelay.state.fields import checked_time, dimensions, key_fields
 from omnirelay.state.keys import KeyRecord, new_key
 from omnirelay.state.store import RejectedUsage, Store, UsageFilter
 

@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 import msgspec
 
-StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "pause_turn", "refusal"]
-
 
 class _Wire(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
@@ -363,3 +361,22 @@ class ErrorBody(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: str  # "error"; no default, so omit_defaults keeps it
     error: ErrorDetail
     request_id: str | None = None
+
+
+# --- models (``GET /v1/models``) ----------------------------------------------------------------------------
+
+
+class ModelInfo(msgspec.Struct, kw_only=True):
+    id: str
+    display_name: str
+    created_at: str  # RFC 3339
+    type: str = "model"
+
+
+class ModelPage(msgspec.Struct, kw_only=True):
+    """One page of the model list; ``first_id``/``last_id`` are null when it is empty."""
+
+    data: list[ModelInfo]
+    has_more: bool = False
+    first_id: str | None = None
+    last_id: str | None = None

@@ -93,7 +93,7 @@ def test_a_representative_request_maps_to_the_canonical_fields() -> None:
     assert (req.tool_choice, req.parallel_tool_calls) == (ToolChoice(mode="tool", name="f"), False)
     assert req.reasoning == Reasoning(budget_tokens=2000)
     assert (req.max_tokens, req.stop, req.top_k, req.user, req.stream) == (50, ["END"], 5, "u", True)
-    assert req.extra_family == "anthropic"
+    assert req.inbound_protocol == "anthropic"
 
 
 @pytest.mark.parametrize(

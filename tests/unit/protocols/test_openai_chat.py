@@ -105,7 +105,7 @@ def test_a_representative_request_maps_to_the_canonical_fields() -> None:
     assert (req.model, req.stream, req.include_usage, req.max_tokens, req.stop) == ("gpt-4.1", True, True, 100, ["END"])
     assert (req.temperature, req.seed, req.user) == (0.5, 3, "u1")
     # Unmodelled fields pass through to OpenAI-family upstreams only; omnirelay's own options are apart.
-    assert (req.extra, req.extra_family) == ({"logprobs": True}, "openai")
+    assert (req.extra, req.inbound_protocol) == ({"logprobs": True}, "openai")
     assert req.options == {"fallbacks": ["gpt-4.1-mini"]}
 
 
