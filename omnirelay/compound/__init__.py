@@ -4,8 +4,11 @@ Each mode is an ``EngineProvider`` (so both inbound protocols, streaming or not,
 base model through an injected ``ModelCaller`` (normal routing, per-call pricing). The engines report the exact
 sum of every upstream call's usage and its cost; the relay charges that cost.
 
-This module is all the relay and the route table import up front. The engines' modules, and the server-side tools
-they use (aiohttp among them), load when a request first needs one: see ``ENGINES`` and ``tool_loop_route``.
+``pipeline_caller.install`` registers it all at start: the engines as providers of the virtual channels, the modes
+with the route table (``RouteTable.register_virtual``), the tool loop with the call pipeline
+(``CallPipeline.intercept``); nothing below this package imports it. This module is all that install loads up
+front. The engines' modules, and the server-side tools they use (aiohttp among them), load when a request first
+needs one: see ``ENGINES`` and ``tool_loop_route``.
 """
 
 from __future__ import annotations
@@ -14,18 +17,19 @@ from functools import cache
 from typing import TYPE_CHECKING, cast
 
 from omnirelay.config import ProviderName, Timeouts, UpstreamConfig
+from omnirelay.pipeline.gate import COMPOUND_PROVIDER
 
 if TYPE_CHECKING:
     from omnirelay.core.types import ChatRequest
+    from omnirelay.pipeline.calls import CallPipeline
     from omnirelay.routing.table import Route
-    from omnirelay.server.relay import Relay
 
 MODES: tuple[str, ...] = ("think", "heavy", "deepsearch")
-PROVIDER_NAME = "compound"  # UpstreamConfig.provider of the virtual channels
+PROVIDER_NAME = COMPOUND_PROVIDER  # UpstreamConfig.provider of the virtual channels
 TOOLS_MODE = "tools"  # the hidden tool-loop engine's upstream is "compound:tools"; not a public model prefix
 SERVER_TOOLS = frozenset(("web_search", "fetch", "python"))
 
-# mode -> "module:class" of its engine, registered by ``relay_caller.install`` to be built on first use.
+# mode -> "module:class" of its engine, registered by ``pipeline_caller.install`` to be built on first use.
 ENGINES: dict[str, str] = {
     "think": "omnirelay.compound.think:ThinkEngine",
     "heavy": "omnirelay.compound.heavy:HeavyEngine",
@@ -66,11 +70,12 @@ def may_name_server_tools(req: ChatRequest) -> bool:
     return any(t.name in SERVER_TOOLS and not t.parameters for t in req.tools)
 
 
-def tool_loop_route(relay: Relay, req: ChatRequest) -> Route | None:
+def tool_loop_route(pipeline: CallPipeline, req: ChatRequest) -> Route | None:
     """The route to the tool loop when ``req`` names server tools the gateway should run; None otherwise (the
-    request then routes as usual). The tool loop's module is imported only once a request may need it."""
+    request then routes as usual). The pipeline's interceptor (``CallPipeline.intercept``); the tool loop's
+    module is imported only once a request may need it."""
     if not may_name_server_tools(req) or split_virtual(req.model) is not None:
         return None
     from omnirelay.compound.toolloop import loop_route
 
-    return loop_route(relay, req)
+    return loop_route(pipeline, req)

@@ -60,7 +60,7 @@ from omnirelay.tools.search.base import Document, SearchBackend, make_backend
 from omnirelay.tools.search.http import SearchError
 
 if TYPE_CHECKING:
-    from omnirelay.server.relay import Relay
+    from omnirelay.pipeline.calls import CallPipeline
 
 MODE = TOOLS_MODE
 # Anthropic server tool types (versioned: web_search_20250305, web_fetch_20250910, code_execution_20250825...)
@@ -160,14 +160,14 @@ def tool_spec(req: ChatRequest, include_anthropic: bool) -> ToolSpec:
     return ToolSpec(server=server, client=client, extra=extra)
 
 
-def loop_route(relay: Relay, req: ChatRequest) -> Route | None:
+def loop_route(pipeline: CallPipeline, req: ChatRequest) -> Route | None:
     """``omnirelay.compound.tool_loop_route`` once its cheap test passed: the route to the tool loop when
     ``req`` names server tools the gateway should run; None otherwise (the request then routes as usual)."""
-    engine = relay.providers.get(upstream_name(MODE))
+    engine = pipeline.providers.get(upstream_name(MODE))
     if not isinstance(engine, ToolLoopEngine):
         return None
     try:
-        route = relay._resolve(req)
+        route = pipeline.resolve(req)
     except GatewayError:
         return None  # the usual planning reports it (or moves on to the request's fallbacks)
     native = engine.settings.anthropic_server_tools == "upstream" and all(

@@ -20,9 +20,9 @@ import msgspec
 
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
+from omnirelay.pipeline.gate import bearer_token
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.exchange import Exchange
-from omnirelay.server.gate import bearer_token
 
 AdminHandler = Callable[[Any], Awaitable[None]]
 

@@ -12,6 +12,7 @@ import msgspec
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.ids import now
+from omnirelay.pipeline.gate import Gate
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.providers import ProviderMap, provider_class
 from omnirelay.providers.base import EngineProvider
@@ -19,7 +20,6 @@ from omnirelay.routing.admin import install as install_routing_admin
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
 from omnirelay.server.exchange import BodyTimeouts, ClientGone, Exchange
-from omnirelay.server.gate import Gate
 from omnirelay.server.relay import Relay
 from omnirelay.server.upstream import HttpExecutor
 from omnirelay.state.admin import AdminApi

@@ -33,8 +33,8 @@ from urllib.parse import parse_qs
 import msgspec
 
 from omnirelay.core.errors import GatewayError
+from omnirelay.pipeline.gate import bearer_token
 from omnirelay.server.exchange import Exchange
-from omnirelay.server.gate import bearer_token
 from omnirelay.state.gate import KeyGate
 from omnirelay.state.keys import KeyRecord, new_key, parse_models, to_units
 from omnirelay.state.store import SUMMARY_DIMENSIONS, USAGE_COLUMNS, UsageFilter
