@@ -143,10 +143,8 @@ class CallPipeline:
         record = ctx.record
         record.ttft_ms = (time.perf_counter() - ctx.t0) * 1000.0
         # What the upstream claims is bounded before it is priced, shown to the client or charged.
-        record.usage = resp.usage = sane_usage(resp.usage)
-        # A compound engine prices each of its upstream calls itself (they may hit different models).
-        engine_cost = resp.cost if record.provider == COMPOUND_PROVIDER else None
-        record.cost = resp.cost = engine_cost if engine_cost is not None else self.cost(record, ctx.plan)
+        resp.usage = sane_usage(resp.usage)
+        resp.cost = self.settle_usage(ctx, resp.usage, resp.cost if record.provider == COMPOUND_PROVIDER else None)
         return resp
 
     async def stream(self, ctx: CallContext) -> UpstreamStream:
@@ -200,6 +198,15 @@ class CallPipeline:
 
     # -- cost ---------------------------------------------------------------------------------------------
 
+    def settle_usage(self, ctx: CallContext, usage: Usage, engine_cost: float | None) -> float:
+        """The one place a call's usage and cost are decided: ``usage`` (already bounded) on the record, and
+        the cost a compound engine reported for its own calls (they may hit different models), else the price
+        of the model that answered. Returns the cost."""
+        record = ctx.record
+        record.usage = usage
+        record.cost = engine_cost if engine_cost is not None else self.cost(record, ctx.plan)
+        return record.cost
+
     def cost(self, record: UsageRecord, plan: list[Route]) -> float:
         """USD for ``record.usage`` at the price of the model that answered (0 when it has none)."""
         price = self.gate.price(record.model_used, record.model_requested)
@@ -244,6 +251,7 @@ class UpstreamStream:
         "_events",
         "_head",
         "_lease",
+        "_next",
         "_over",
         "_pipeline",
         "_settled",
@@ -267,6 +275,7 @@ class UpstreamStream:
         self._ctx = ctx
         self._events = events
         self._lease = lease
+        self._next = events.__anext__
         self._take_ready: Callable[[], list[StreamEvent]] | None = getattr(events, "take_ready", None)
         self.usage: Usage | None = None  # as the upstream reported it, bounded
         self.reported_cost: float | None = None  # compound engines report the exact cost of their calls
@@ -289,7 +298,7 @@ class UpstreamStream:
         if self._over:
             raise StopAsyncIteration
         try:
-            event = await anext(self._events)
+            event = await self._next()
         except StopAsyncIteration:
             self._over = True
             self.completed = self.failure is None
@@ -297,7 +306,10 @@ class UpstreamStream:
         except GatewayError as err:
             self.fail(err)
             raise
-        self._account((event,))
+        if type(event) is TextDelta:  # the usual event, counted inline: this runs once per upstream read
+            self.produced += len(event.text)
+        else:
+            self._account((event,))
         return event
 
     def take_ready(self) -> list[StreamEvent]:
@@ -347,12 +359,9 @@ class UpstreamStream:
         """Put the usage and cost on the record (the upstream's usage if it arrived, else an estimate from what
         was produced; the engine's reported cost, else the price of the model) and return the cost."""
         ctx = self._ctx
-        record = ctx.record
-        record.usage = self.usage if self.usage is not None else estimated_usage(ctx.req, self.produced)
-        cost = self.reported_cost
-        record.cost = cost if cost is not None else self._pipeline.cost(record, ctx.plan)
+        usage = self.usage if self.usage is not None else estimated_usage(ctx.req, self.produced)
         self._settled = True
-        return record.cost
+        return self._pipeline.settle_usage(ctx, usage, self.reported_cost)
 
     async def aclose(self) -> None:
         """Close the upstream stream and end the lease; charge what was produced if nobody settled yet."""

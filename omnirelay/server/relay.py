@@ -12,7 +12,7 @@ import time
 
 from omnirelay.compound.pipeline_caller import install as install_compound
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.events import StreamFailure
+from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
@@ -162,7 +162,7 @@ class Relay:
 async def _send_frames(stream: UpstreamStream, encoder: StreamEncoder, exchange: Exchange, frames: list[bytes]) -> bool:
     """Send the stream's events as frames: everything one upstream read produced in one write. True when the
     stream ended, False when it ended in a failure (whose error frame went out)."""
-    pending = stream.take_ready()
+    pending: list[StreamEvent] | tuple[StreamEvent] = stream.take_ready()
     while True:
         for event in pending:
             if isinstance(event, StreamFailure):
@@ -179,7 +179,7 @@ async def _send_frames(stream: UpstreamStream, encoder: StreamEncoder, exchange:
             await exchange.send(frames[0] if len(frames) == 1 else b"".join(frames))
             frames.clear()
         try:
-            pending = [await stream.__anext__()]
+            pending = (await stream.__anext__(),)
         except StopAsyncIteration:
             return True
 
