@@ -2,7 +2,7 @@
 
 Each mode is an ``EngineProvider`` (so both inbound protocols, streaming or not, work unchanged) that calls the
 base model through an injected ``ModelCaller`` (normal routing, per-call pricing). The engines report the exact
-sum of every upstream call's usage and its cost; the relay charges that cost.
+sum of every upstream call's usage and its cost; the call pipeline settles that cost.
 
 ``pipeline_caller.install`` registers it all at start: the engines as providers of the virtual channels, the modes
 with the route table (``RouteTable.register_virtual``), the tool loop with the call pipeline

@@ -3,8 +3,8 @@
 A request names them with ``omnirelay: {"tools": [...]}``, with a function tool of one of those names and no
 parameters (OpenAI side), or with an Anthropic server tool (``{"type": "web_search_20250305", ...}``,
 ``web_fetch_*``, ``code_execution_*``) when the model is not served by Anthropic alone (or the config says
-``anthropic_server_tools: gateway``). The relay then sends the request to this hidden engine instead of the
-model's own channels (``tool_loop_route``).
+``anthropic_server_tools: gateway``). The call pipeline then sends the request to this hidden engine instead of the
+model's own channels (``tool_loop_route``, registered with ``CallPipeline.intercept``).
 
 The loop: call the model with the server tools declared (real JSON schemas) beside the client's own tools.
 When the model calls only server tools, run them, append the results, call again, up to the round cap. When it
