@@ -57,7 +57,8 @@ def summarise(collapsed: Path, top: int = 25) -> str:
 
 COMPONENTS = [
     ("omnirelay/state/", "state (keys, limits, usage DB)"),
-    ("omnirelay/server/gate", "gate"),
+    ("omnirelay/pipeline/gate", "gate"),
+    ("omnirelay/pipeline/", "call pipeline (own code)"),
     ("omnirelay/protocols/", "inbound protocol (parse/render)"),
     ("omnirelay/providers/", "provider (build/parse upstream)"),
     ("omnirelay/wire/", "wire schemas / SSE"),

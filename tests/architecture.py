@@ -252,8 +252,12 @@ class _ModuleVisitor(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Constant(self, node: ast.Constant) -> None:
+        # Only a string naming a module of the tree exactly (a registry entry, ``import_module``'s argument):
+        # a logger name such as "omnirelay.protocols.anthropic" merely looks like one.
         if isinstance(node.value, str) and self.module_pattern.match(node.value):
-            self.add_edge(node.value.partition(":")[0], node)
+            name = node.value.partition(":")[0]
+            if name in self.a.modules:
+                self.add_edge(name, node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         self.attributes.append(node)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
-from omnirelay.server.gate import bearer_token
+from omnirelay.pipeline.gate import bearer_token
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Handler
 

@@ -1,5 +1,5 @@
 """What a compound engine needs from the gateway: call a public model through normal routing and learn what the
-call used and cost. The relay implements it (``omnirelay.compound.relay_caller``); tests may fake it."""
+call used and cost. The call pipeline implements it (``omnirelay.compound.pipeline_caller``); tests may fake it."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 A request names them with ``omnirelay: {"tools": [...]}``, with a function tool of one of those names and no
 parameters (OpenAI side), or with an Anthropic server tool (``{"type": "web_search_20250305", ...}``,
 ``web_fetch_*``, ``code_execution_*``) when the model is not served by Anthropic alone (or the config says
-``anthropic_server_tools: gateway``). The relay then sends the request to this hidden engine instead of the
-model's own channels (``tool_loop_route``).
+``anthropic_server_tools: gateway``). The call pipeline then sends the request to this hidden engine instead of the
+model's own channels (``tool_loop_route``, registered with ``CallPipeline.intercept``).
 
 The loop: call the model with the server tools declared (real JSON schemas) beside the client's own tools.
 When the model calls only server tools, run them, append the results, call again, up to the round cap. When it
@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from omnirelay.compound import SERVER_TOOLS, TOOLS_MODE, upstream_name
 from omnirelay.compound.caller import Tally, sub_request, with_system
 from omnirelay.compound.engine import CompoundEngine, out_of_budget
+from omnirelay.compound.modes import SERVER_TOOLS, TOOLS_MODE, upstream_name
 from omnirelay.compound.options import Effective
 from omnirelay.config import BreakerConfig, RetryConfig
 from omnirelay.core.assemble import MessageAssembler
@@ -59,7 +59,7 @@ from omnirelay.tools.search import Document, SearchBackend, backend_config, make
 from omnirelay.tools.search.http import SearchError
 
 if TYPE_CHECKING:
-    from omnirelay.server.relay import Relay
+    from omnirelay.pipeline.calls import CallPipeline
 
 MODE = TOOLS_MODE
 # Anthropic server tool types (versioned: web_search_20250305, web_fetch_20250910, code_execution_20250825...)
@@ -159,14 +159,14 @@ def tool_spec(req: ChatRequest, include_anthropic: bool) -> ToolSpec:
     return ToolSpec(server=server, client=client, extra=extra)
 
 
-def loop_route(relay: Relay, req: ChatRequest) -> Route | None:
-    """``omnirelay.compound.tool_loop_route`` once its cheap test passed: the route to the tool loop when
+def loop_route(pipeline: CallPipeline, req: ChatRequest) -> Route | None:
+    """``pipeline_caller.tool_loop_route`` once its cheap test passed: the route to the tool loop when
     ``req`` names server tools the gateway should run; None otherwise (the request then routes as usual)."""
-    engine = relay.providers.get(upstream_name(MODE))
+    engine = pipeline.providers.get(upstream_name(MODE))
     if not isinstance(engine, ToolLoopEngine):
         return None
     try:
-        route = relay._resolve(req)
+        route = pipeline.resolve(req)
     except GatewayError:
         return None  # the usual planning reports it (or moves on to the request's fallbacks)
     native = engine.settings.anthropic_server_tools == "upstream" and all(

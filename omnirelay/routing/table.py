@@ -1,5 +1,7 @@
 """Model name -> channels. Resolution order:
 
+0. ``<mode>:<model>`` for a mode registered with ``register_virtual`` (the compound package registers
+   ``think``, ``heavy`` and ``deepsearch``): the mode's resolver, over a routable, non-virtual model;
 1. an explicit route in ``models:`` (several channels, weights, priorities, fallbacks);
 2. a known alias (built-in cloud spellings such as ``anthropic.claude-3-7-sonnet-20250219-v1:0``, plus config
    ``aliases``) resolves as the model it names, by the steps below;
@@ -19,11 +21,11 @@ memoised) so the hot path does no scanning.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from omnirelay.compound import MODES, split_virtual, virtual_upstream
 from omnirelay.config import BreakerConfig, ChannelConfig, Config, RetryConfig, Timeouts, UpstreamConfig
 from omnirelay.core.catalog import ALIASES, MODELS
 from omnirelay.core.errors import GatewayError
@@ -112,11 +114,25 @@ class Route(msgspec.Struct, kw_only=True, frozen=True):
         return balancer.order()
 
 
+# Builds the route of ``<mode>:<base>`` (public name, base model), given that the base routes and is not virtual.
+VirtualResolver = Callable[[str, str], Route | None]
+
+
+def engine_route(public_name: str, upstream: UpstreamConfig, model: str) -> Route:
+    """A route with one channel to an in-process engine (``upstream``) serving ``model``. One attempt only: the
+    engine's calls retry themselves, and running a whole compound request again would multiply its cost; no
+    breaker either."""
+    name = f"{upstream.name}/{model}"
+    channel = Channel(upstream=upstream, model=model, name=name, breaker=Breaker(name, _NO_BREAKER))
+    return Route(public_name=public_name, channels=(channel,), retry=RetryConfig(max_attempts=1))
+
+
 class RouteTable:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._aliases = {**ALIASES, **config.aliases}
         self._cache: dict[str, Route | None] = {}
+        self._virtual: dict[str, VirtualResolver] = {}
         routing = config.routing
         self.board = BreakerBoard(
             routing.breaker,
@@ -132,6 +148,19 @@ class RouteTable:
                 up = config.upstream(ch.upstream)
                 if up is not None:
                     self.board.get(f"{up.name}/{ch.model or up.upstream_model(public)}")
+
+    def register_virtual(self, mode: str, resolver: VirtualResolver) -> None:
+        """Route ``<mode>:<model>`` with ``resolver`` for every routable, non-virtual model, and list it in
+        ``public_models`` after the plain ones."""
+        self._virtual[mode] = resolver
+        self._cache.clear()
+
+    def split_virtual(self, model: str) -> tuple[str, str] | None:
+        """``("heavy", "gpt-4.1")`` for ``heavy:gpt-4.1`` when ``heavy`` is registered; None otherwise."""
+        mode, sep, base = model.partition(":")
+        if sep and base and mode in self._virtual:
+            return mode, base
+        return None
 
     async def start(self) -> None:
         await self.board.start()
@@ -176,9 +205,9 @@ class RouteTable:
         return route
 
     def _lookup(self, model: str) -> Route | None:
-        virtual = split_virtual(model)
+        virtual = self.split_virtual(model) if self._virtual else None
         if virtual is not None:
-            return self._virtual(model, *virtual)
+            return self._virtual_route(model, *virtual)
         if model not in self.config.models and model in self._aliases:
             # A known other spelling routes as the model it names, so the upstream gets the canonical id
             # (``claude-3-7-sonnet@20250219`` would otherwise match a ``claude-*`` pattern verbatim).
@@ -219,24 +248,14 @@ class RouteTable:
             return Route(public_name=model, channels=serving, retry=cfg.routing.retry)
         return None
 
-    def _virtual(self, model: str, mode: str, base: str) -> Route | None:
-        """``think:``/``heavy:``/``deepsearch:`` over a routable, non-virtual base: one channel to the mode's
-        engine (which routes its own calls to the base). One attempt only: the engine's calls retry
-        themselves, and running a whole compound request again would multiply its cost; no breaker either."""
-        if split_virtual(base) is not None or self._lookup(base) is None:
+    def _virtual_route(self, model: str, mode: str, base: str) -> Route | None:
+        if self.split_virtual(base) is not None or self._lookup(base) is None:
             return None
-        up = virtual_upstream(mode)
-        channel = Channel(
-            upstream=up,
-            model=base,
-            name=f"{up.name}/{base}",
-            breaker=Breaker(f"{up.name}/{base}", _NO_BREAKER),
-        )
-        return Route(public_name=model, channels=(channel,), retry=RetryConfig(max_attempts=1))
+        return self._virtual[mode](model, base)
 
     def public_models(self) -> list[tuple[str, str]]:
-        """(model id, owner) pairs for /v1/models: explicit routes, concrete upstream model names, and
-        catalogue models matched by an upstream's patterns."""
+        """(model id, owner) pairs for /v1/models: explicit routes, concrete upstream model names, catalogue
+        models matched by an upstream's patterns, then each of them under every registered virtual mode."""
         seen: dict[str, str] = {}
         for name, route in self.config.models.items():
             first = self.config.upstream(route.channels[0].upstream) if route.channels else None
@@ -250,9 +269,9 @@ class RouteTable:
             for known in MODELS:
                 if up.serves(known):
                     seen.setdefault(known, up.name)
-        for name, owner in list(seen.items()):  # every routable model also as each compound mode
-            for mode in MODES:
+        for name, owner in list(seen.items()):  # every routable model also as each registered mode
+            for mode in self._virtual:
                 seen.setdefault(f"{mode}:{name}", owner)
-        # Plain models first, the compound ones after: a client that takes the first model listed gets a plain
-        # answer, not a think/heavy/deepsearch run. Each group in name order.
-        return sorted(seen.items(), key=lambda item: (split_virtual(item[0]) is not None, item[0]))
+        # Plain models first, the virtual (compound) ones after: a client that takes the first model listed gets
+        # a plain answer, not a think/heavy/deepsearch run. Each group in name order.
+        return sorted(seen.items(), key=lambda item: (self.split_virtual(item[0]) is not None, item[0]))

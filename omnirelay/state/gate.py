@@ -40,16 +40,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omnirelay.compound import PROVIDER_NAME as COMPOUND_PROVIDER
 from omnirelay.config import Config
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import PER_TOKEN, max_output_for
 from omnirelay.core.reasoning import budget_of
+from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest
 from omnirelay.core.usage_bounds import sane_cost, sane_usage
-from omnirelay.server.gate import Admission, Gate, UsageRecord
+from omnirelay.pipeline.gate import COMPOUND_PROVIDER, Admission, Gate
 from omnirelay.state.backends import open_store
 from omnirelay.state.keys import (
     UNITS_PER_USD,
@@ -66,8 +66,8 @@ from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.usage import UsageWriter
 
 if TYPE_CHECKING:
+    from omnirelay.pipeline.gate import Plan
     from omnirelay.routing.table import Route
-    from omnirelay.server.gate import Plan
 
 log = logging.getLogger("omnirelay.state")
 

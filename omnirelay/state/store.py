@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from omnirelay.server.gate import UsageRecord
+from omnirelay.core.records import UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
 
 # Columns a caller may set through update_key (the admin API and CLI).

@@ -116,6 +116,20 @@ def test_module_path_strings_count_but_docstrings_do_not(tmp_path: Path) -> None
     assert ("other", "eng") not in a.package_edges()
 
 
+def test_a_logger_name_that_only_looks_like_a_module_path_is_no_import(tmp_path: Path) -> None:
+    pkg = _tree(
+        tmp_path,
+        {
+            "__init__.py": "from pkg import prot\n",
+            "prot.py": 'import logging\nlog = logging.getLogger("pkg.prot.anthropic")\nREG = "pkg.other"\n',
+            "other.py": "",
+        },
+    )
+    a = analyse(pkg)
+    assert ("prot", "pkg") not in a.package_edges() and a.module_cycles() == []
+    assert ("prot", "other") in a.package_edges()  # an exact module name still counts
+
+
 def test_a_three_package_cycle_and_a_separate_one_are_both_listed(tmp_path: Path) -> None:
     pkg = _tree(
         tmp_path,

@@ -5,51 +5,32 @@ the caller may not call are dropped from it, then limits and the credit reservat
 call, once per admitted request whatever the outcome, with the usage record. A compound request's upstream
 calls (``heavy:`` agents, ``think:`` passes, tool-loop turns) are each admitted on their own
 (``sub_admission`` + ``admit``: allow-list, limits, reservation) and charged as they end (``settle_sub``); the
-outer request's record, which sums them, then charges only what is left. The relay never touches storage
-itself: a Gate implementation owns that (``omnirelay.state``).
+outer request's record, which sums them, then charges only what is left. The relay and the call pipeline never touch
+storage themselves: a Gate implementation owns that (``omnirelay.state``).
 """
 
 from __future__ import annotations
 
-import hmac
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from omnirelay.config import Config
 from omnirelay.core.catalog import Price
-from omnirelay.core.errors import GatewayError
 from omnirelay.core.pricing import price_for
-from omnirelay.core.types import ChatRequest, Usage
+from omnirelay.core.records import UsageRecord
+from omnirelay.core.types import ChatRequest
+from omnirelay.routing.table import Route
 
-if TYPE_CHECKING:
-    from omnirelay.routing.table import Route
+# A plan as the gate sees it: each model to try, as the request (or the config's fallbacks) named it, and its
+# route (whose public name may be another spelling of it: an alias resolves to the model it names).
+Plan = list[tuple[str, Route]]
 
-    # A plan as the gate sees it: each model to try, as the request (or the config's fallbacks) named it, and its
-    # route (whose public name may be another spelling of it: an alias resolves to the model it names).
-    Plan = list[tuple[str, Route]]
-
-
-class UsageRecord(msgspec.Struct, kw_only=True):
-    request_id: str
-    created_at: float  # unix time the request arrived
-    key_id: str | None
-    protocol: str  # inbound protocol: openai | anthropic
-    model_requested: str
-    upstream: str | None = None  # the channel's upstream name
-    provider: str | None = None
-    model_used: str | None = None
-    stream: bool = False
-    usage: Usage = msgspec.field(default_factory=Usage)
-    cost: float = 0.0
-    latency_ms: float = 0.0
-    ttft_ms: float | None = None
-    status: int = 200
-    error: str | None = None
-    attempts: int = 1
+# The provider name of the compound engines' virtual channels (``think:``, ``heavy:``, ``deepsearch:``, the tool
+# loop): their records sum sub-calls that were admitted and charged one by one (``sub_admission``).
+COMPOUND_PROVIDER = "compound"
 
 
 class Admission(msgspec.Struct, kw_only=True):
@@ -113,19 +94,3 @@ class Gate(ABC):
         overrides = self.config.prices
         found = price_for(model_used, overrides) if model_used else None
         return found if found is not None else price_for(model_requested, overrides)
-
-
-class MasterKeyGate(Gate):
-    """No key store: a single master key if configured, otherwise open. Records are dropped."""
-
-    def authenticate(self, token: str | None) -> Admission:
-        master = self.config.server.master_key
-        if master is not None and (token is None or not hmac.compare_digest(token.encode(), master.encode())):
-            raise GatewayError("authentication", "Incorrect API key provided.", code="invalid_api_key")
-        return Admission()
-
-    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
-        return [route for _name, route in plan]
-
-    async def settle(self, admission: Admission, record: UsageRecord) -> None:
-        return None
