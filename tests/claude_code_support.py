@@ -58,7 +58,7 @@ class ClaudeRun(msgspec.Struct, kw_only=True):
         return out
 
     def describe(self) -> str:
-        lines = [json.dumps(e)[:1500] for e in self.events if e.get("subtype") != "init"]
+        lines = [json.dumps(e)[:800] for e in self.events if e.get("subtype") != "init"]
         return f"exit {self.returncode}\n" + "\n".join(lines) + f"\nstderr: {self.stderr[-3000:]}"
 
 

@@ -97,7 +97,9 @@ def call(name: str, call_id: str, **arguments: Any) -> ScriptedToolCall:
 
 def assert_success(run: ClaudeRun, final_text: str) -> None:
     result = run.result()
-    assert result.get("subtype") == "success" and result.get("is_error") is False, run.describe()
+    if result.get("subtype") != "success" or result.get("is_error") is not False:
+        status, text = result.get("api_error_status"), result.get("result")
+        raise AssertionError(f"the Claude Code run failed ({status}): {text!r}\n{run.describe()}")
     assert result.get("result") == final_text, run.describe()
     assert run.returncode == 0, run.describe()
 
