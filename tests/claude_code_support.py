@@ -62,14 +62,15 @@ class ClaudeRun(msgspec.Struct, kw_only=True):
         return f"exit {self.returncode}\n" + "\n".join(lines) + f"\nstderr: {self.stderr[-3000:]}"
 
 
-def claude_env(gateway_url: str, secret: str, home: Path) -> dict[str, str]:
+def claude_env(gateway_url: str, secret: str, home: Path, key_var: str) -> dict[str, str]:
     """The environment a user sets to run Claude Code on a gateway (the README's list), and nothing inherited but
-    PATH: no ANTHROPIC_MODEL, so Claude Code sends its default model name."""
+    PATH: no ANTHROPIC_MODEL, so Claude Code sends its default model name. ``key_var``: ANTHROPIC_AUTH_TOKEN
+    (sent as ``Authorization: Bearer``) or ANTHROPIC_API_KEY (sent as ``x-api-key``)."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
         "ANTHROPIC_BASE_URL": gateway_url,
-        "ANTHROPIC_AUTH_TOKEN": secret,
+        key_var: secret,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
         "DISABLE_ERROR_REPORTING": "1",
@@ -80,14 +81,16 @@ def claude_env(gateway_url: str, secret: str, home: Path) -> dict[str, str]:
     }
 
 
-def run_claude(prompt: str, *, gateway_url: str, secret: str, cwd: Path, home: Path) -> ClaudeRun:
+def run_claude(
+    prompt: str, *, gateway_url: str, secret: str, cwd: Path, home: Path, key_var: str = "ANTHROPIC_AUTH_TOKEN"
+) -> ClaudeRun:
     assert CLAUDE_BIN.exists(), f"{CLAUDE_BIN} is missing: run `make node_modules/.package-lock.json` (npm ci)"
     argv = [str(CLAUDE_BIN), "-p", "--output-format", "stream-json", "--verbose"]
     argv += ["--allowedTools", ALLOWED_TOOLS, "--", prompt]
     proc = subprocess.Popen(
         argv,
         cwd=cwd,
-        env=claude_env(gateway_url, secret, home),
+        env=claude_env(gateway_url, secret, home, key_var),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -42,10 +42,10 @@ class Harness:
         self.key_id, self.secret = self.admin.create_key(name=f"claude-code-{family}")
         self.tmp = tmp
 
-    def run(self, prompt: str, cwd: Path) -> ClaudeRun:
+    def run(self, prompt: str, cwd: Path, key_var: str = "ANTHROPIC_AUTH_TOKEN") -> ClaudeRun:
         home = cwd.parent / "home"
         home.mkdir(exist_ok=True)
-        return run_claude(prompt, gateway_url=self.gw.url, secret=self.secret, cwd=cwd, home=home)
+        return run_claude(prompt, gateway_url=self.gw.url, secret=self.secret, cwd=cwd, home=home, key_var=key_var)
 
     def push(self, *replies: ScriptedReply) -> None:
         self.mocks.push(self.family, *replies)
@@ -161,9 +161,10 @@ def test_write_creates_the_file(harness: Harness, project: Path) -> None:
         ScriptedReply(text="", tool_calls=[call("Write", "call_write_1", file_path=str(target), content=content)]),
         ScriptedReply(text="FINAL-write-done"),
     )
-    run = h.run("Write the notes file.", project)
+    run = h.run("Write the notes file.", project, key_var="ANTHROPIC_API_KEY")  # the x-api-key way in
 
     assert_success(run, "FINAL-write-done")
+    assert run.init().get("apiKeySource") == "ANTHROPIC_API_KEY"
     assert target.read_text() == content
     assert_tool_offered(h, "Write", "file_path", "content")
     results = tool_results(h.family, request_after(h, "Write"))
