@@ -210,6 +210,10 @@ def test_thinking_turn_with_a_tool_call(harness: Harness, project: Path) -> None
 
     assert_success(run, "FINAL-after-thinking")
     assert (project / "t.txt").read_text() == "thought\n"
+    if h.family == "gemini":
+        # Claude Code's `thinking: {type: "adaptive"}` must ask Gemini for its thoughts (it sends none otherwise).
+        config = h.requests()[0].body.get("generationConfig") or {}
+        assert (config.get("thinkingConfig") or {}).get("includeThoughts") is True, config
     thinking = [b.get("thinking", "") for b in run.blocks("assistant", "thinking")]
     assert reasoning in thinking, run.describe()
     if h.family == "gemini":
