@@ -8,6 +8,11 @@ ARGS ?=
 
 .PHONY: serve test lock lint typecheck pytest services bench clean
 
+# The agent clients the tests drive through the gateway (tests/test_claude_code.py), pinned in package-lock.json.
+# npm ci rewrites node_modules/.package-lock.json, so this reruns only when package.json or the lock changed.
+# `make serve` never needs it.
+NODE_STAMP := node_modules/.package-lock.json
+
 # Everything installs from the hashed lock files in requirements/ (see requirements/README.md): first pip and the
 # build backends, then the locked set built against exactly those, then omnirelay itself without dependencies.
 PIP := $(PY) -m pip --disable-pip-version-check -q
@@ -43,7 +48,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-pytest: $(STAMP) services
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+pytest: $(STAMP) $(NODE_STAMP) services
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
 
 test: lint typecheck pytest
@@ -52,4 +60,4 @@ bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
