@@ -4,6 +4,14 @@ vLLM, Ollama, llama.cpp server, anything else with a base URL).
 Servers differ in small ways (which max-tokens field, which models take ``reasoning_effort``, what they
 reject). Those differences are data: one ``Preset`` per server kind with ``ModelRule``s for model-specific
 quirks, looked up once per request. Any preset field can be overridden from the upstream's ``options``.
+
+Translation choices where the canonical request carries more than Chat Completions can say:
+
+* System/developer messages stay where they are in the list. A message of several text blocks is sent as a
+  list of text parts (or, for servers without content parts, the blocks joined by a blank line), never glued.
+* A tool message carries text only, so the images and documents of a tool result are sent in a user message
+  right after the run of tool messages, opened by a text part naming the call they came from
+  (``Content returned by tool call <id>:``). A failed tool's output is prefixed ``Error: `` (``is_error``).
 """
 
 from __future__ import annotations
@@ -128,6 +136,9 @@ PRESETS: dict[str, Preset] = {
     "llamacpp": Preset(base_url="http://127.0.0.1:8080/v1", reasoning_input=True, top_k=True),
     "custom": Preset(base_url=None, reasoning_effort=True),
 }
+
+TEXT_BLOCK_SEPARATOR = "\n\n"
+TOOL_ERROR_PREFIX = "Error: "
 
 # Request fields the gateway itself consumes (OpenRouter-style fallback list); never forwarded.
 _GATEWAY_FIELDS = frozenset({"models"})
@@ -398,10 +409,68 @@ class OpenAIProvider(HttpProvider):
                 parts.append({"type": "image_url", "image_url": image})
         return parts
 
+    def _system_content(self, m: Message) -> str | list[dict[str, Any]]:
+        texts = [p.text for p in m.content if isinstance(p, TextPart)]
+        if len(texts) == 1 or not self.preset.content_parts:
+            return TEXT_BLOCK_SEPARATOR.join(texts)
+        return [{"type": "text", "text": t} for t in texts]
+
+    def _media_parts(self, m: Message) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        for p in m.content:
+            if not isinstance(p, ImagePart):
+                continue
+            if p.media_type == "application/pdf" and p.data is not None:
+                file = {"filename": "document.pdf", "file_data": f"data:application/pdf;base64,{p.data}"}
+                parts.append({"type": "file", "file": file})
+                continue
+            url = p.url if p.url else f"data:{p.media_type or 'image/png'};base64,{p.data or ''}"
+            image: dict[str, Any] = {"url": url}
+            if p.detail:
+                image["detail"] = p.detail
+            parts.append({"type": "image_url", "image_url": image})
+        return parts
+
+    def _tool_media(self, tool_messages: list[Message]) -> dict[str, Any] | None:
+        """The user message carrying the images/documents of a run of tool results, or None."""
+        content: list[dict[str, Any]] = []
+        for m in tool_messages:
+            media = self._media_parts(m)
+            if media:
+                label = f"Content returned by tool call {self._call_id(m.tool_call_id or '')}:"
+                content.append({"type": "text", "text": label})
+                content.extend(media)
+        if not content or not self.preset.content_parts:
+            return None
+        return {"role": "user", "content": content}
+
+    def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        run: list[Message] = []  # the current run of consecutive tool messages
+        for i, m in enumerate(messages):
+            if m.role == "tool":
+                run.append(m)
+            elif run:
+                media = self._tool_media(run)
+                if media is not None:
+                    out.append(media)
+                run = []
+            out.append(self._message(m, i))
+        if run:
+            media = self._tool_media(run)
+            if media is not None:
+                out.append(media)
+        return out
+
     def _message(self, m: Message, i: int) -> dict[str, Any]:
         preset = self.preset
         if m.role == "tool":
-            return {"role": "tool", "tool_call_id": self._call_id(m.tool_call_id or ""), "content": m.text()}
+            text = m.text()
+            if m.is_error:
+                text = TOOL_ERROR_PREFIX + text
+            if not preset.content_parts and any(isinstance(p, ImagePart) for p in m.content):
+                text += "\n[images omitted: this model accepts text only]"
+            return {"role": "tool", "tool_call_id": self._call_id(m.tool_call_id or ""), "content": text}
         if m.role == "assistant":
             text = m.text()
             out: dict[str, Any] = {"role": "assistant", "content": text if text or not m.tool_calls else None}
@@ -420,7 +489,7 @@ class OpenAIProvider(HttpProvider):
                     out["reasoning_content"] = reasoning
         elif m.role in ("system", "developer"):
             role = m.role if m.role == "system" or preset.developer_role else "system"
-            out = {"role": role, "content": m.text()}
+            out = {"role": role, "content": self._system_content(m)}
         else:
             out = {"role": m.role, "content": self._content(m, i)}
         if m.name and preset.message_names:
@@ -432,7 +501,7 @@ class OpenAIProvider(HttpProvider):
         rule = self.rule(model)
         body: dict[str, Any] = {
             "model": model,
-            "messages": [self._message(m, i) for i, m in enumerate(req.messages)],
+            "messages": self._messages(req.messages),
         }
         if req.stream:
             body["stream"] = True
