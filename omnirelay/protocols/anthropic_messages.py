@@ -381,7 +381,8 @@ def _output_config(extra: dict[str, Any]) -> tuple[ResponseFormat | None, Effort
         return None, effort
     if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
         raise invalid("output_config.format: expected {type: 'json_schema', schema: {...}}", "output_config.format")
-    return ResponseFormat(type="json_schema", name=None, schema=fmt["schema"], strict=True), effort
+    # Not strict: OpenAI's strict mode refuses schemas Anthropic accepts (optional fields, open objects).
+    return ResponseFormat(type="json_schema", schema=fmt["schema"]), effort
 
 
 def betas(headers: Mapping[str, str]) -> list[str]:
