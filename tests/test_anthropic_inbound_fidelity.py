@@ -139,7 +139,7 @@ def test_cache_control_reaches_anthropic_and_cache_usage_is_exact(
     claude: anthropic.Anthropic, mocks: MockUpstreams
 ) -> None:
     ephemeral = {"type": "ephemeral"}
-    tool = {**READ_TOOL, "cache_control": ephemeral}
+    tool: Any = {**READ_TOOL, "cache_control": ephemeral}
     messages: Any = _image_tool_turns()
     messages[2]["content"][0]["content"][1]["cache_control"] = ephemeral
     messages[2]["content"][0]["cache_control"] = ephemeral
@@ -262,9 +262,7 @@ def test_gemini_3_tool_loop_through_the_anthropic_sdk_keeps_the_signature(
     assert replay[2]["parts"][0]["functionResponse"]["id"] == "fc-1"
 
 
-def test_gemini_3_signature_rides_on_openai_tool_calls_and_comes_back(
-    oai: openai.OpenAI, mocks: MockUpstreams
-) -> None:
+def test_gemini_3_signature_rides_on_openai_tool_calls_and_comes_back(oai: openai.OpenAI, mocks: MockUpstreams) -> None:
     tool: Any = {"type": "function", "function": {"name": "Read", "parameters": READ_TOOL["input_schema"]}}
     call = ScriptedToolCall(name="Read", arguments='{"file_path": "a.txt"}', id="fc-2")
     mocks.push("gemini", ScriptedReply(text="", tool_calls=[call], reasoning_signature="b3BhcXVl"))
@@ -330,7 +328,8 @@ def test_output_config_format_reaches_openai_as_json_schema(claude: anthropic.An
     )
     assert msg.content[0].type == "text" and json.loads(msg.content[0].text) == {"city": "Paris"}
     body = mocks.last_request("openai").body
-    assert body["response_format"] == {"type": "json_schema", "json_schema": {"name": "response", "schema": CITY_SCHEMA}}
+    spec = {"name": "response", "schema": CITY_SCHEMA}
+    assert body["response_format"] == {"type": "json_schema", "json_schema": spec}
     assert "output_config" not in body
 
 
@@ -436,12 +435,14 @@ def test_anthropic_beta_is_forwarded_with_the_beta_fields(claude: anthropic.Anth
     assert request.body["context_management"] == management
 
 
-def test_beta_only_fields_are_dropped_for_other_upstreams(claude: anthropic.Anthropic, mocks: MockUpstreams) -> None:
+def test_beta_features_are_translated_or_dropped_for_other_upstreams(
+    claude: anthropic.Anthropic, mocks: MockUpstreams
+) -> None:
+    """Claude Code's betas and beta fields never cause a 400 elsewhere: the mid-conversation system message is
+    translated (kept in place), ``context_management`` and the header are dropped."""
     for model, family in (("gpt-4.1", "openai"), ("gemini-2.5-flash", "gemini")):
         msg = claude.messages.create(
-            model=model,
-            max_tokens=64,
-            messages=[{"role": "user", "content": "hi"}],
+            **_mid_conversation(model),
             extra_headers={"anthropic-beta": CLAUDE_CODE_BETAS},
             extra_body={"context_management": {"edits": []}},
         )
@@ -449,3 +450,4 @@ def test_beta_only_fields_are_dropped_for_other_upstreams(claude: anthropic.Anth
         request = mocks.last_request(family)
         assert "context_management" not in request.body and "contextManagement" not in request.body
         assert "anthropic-beta" not in {k.lower() for k in request.headers}
+        assert "plan mode" in json.dumps(request.body["messages" if family == "openai" else "contents"])

@@ -638,7 +638,10 @@ class AnthropicProvider(HttpProvider):
             data = data[:-1] + b"," + _ENCODER.encode(extra)[1:]
         headers = self.headers
         if req.betas:
-            headers = {**headers, "anthropic-beta": ",".join(req.betas)}
+            # The upstream's configured betas (``headers:`` in its config) stay; the caller's are added.
+            configured = [b for b in headers.get("anthropic-beta", "").split(",") if b]
+            flags = configured + [b for b in req.betas if b not in configured]
+            headers = {**headers, "anthropic-beta": ",".join(flags)}
         return UpstreamRequest(url=self.url, headers=headers, body=data)
 
     def parse_response(self, body: bytes, req: ChatRequest) -> ChatResponse:
