@@ -79,6 +79,7 @@ _TOOL_DEF = msgspec.json.Decoder(wire.ToolDef)
 _ENCODER = msgspec.json.Encoder()
 
 SIGNATURE_SEPARATOR = "__sig_"
+_URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]+")
 # output_config.effort -> canonical effort ("max" has no counterpart outside Anthropic).
 EFFORTS: dict[str, Effort] = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
@@ -148,14 +149,15 @@ def tool_use_id(call_id: str, signature: str | None) -> str:
 
 def split_tool_use_id(value: str) -> tuple[str, str | None]:
     """(call id, signature) of an id made by ``tool_use_id``; other ids come back whole, with no signature."""
-    call_id, sep, packed = value.rpartition(SIGNATURE_SEPARATOR)
-    if not sep or not call_id or not packed:
+    # The first separator: the packed signature may itself contain one (its alphabet has "_").
+    call_id, sep, packed = value.partition(SIGNATURE_SEPARATOR)
+    if not sep or not call_id or not _URLSAFE_BASE64.fullmatch(packed):
         return value, None
     try:
         signature = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)).decode()
     except (binascii.Error, ValueError):
         return value, None
-    return call_id, signature
+    return (call_id, signature) if signature else (value, None)
 
 
 # --- request ---------------------------------------------------------------------------------------------
