@@ -71,7 +71,10 @@ def test_betas_are_read_from_the_header() -> None:
     ("body", "reasoning"),
     [
         ({"thinking": {"type": "adaptive"}}, Reasoning(adaptive=True)),
-        ({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}}, Reasoning(adaptive=True, effort="high")),
+        (
+            {"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}},
+            Reasoning(adaptive=True, effort="high"),
+        ),
         ({"output_config": {"effort": "low"}}, Reasoning(effort="low")),
         ({"thinking": {"type": "enabled", "budget_tokens": 2000}}, Reasoning(budget_tokens=2000)),
         ({}, None),
