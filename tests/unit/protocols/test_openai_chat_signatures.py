@@ -35,38 +35,29 @@ def test_a_turn_opening_with_a_tool_call_has_null_content_and_the_signature() ->
     assert deltas[0]["role"] == "assistant" and deltas[0]["content"] is None
     assert deltas[0]["tool_calls"][0]["extra_content"] == GOOGLE
     assert "extra_content" not in deltas[1]["tool_calls"][0]
-
-
-def test_a_text_turn_still_opens_with_empty_content() -> None:
-    encoder = PROTOCOL.stream_encoder(_req(stream=True))
-    out = encoder.encode(StreamStart(id="gen-1", model="m", created=1)) + encoder.encode(TextDelta(text="hi"))
+    # A text turn still opens as OpenAI's do, with empty content.
+    text_encoder = PROTOCOL.stream_encoder(_req(stream=True))
+    out = text_encoder.encode(StreamStart(id="gen-1", model="m", created=1)) + text_encoder.encode(TextDelta(text="hi"))
     deltas = [f["choices"][0]["delta"] for f in _frames(out)]
     assert deltas[0] == {"role": "assistant", "content": ""} and deltas[1] == {"content": "hi"}
 
 
 def test_signature_rendered_on_the_tool_call_and_read_back() -> None:
     call = ToolCall(id="fc-1", name="Read", arguments="{}", signature="c2ln")
-    msg = Message(role="assistant", tool_calls=[call])
+    plain = ToolCall(id="fc-2", name="Read", arguments="{}")
+    msg = Message(role="assistant", tool_calls=[call, plain])
     resp = ChatResponse(
         id="x", model="m", created=1, choices=[Choice(index=0, message=msg, finish_reason="tool_calls")], usage=Usage()
     )
     rendered = msgspec.json.decode(PROTOCOL.render_response(resp, _req()))
-    wire_call = rendered["choices"][0]["message"]["tool_calls"][0]
-    assert wire_call["extra_content"] == GOOGLE
+    wire_call, wire_plain = rendered["choices"][0]["message"]["tool_calls"]
+    assert wire_call["extra_content"] == GOOGLE and "extra_content" not in wire_plain
     history = _req(
         messages=[
             {"role": "user", "content": "x"},
-            {"role": "assistant", "content": None, "tool_calls": [wire_call]},
+            {"role": "assistant", "content": None, "tool_calls": [wire_call, wire_plain]},
             {"role": "tool", "tool_call_id": "fc-1", "content": "ok"},
+            {"role": "tool", "tool_call_id": "fc-2", "content": "ok"},
         ]
     )
-    assert history.messages[1].tool_calls == [call]
-
-
-def test_calls_without_a_signature_render_no_extra_content() -> None:
-    msg = Message(role="assistant", tool_calls=[ToolCall(id="c", name="f", arguments="{}")])
-    resp = ChatResponse(
-        id="x", model="m", created=1, choices=[Choice(index=0, message=msg, finish_reason="tool_calls")], usage=Usage()
-    )
-    rendered = msgspec.json.decode(PROTOCOL.render_response(resp, _req()))
-    assert "extra_content" not in rendered["choices"][0]["message"]["tool_calls"][0]
+    assert history.messages[1].tool_calls == [call, plain]
