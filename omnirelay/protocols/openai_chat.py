@@ -5,7 +5,8 @@ Gemini's own OpenAI-compatible API shows it, ``extra_content: {"google": {"thoug
 tool call (in the call's first stream delta), and read back from the same place in the history.
 
 Streams open with ``{"role": "assistant", "content": ""}`` when the answer starts with text and with
-``"content": null`` (the role riding on the first tool-call delta) when it starts with a tool call, as OpenAI's do.
+``"content": null`` (the role riding on the first delta) when it starts with a tool call or reasoning, as
+OpenAI's (and DeepSeek's) do.
 """
 
 from __future__ import annotations
@@ -347,8 +348,8 @@ class OpenAIStreamEncoder(StreamEncoder):
         out = b""
         if choice not in self.opened:
             self.opened.add(choice)
-            if delta.tool_calls is not UNSET and delta.role is UNSET:
-                # A turn that opens with a tool call: the role rides on it, with content null.
+            if delta.role is UNSET and (delta.tool_calls is not UNSET or delta.reasoning_content is not UNSET):
+                # A turn that opens with a tool call or reasoning: the role rides on it, with content null.
                 delta = msgspec.structs.replace(delta, role="assistant", content=None)
             elif delta.role is UNSET:
                 out = self._frame([wire.ChunkChoice(index=choice, delta=wire.Delta(role="assistant", content=""))])

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.core.events import ChoiceEnd, StreamStart, TextDelta, ToolCallArgs, ToolCallStart
+from omnirelay.core.events import ChoiceEnd, ReasoningDelta, StreamStart, TextDelta, ToolCallArgs, ToolCallStart
 from omnirelay.core.types import ChatRequest, ChatResponse, Choice, Message, ToolCall, Usage
 from omnirelay.protocols.openai_chat import PROTOCOL
 
@@ -35,7 +35,10 @@ def test_a_turn_opening_with_a_tool_call_has_null_content_and_the_signature() ->
     assert deltas[0]["role"] == "assistant" and deltas[0]["content"] is None
     assert deltas[0]["tool_calls"][0]["extra_content"] == GOOGLE
     assert "extra_content" not in deltas[1]["tool_calls"][0]
-    # A text turn still opens as OpenAI's do, with empty content.
+    # Reasoning first: null content too; a text turn still opens as OpenAI's do, with empty content.
+    thinking_encoder = PROTOCOL.stream_encoder(_req(stream=True))
+    opening = _frames(thinking_encoder.encode(ReasoningDelta(text="hm")))[0]["choices"][0]["delta"]
+    assert opening == {"role": "assistant", "content": None, "reasoning_content": "hm"}
     text_encoder = PROTOCOL.stream_encoder(_req(stream=True))
     out = text_encoder.encode(StreamStart(id="gen-1", model="m", created=1)) + text_encoder.encode(TextDelta(text="hi"))
     deltas = [f["choices"][0]["delta"] for f in _frames(out)]
