@@ -18,7 +18,9 @@ Choices made where the canonical request asks for something the Messages API has
   ``thinking: adaptive`` is sent as adaptive.
 * ``anthropic-beta`` flags (``ChatRequest.betas``) are forwarded as the ``anthropic-beta`` header. System
   messages after the first turn stay in place when the caller sent the ``mid-conversation-system`` beta;
-  otherwise they are hoisted into ``system``, which every Anthropic model accepts.
+  otherwise they are hoisted into ``system``, which every Anthropic model accepts. For a third-party server
+  that speaks Messages but not Anthropic's betas, ``options: {forward_betas: false}`` drops the header and
+  always hoists.
 * ``cache_control`` markers on system blocks, text and image blocks, tools and tool results are kept, so the
   prompt-cache breakpoints (and so the cache usage Anthropic reports) are exactly the caller's.
 """
@@ -555,12 +557,14 @@ class AnthropicProvider(HttpProvider):
         self.headers.update(upstream.headers)
         configured = upstream.options.get("default_max_tokens")
         self.default_max_tokens: int | None = int(configured) if configured else None
+        self.forward_betas = bool(upstream.options.get("forward_betas", True))
 
     def build_request(self, req: ChatRequest, model: str) -> UpstreamRequest:
         model = upstream_model_name(model)
         if req.n > 1:
             raise invalid("n: Anthropic models return one choice per request", "n")
-        in_place = any(b.startswith(MID_CONVERSATION_SYSTEM_BETA) for b in req.betas)
+        betas = req.betas if self.forward_betas else []
+        in_place = any(b.startswith(MID_CONVERSATION_SYSTEM_BETA) for b in betas)
         system, messages = _conversation(req.messages, system_in_place=in_place)
         out_tool = output_tool(req)
         limit = output_limit(model)
@@ -637,10 +641,10 @@ class AnthropicProvider(HttpProvider):
             # Fields the caller sent that omnirelay does not model, for an upstream of the same family.
             data = data[:-1] + b"," + _ENCODER.encode(extra)[1:]
         headers = self.headers
-        if req.betas:
+        if betas:
             # The upstream's configured betas (``headers:`` in its config) stay; the caller's are added.
             configured = [b for b in headers.get("anthropic-beta", "").split(",") if b]
-            flags = configured + [b for b in req.betas if b not in configured]
+            flags = configured + [b for b in betas if b not in configured]
             headers = {**headers, "anthropic-beta": ",".join(flags)}
         return UpstreamRequest(url=self.url, headers=headers, body=data)
 

@@ -195,8 +195,9 @@ def test_gemini_thinking_config(model: str, reasoning: Reasoning, expected: dict
 # --- Anthropic ------------------------------------------------------------------------------------------------
 
 
-def _anthropic(headers: dict[str, str] | None = None) -> AnthropicProvider:
-    return AnthropicProvider(UpstreamConfig(name="a", provider="anthropic", api_key="k", headers=headers or {}))
+def _anthropic(headers: dict[str, str] | None = None, **options: Any) -> AnthropicProvider:
+    config = UpstreamConfig(name="a", provider="anthropic", api_key="k", headers=headers or {}, options=options)
+    return AnthropicProvider(config)
 
 
 def test_anthropic_system_in_place_only_with_the_beta_and_betas_merged_into_the_header() -> None:
@@ -211,6 +212,12 @@ def test_anthropic_system_in_place_only_with_the_beta_and_betas_merged_into_the_
     hoisted = _body(ChatRequest(model="m", messages=msgs), provider, "claude-opus-4-8")
     assert [b["text"] for b in hoisted["system"]] == ["top", "late"]
     assert "anthropic-beta" not in _anthropic().build_request(ChatRequest(model="m", messages=msgs), "c").headers
+    # A Messages-compatible third party without Anthropic's betas: no header, system hoisted.
+    third_party = _anthropic(forward_betas=False).build_request(with_beta, "deepseek-chat")
+    assert "anthropic-beta" not in third_party.headers
+    third_body = msgspec.json.decode(third_party.body)
+    assert [m["role"] for m in third_body["messages"]] == ["user"]  # both user texts merged into one turn
+    assert [b["text"] for b in third_body["system"]] == ["top", "late"]
 
 
 def test_anthropic_cache_control_on_tools_images_and_tool_results() -> None:
