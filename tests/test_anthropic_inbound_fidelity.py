@@ -451,3 +451,43 @@ def test_beta_features_are_translated_or_dropped_for_other_upstreams(
         assert "context_management" not in request.body and "contextManagement" not in request.body
         assert "anthropic-beta" not in {k.lower() for k in request.headers}
         assert "plan mode" in json.dumps(request.body["messages" if family == "openai" else "contents"])
+
+
+# --- all of it at once, as Claude Code sends it ---------------------------------------------------------------
+
+
+def test_a_claude_code_shaped_streaming_turn_reaches_every_family(
+    claude: anthropic.Anthropic, mocks: MockUpstreams
+) -> None:
+    """One request with everything Claude Code 2.1.x puts in a turn (betas, cached system blocks, a cached tool,
+    adaptive thinking, effort, context_management, metadata, a mid-conversation system message, a Read of a
+    PNG), streamed: every family answers it, and each got the PNG."""
+    ephemeral = {"type": "ephemeral"}
+    messages: Any = _image_history_g3()
+    messages.append({"role": "system", "content": "<system-reminder>plan mode is off</system-reminder>"})
+    messages.append(
+        {"role": "user", "content": [{"type": "text", "text": "what is in it?", "cache_control": ephemeral}]}
+    )
+    system: Any = [
+        {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197"},
+        {"type": "text", "text": "You are Claude Code.", "cache_control": ephemeral},
+    ]
+    extra_body = {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "high"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": "user_abc_account__session_1"},
+    }
+    for model, family in (("gpt-5", "openai"), ("gemini-3-pro-preview", "gemini"), ("claude-opus-4-8", "anthropic")):
+        with claude.messages.stream(
+            model=model,
+            max_tokens=32000,
+            system=system,
+            tools=[{**READ_TOOL, "cache_control": ephemeral}],
+            messages=messages,
+            extra_headers={"anthropic-beta": CLAUDE_CODE_BETAS},
+            extra_body=extra_body,
+        ) as stream:
+            final = stream.get_final_message()
+        assert final.content and final.content[-1].type == "text", family
+        assert PNG_B64 in json.dumps(mocks.last_request(family).body), family
