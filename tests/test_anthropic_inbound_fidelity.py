@@ -478,12 +478,13 @@ def test_a_claude_code_shaped_streaming_turn_reaches_every_family(
         "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
         "metadata": {"user_id": "user_abc_account__session_1"},
     }
+    tools: Any = [{**READ_TOOL, "cache_control": ephemeral}]
     for model, family in (("gpt-5", "openai"), ("gemini-3-pro-preview", "gemini"), ("claude-opus-4-8", "anthropic")):
         with claude.messages.stream(
             model=model,
             max_tokens=32000,
             system=system,
-            tools=[{**READ_TOOL, "cache_control": ephemeral}],
+            tools=tools,
             messages=messages,
             extra_headers={"anthropic-beta": CLAUDE_CODE_BETAS},
             extra_body=extra_body,
