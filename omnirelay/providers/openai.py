@@ -9,6 +9,9 @@ Translation choices where the canonical request carries more than Chat Completio
 
 * System/developer messages stay where they are in the list. A message of several text blocks is sent as a
   list of text parts (or, for servers without content parts, the blocks joined by a blank line), never glued.
+* A tool call's signature (``ToolCall.signature``) is read from ``extra_content.google.thought_signature``,
+  as Gemini's OpenAI-compatible API returns it, and sent back there only to presets with ``call_signatures``
+  (``gemini-openai``).
 * A tool message carries text only, so the images and documents of a tool result are sent in a user message
   right after the run of tool messages, opened by a text part naming the call they came from
   (``Content returned by tool call <id>:``). A failed tool's output is prefixed ``Error: `` (``is_error``).
@@ -77,6 +80,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     content_parts: bool = True  # accepts content as a list of parts (else text only, as one string)
     message_names: bool = True  # accepts ``name`` on messages
     tool_call_ids: Literal["any", "alnum9"] = "any"
+    # Sends a tool call's signature back as ``extra_content.google.thought_signature`` (Gemini's
+    # OpenAI-compatible API requires it on Gemini 3); other servers may reject the unknown field.
+    call_signatures: bool = False
     top_k: bool = False
     drop: frozenset[str] = frozenset()
     rules: tuple[ModelRule, ...] = ()
@@ -134,6 +140,12 @@ PRESETS: dict[str, Preset] = {
     "vllm": Preset(base_url="http://127.0.0.1:8000/v1", reasoning_effort=True, reasoning_input=True, top_k=True),
     "ollama": Preset(base_url="http://127.0.0.1:11434/v1", reasoning_effort=True, reasoning_input=True),
     "llamacpp": Preset(base_url="http://127.0.0.1:8080/v1", reasoning_input=True, top_k=True),
+    "gemini-openai": Preset(
+        base_url="https://generativelanguage.googleapis.com/v1beta/openai",
+        reasoning_effort=True,
+        call_signatures=True,
+        message_names=False,
+    ),
     "custom": Preset(base_url=None, reasoning_effort=True),
 }
 
@@ -255,6 +267,13 @@ def _finish(reason: str | None, stop_reason: object, has_calls: bool) -> tuple[F
     return finish, None
 
 
+def _call_signature(extra: dict[str, Any] | msgspec.UnsetType | None) -> str | None:
+    """``extra_content.google.thought_signature`` of an upstream tool call, if any."""
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
 def _text(value: str | msgspec.UnsetType | None) -> str:
     return value if isinstance(value, str) else ""
 
@@ -338,7 +357,9 @@ class OpenAIStreamParser(StreamParser):
                 self.call_count[choice] = index + 1
                 known = (index, call_id or new_id("call_"))
                 self.calls[(choice, up_index)] = known
-                out.append(ToolCallStart(index=index, id=known[1], name=_text(fn.name) if fn else "", choice=choice))
+                name = _text(fn.name) if fn else ""
+                signature = _call_signature(tc.extra_content)
+                out.append(ToolCallStart(index=index, id=known[1], name=name, choice=choice, signature=signature))
             args = _text(fn.arguments) if fn else ""
             if args:
                 out.append(ToolCallArgs(index=known[0], arguments=args, choice=choice))
@@ -462,6 +483,16 @@ class OpenAIProvider(HttpProvider):
                 out.append(media)
         return out
 
+    def _tool_call(self, c: ToolCall) -> dict[str, Any]:
+        call: dict[str, Any] = {
+            "id": self._call_id(c.id),
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        if c.signature and self.preset.call_signatures:
+            call["extra_content"] = {"google": {"thought_signature": c.signature}}
+        return call
+
     def _message(self, m: Message, i: int) -> dict[str, Any]:
         preset = self.preset
         if m.role == "tool":
@@ -475,14 +506,7 @@ class OpenAIProvider(HttpProvider):
             text = m.text()
             out: dict[str, Any] = {"role": "assistant", "content": text if text or not m.tool_calls else None}
             if m.tool_calls:
-                out["tool_calls"] = [
-                    {
-                        "id": self._call_id(c.id),
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    }
-                    for c in m.tool_calls
-                ]
+                out["tool_calls"] = [self._tool_call(c) for c in m.tool_calls]
             if preset.reasoning_input:
                 reasoning = "".join(r.text for r in m.reasoning)
                 if reasoning:
@@ -588,7 +612,12 @@ class OpenAIProvider(HttpProvider):
         for c in r.choices:
             m = c.message
             calls = [
-                ToolCall(id=t.id or new_id("call_"), name=t.function.name, arguments=t.function.arguments)
+                ToolCall(
+                    id=t.id or new_id("call_"),
+                    name=t.function.name,
+                    arguments=t.function.arguments,
+                    signature=_call_signature(t.extra_content),
+                )
                 for t in m.tool_calls or ()
             ]
             reasoning = _text(m.reasoning_content) or _text(m.reasoning)

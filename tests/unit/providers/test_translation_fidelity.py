@@ -248,3 +248,46 @@ def test_anthropic_adaptive_thinking_and_native_effort() -> None:
     assert "temperature" not in body
     effort_only = msgspec.structs.replace(req, reasoning=Reasoning(effort="high"))
     assert "thinking" not in _body(effort_only, _anthropic(), "claude-opus-4-8")  # effort is not a budget
+
+
+def test_openai_compatible_gemini_signatures_are_read_and_sent_back_only_where_understood() -> None:
+    reply: dict[str, Any] = {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gemini-3-flash",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "Read", "arguments": "{}"},
+                            "extra_content": {"google": {"thought_signature": "s7"}},
+                        }
+                    ],
+                },
+            }
+        ],
+    }
+    req = ChatRequest(model="gemini-3-flash", messages=[_text("user", "go")])
+    parsed = _openai("gemini-openai").parse_response(msgspec.json.encode(reply), req)
+    call = parsed.choices[0].message.tool_calls[0]
+    assert call.signature == "s7"
+    history = ChatRequest(model="m", messages=[_text("user", "go"), Message(role="assistant", tool_calls=[call])])
+    sent = _openai("gemini-openai").build_body(history, "gemini-3-flash")["messages"][1]["tool_calls"][0]
+    assert sent["extra_content"] == {"google": {"thought_signature": "s7"}}
+    assert "extra_content" not in _openai().build_body(history, "gpt-4.1")["messages"][1]["tool_calls"][0]
+    frame = {
+        **reply,
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": reply["choices"][0]["message"]}],
+    }
+    stream = _openai("gemini-openai").stream_parser(msgspec.structs.replace(req, stream=True))
+    starts = [e for e in stream.feed(b"data: " + msgspec.json.encode(frame) + b"\n\n") if isinstance(e, ToolCallStart)]
+    assert starts[0].signature == "s7"
