@@ -57,6 +57,7 @@ from omnirelay.core.types import (
     ImagePart,
     Message,
     Part,
+    Reasoning,
     ReasoningPart,
     TextPart,
     ToolCall,
@@ -346,6 +347,17 @@ def _tool_choice(req: ChatRequest, out_tool: OutputTool | None) -> wire.ToolChoi
     return wire.ToolChoiceAuto(disable_parallel_tool_use=disable)
 
 
+def _thinking_request(req: ChatRequest, forced: bool) -> tuple[Reasoning | None, bool]:
+    """The reasoning that decides ``thinking``, and whether it is adaptive (never with a forced tool)."""
+    reasoning = req.reasoning
+    native = native_output_config(req)
+    if reasoning is not None and native is not None and native.get("effort") is not None:
+        # The effort travels in output_config itself; it is not a request for a thinking budget.
+        reasoning = msgspec.structs.replace(reasoning, effort=None)
+    adaptive = reasoning is not None and reasoning.enabled and reasoning.adaptive and not forced
+    return reasoning, adaptive
+
+
 # --- response parsing ------------------------------------------------------------------------------------
 
 
@@ -572,12 +584,7 @@ class AnthropicProvider(HttpProvider):
         max_tokens = answer_room
         tool_choice = _tool_choice(req, out_tool)
         forced = isinstance(tool_choice, wire.ToolChoiceAny | wire.ToolChoiceTool)
-        reasoning = req.reasoning
-        native = native_output_config(req)
-        if reasoning is not None and native is not None and native.get("effort") is not None:
-            # The effort travels in output_config itself; it is not a request for a thinking budget.
-            reasoning = msgspec.structs.replace(reasoning, effort=None)
-        adaptive = reasoning is not None and reasoning.enabled and reasoning.adaptive and not forced
+        reasoning, adaptive = _thinking_request(req, forced)
         budget = None if forced or adaptive else budget_of(reasoning)
         temperature, top_p, top_k = req.temperature, req.top_p, req.top_k
         thinking: wire.ThinkingConfig | None = None
