@@ -8,7 +8,7 @@ Translation notes (why things are the way they are):
   text part ``[system]\n<text>``, so what it says stays where it was said.
 * A tool result's images and documents go inside the ``functionResponse`` as ``parts`` of ``inlineData`` /
   ``fileData`` on Gemini 3 (its multimodal function responses), and as sibling parts of the same user turn,
-  right after the function responses, on earlier models.
+  right after that function response, on earlier models.
 * Gemini requires user/model turns to alternate, so consecutive turns of the same role are merged; tool
   results travel as ``functionResponse`` parts of a user turn.
 * ``functionResponse.name`` is mandatory: taken from ``Message.name`` or from the earlier assistant call with
@@ -26,8 +26,8 @@ Translation notes (why things are the way they are):
 * Thought signatures (Gemini's opaque reasoning state): the one on a ``functionCall`` part is that call's
   ``ToolCall.signature``, always, whether or not reasoning was asked for (Gemini 3 rejects a replayed call
   without it), and goes back on the same call. A signature on a text part rides on
-  ``ReasoningPart.signature`` when reasoning was asked for, and goes back on the first call without its own
-  (or the last part).
+  ``ReasoningPart.signature`` when reasoning was asked for, and goes back on the first call of a turn whose
+  calls carry none of their own (or on its last part).
 * Reasoning: an effort becomes ``thinkingLevel`` on Gemini 3 and a ``thinkingBudget`` from the shared table on
   2.5; adaptive reasoning without an effort is the dynamic budget (-1) on 2.5 and the model's default level
   on Gemini 3.
