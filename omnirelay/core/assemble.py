@@ -58,7 +58,7 @@ class MessageAssembler:
         elif isinstance(event, ReasoningDelta):
             self._add_reasoning(event)
         elif isinstance(event, ToolCallStart):
-            self.calls[event.index] = ToolCall(id=event.id, name=event.name, arguments="")
+            self.calls[event.index] = ToolCall(id=event.id, name=event.name, arguments="", signature=event.signature)
         elif isinstance(event, ToolCallArgs):
             call = self.calls.get(event.index)
             if call is not None:  # arguments for a call never started have nothing to belong to

@@ -36,6 +36,7 @@ class ToolCallStart(msgspec.Struct, kw_only=True):
     id: str
     name: str
     choice: int = 0
+    signature: str | None = None  # ToolCall.signature: the upstream's opaque per-call state
 
 
 class ToolCallArgs(msgspec.Struct, kw_only=True):

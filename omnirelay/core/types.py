@@ -10,6 +10,17 @@ Conventions chosen so that nothing is lost between the wire formats:
 * ``Usage.input_tokens`` counts every prompt token, cached reads and cache writes included (OpenAI's
   semantics); the Anthropic protocol subtracts the cache fields when it renders.
 * ``Usage.output_tokens`` counts every generated token, reasoning included.
+* A system message may stand anywhere in the list (Anthropic's mid-conversation system messages); each
+  ``TextPart`` of it is one block, and providers keep the block boundaries (never a bare concatenation).
+* A tool result's content is a list of parts like any message's: text, images and documents (PDFs travel as
+  an ``ImagePart`` with media type ``application/pdf``); ``is_error`` marks a failed tool run.
+* ``cache_control`` (on text and image parts, tools, and a tool result via ``Message.cache_control``) is an
+  opaque prompt-caching marker: providers with explicit cache breakpoints send it, the others ignore it.
+* ``ToolCall.signature`` is a provider's opaque per-call state that must come back with the call in the next
+  turn (Gemini's thought signature); inbound protocols carry it to their clients and back unchanged.
+* ``Reasoning.adaptive`` means "the model decides how much to think"; ``effort`` may accompany it as a hint.
+* ``ChatRequest.betas`` are the caller's feature flags (Anthropic ``anthropic-beta``): forwarded to an
+  upstream of that family, translated or ignored by the others.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ class ImagePart(msgspec.Struct, tag="image", kw_only=True):
     data: str | None = None
     media_type: str | None = None
     detail: str | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 Part = TextPart | ImagePart
@@ -45,6 +57,8 @@ class ToolCall(msgspec.Struct, kw_only=True):
     id: str
     name: str
     arguments: str  # JSON text
+    # Opaque state the upstream attached to this call and needs back with it (Gemini ``thoughtSignature``).
+    signature: str | None = None
 
 
 class ReasoningPart(msgspec.Struct, kw_only=True):
@@ -97,6 +111,7 @@ class Message(msgspec.Struct, kw_only=True):
     tool_call_id: str | None = None  # set on role == "tool"
     name: str | None = None  # tool name on role == "tool" (Gemini needs it); participant name otherwise
     is_error: bool = False  # a tool result that reports a failure
+    cache_control: dict[str, Any] | None = None  # on role == "tool": the tool_result block's caching marker
     reasoning: list[ReasoningPart] = []
     # Filled by the gateway's own compound models only; providers ignore them.
     citations: list[Citation] = []
@@ -111,6 +126,7 @@ class Tool(msgspec.Struct, kw_only=True):
     description: str | None = None
     parameters: dict[str, Any] = {}
     strict: bool | None = None
+    cache_control: dict[str, Any] | None = None
 
 
 class ToolChoice(msgspec.Struct, kw_only=True):
@@ -127,11 +143,14 @@ class ResponseFormat(msgspec.Struct, kw_only=True):
 
 
 class Reasoning(msgspec.Struct, kw_only=True):
-    """What the caller asked for. ``enabled`` False means reasoning explicitly turned off."""
+    """What the caller asked for. ``enabled`` False means reasoning explicitly turned off; ``adaptive`` True
+    means the model chooses its own amount (Anthropic ``thinking: adaptive``, Gemini's dynamic budget), with
+    ``effort`` as an optional hint."""
 
     effort: Effort | None = None
     budget_tokens: int | None = None
     enabled: bool = True
+    adaptive: bool = False
 
 
 class ChatRequest(msgspec.Struct, kw_only=True):
@@ -154,6 +173,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     response_format: ResponseFormat | None = None
     reasoning: Reasoning | None = None
     user: str | None = None
+    betas: list[str] = []  # Anthropic ``anthropic-beta`` flags, in the caller's order
     # Fields the inbound protocol did not model, forwarded verbatim only to a provider that speaks the same
     # wire family, e.g. OpenAI ``logprobs`` or Anthropic ``metadata``.
     extra: dict[str, Any] = {}

@@ -10,10 +10,21 @@ Mapping choices worth knowing:
   renderers subtract them.
 * Streaming: OpenAI-style upstreams report usage only at the end, so ``message_delta`` (stop reason and the
   final usage) is held back until ``finish()``.
+* ``role: "system"`` messages inside ``messages`` stay in place as canonical system messages.
+* ``output_config.format`` (json_schema) becomes the canonical ``response_format`` and ``output_config.effort``
+  the reasoning effort (``max`` counts as ``high`` elsewhere; an Anthropic upstream gets the object verbatim).
+  ``thinking: adaptive`` is ``Reasoning(adaptive=True)`` with that effort as its hint.
+* ``anthropic-beta`` flags go to ``ChatRequest.betas``.
+* A tool call's opaque upstream signature (Gemini's thought signature) has no field in Anthropic's
+  ``tool_use`` block that clients echo back, so it rides inside the block's ``id``:
+  ``<call id>__sig_<urlsafe base64 of the signature>``. Clients send that id back unchanged (in the
+  ``tool_use`` history and as ``tool_result.tool_use_id``) and it is split again here.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from collections.abc import Mapping
@@ -41,12 +52,14 @@ from omnirelay.core.types import (
     ChatResponse,
     Choice,
     Citation,
+    Effort,
     FinishReason,
     ImagePart,
     Message,
     Part,
     Reasoning,
     ReasoningPart,
+    ResponseFormat,
     ServerToolCall,
     TextPart,
     Tool,
@@ -64,6 +77,11 @@ _REQUEST = msgspec.json.Decoder(wire.MessagesRequest)
 _TOP_LEVEL_KEYS = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _TOOL_DEF = msgspec.json.Decoder(wire.ToolDef)
 _ENCODER = msgspec.json.Encoder()
+
+SIGNATURE_SEPARATOR = "__sig_"
+_URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]+")
+# output_config.effort -> canonical effort ("max" has no counterpart outside Anthropic).
+EFFORTS: dict[str, Effort] = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
 
 # msgspec's ValidationError text: "<what> - at `$.path`" (the path is absent for top-level problems).
 _AT_PATH = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -118,14 +136,38 @@ def _validation_error(exc: msgspec.ValidationError, prefix: str = "") -> Gateway
     return invalid(f"{path}: {msg}" if path else msg, param=path or None)
 
 
+# --- tool-call ids carrying a signature ---------------------------------------------------------------------
+
+
+def tool_use_id(call_id: str, signature: str | None) -> str:
+    """The ``tool_use`` id shown to the client: the call id, plus the call's signature when it has one."""
+    if not signature:
+        return call_id
+    packed = base64.urlsafe_b64encode(signature.encode()).decode().rstrip("=")
+    return f"{call_id}{SIGNATURE_SEPARATOR}{packed}"
+
+
+def split_tool_use_id(value: str) -> tuple[str, str | None]:
+    """(call id, signature) of an id made by ``tool_use_id``; other ids come back whole, with no signature."""
+    # The first separator: the packed signature may itself contain one (its alphabet has "_").
+    call_id, sep, packed = value.partition(SIGNATURE_SEPARATOR)
+    if not sep or not call_id or not _URLSAFE_BASE64.fullmatch(packed):
+        return value, None
+    try:
+        signature = base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4)).decode()
+    except (binascii.Error, ValueError):
+        return value, None
+    return (call_id, signature) if signature else (value, None)
+
+
 # --- request ---------------------------------------------------------------------------------------------
 
 
-def _image_part(source: wire.ImageSource, path: str) -> ImagePart:
+def _image_part(source: wire.ImageSource, path: str, cache_control: dict[str, Any] | None = None) -> ImagePart:
     if isinstance(source, wire.Base64Source):
-        return ImagePart(data=source.data, media_type=source.media_type)
+        return ImagePart(data=source.data, media_type=source.media_type, cache_control=cache_control)
     if isinstance(source, wire.UrlSource):
-        return ImagePart(url=source.url)
+        return ImagePart(url=source.url, cache_control=cache_control)
     raise invalid(f"{path}.source: file sources are not supported by this gateway", f"{path}.source")
 
 
@@ -134,10 +176,12 @@ def _document_part(block: wire.DocumentBlock, path: str) -> Part:
     # document block, other providers send it as an inline file where they can.
     source = block.source
     kind = source.get("type")
+    cache = block.cache_control
     if kind == "base64" and isinstance(source.get("data"), str):
-        return ImagePart(data=source["data"], media_type=str(source.get("media_type") or "application/pdf"))
+        media_type = str(source.get("media_type") or "application/pdf")
+        return ImagePart(data=source["data"], media_type=media_type, cache_control=cache)
     if kind == "url" and isinstance(source.get("url"), str):
-        return ImagePart(url=source["url"], media_type="application/pdf")
+        return ImagePart(url=source["url"], media_type="application/pdf", cache_control=cache)
     if kind == "text" and isinstance(source.get("data"), str):
         return TextPart(text=source["data"], cache_control=block.cache_control)
     raise invalid(f"{path}.source: document source type {kind!r} is not supported", f"{path}.source")
@@ -147,7 +191,7 @@ def _input_part(block: wire.ContentBlock, path: str) -> Part:
     if isinstance(block, wire.TextBlock):
         return TextPart(text=block.text, cache_control=block.cache_control)
     if isinstance(block, wire.ImageBlock):
-        return _image_part(block.source, path)
+        return _image_part(block.source, path, block.cache_control)
     if isinstance(block, wire.DocumentBlock):
         return _document_part(block, path)
     raise invalid(f"{path}: unexpected block type here", f"{path}.type")
@@ -161,12 +205,14 @@ def _tool_result(block: wire.ToolResultBlock, path: str, tool_names: dict[str, s
         content = [TextPart(text=block.content)]
     else:
         content = [_input_part(b, f"{path}.content[{k}]") for k, b in enumerate(block.content)]
+    call_id, _signature = split_tool_use_id(block.tool_use_id)
     return Message(
         role="tool",
         content=content,
-        tool_call_id=block.tool_use_id,
-        name=tool_names.get(block.tool_use_id),
+        tool_call_id=call_id,
+        name=tool_names.get(call_id),
         is_error=bool(block.is_error),
+        cache_control=block.cache_control,
     )
 
 
@@ -193,9 +239,10 @@ def _assistant_turn(blocks: list[wire.ContentBlock], path: str, tool_names: dict
         if isinstance(block, wire.TextBlock):
             msg.content.append(TextPart(text=block.text, cache_control=block.cache_control))
         elif isinstance(block, wire.ToolUseBlock):
-            tool_names[block.id] = block.name
+            call_id, signature = split_tool_use_id(block.id)
+            tool_names[call_id] = block.name
             args = _ENCODER.encode(block.input).decode()
-            msg.tool_calls.append(ToolCall(id=block.id, name=block.name, arguments=args))
+            msg.tool_calls.append(ToolCall(id=call_id, name=block.name, arguments=args, signature=signature))
         elif isinstance(block, wire.ThinkingBlock):
             msg.reasoning.append(ReasoningPart(text=block.thinking, signature=block.signature))
         elif isinstance(block, wire.RedactedThinkingBlock):
@@ -234,6 +281,19 @@ def _system(system: str | list[wire.TextBlock]) -> Message:
     return Message(role="system", content=[TextPart(text=b.text, cache_control=b.cache_control) for b in system])
 
 
+def _system_message(content: str | list[wire.ContentBlock], path: str) -> Message:
+    """A ``role: "system"`` entry of ``messages``: text only, each block kept as its own part."""
+    if isinstance(content, str):
+        return Message(role="system", content=[TextPart(text=content)])
+    parts: list[Part] = []
+    for j, block in enumerate(content):
+        if not isinstance(block, wire.TextBlock):
+            where = f"{path}.content[{j}]"
+            raise invalid(f"{where}: system messages may contain only text blocks", f"{where}.type")
+        parts.append(TextPart(text=block.text, cache_control=block.cache_control))
+    return Message(role="system", content=parts)
+
+
 def _messages(w: wire.MessagesRequest) -> list[Message]:
     out: list[Message] = []
     if w.system:
@@ -241,7 +301,9 @@ def _messages(w: wire.MessagesRequest) -> list[Message]:
     tool_names: dict[str, str] = {}
     for i, m in enumerate(w.messages):
         path = f"messages[{i}]"
-        if isinstance(m.content, str):
+        if m.role == "system":
+            out.append(_system_message(m.content, path))
+        elif isinstance(m.content, str):
             out.append(Message(role=m.role, content=[TextPart(text=m.content)]))
         elif m.role == "user":
             out.extend(_user_turn(m.content, path, tool_names))
@@ -264,7 +326,14 @@ def _tools(raw_tools: list[msgspec.Raw], extra: dict[str, Any]) -> list[Tool]:
             continue
         if tool.input_schema is None:
             raise invalid(f"tools[{k}].input_schema: Field required", f"tools[{k}].input_schema")
-        tools.append(Tool(name=tool.name, description=tool.description, parameters=tool.input_schema))
+        tools.append(
+            Tool(
+                name=tool.name,
+                description=tool.description,
+                parameters=tool.input_schema,
+                cache_control=tool.cache_control,
+            )
+        )
     if server_tools:
         extra["tools"] = server_tools
     return tools
@@ -284,14 +353,46 @@ def _tool_choice(choice: wire.ToolChoice | None) -> tuple[ToolChoice | None, boo
     return ToolChoice(mode="auto"), parallel
 
 
-def _reasoning(thinking: wire.ThinkingConfig | None) -> Reasoning | None:
+def _reasoning(thinking: wire.ThinkingConfig | None, effort: Effort | None) -> Reasoning | None:
     if thinking is None:
-        return None
+        return Reasoning(effort=effort) if effort is not None else None
     if isinstance(thinking, wire.ThinkingEnabled):
-        return Reasoning(budget_tokens=thinking.budget_tokens)
+        return Reasoning(budget_tokens=thinking.budget_tokens, effort=effort)
     if isinstance(thinking, wire.ThinkingDisabled):
         return Reasoning(enabled=False)
-    return Reasoning(effort="medium")  # adaptive: the model decides; medium is the neutral default elsewhere
+    return Reasoning(adaptive=True, effort=effort)  # the model decides; each upstream's own adaptive mode
+
+
+def _output_config(extra: dict[str, Any]) -> tuple[ResponseFormat | None, Effort | None]:
+    """The structured-output schema and effort of ``output_config`` (left in ``extra`` for Anthropic)."""
+    raw = extra.get("output_config")
+    if raw is None:
+        return None, None
+    try:
+        config = msgspec.convert(raw, wire.OutputConfig)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc, prefix="output_config") from None
+    effort: Effort | None = None
+    if config.effort is not None:
+        effort = EFFORTS.get(config.effort)
+        if effort is None:
+            allowed = ", ".join(repr(e) for e in EFFORTS)
+            raise invalid(f"output_config.effort: Input should be {allowed}", "output_config.effort")
+    fmt = config.format
+    if fmt is None:
+        return None, effort
+    if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise invalid("output_config.format: expected {type: 'json_schema', schema: {...}}", "output_config.format")
+    # Not strict: OpenAI's strict mode refuses schemas Anthropic accepts (optional fields, open objects).
+    return ResponseFormat(type="json_schema", schema=fmt["schema"]), effort
+
+
+def betas(headers: Mapping[str, str]) -> list[str]:
+    """The ``anthropic-beta`` flags of a request (comma-separated, possibly over several header lines)."""
+    value = headers.get("anthropic-beta") or headers.get("Anthropic-Beta")
+    if not value:
+        return []
+    return [flag.strip() for flag in value.split(",") if flag.strip()]
 
 
 def _check(w: wire.MessagesRequest) -> None:
@@ -428,7 +529,12 @@ def _blocks(msg: Message) -> list[wire.AnyBlock]:
             blocks.append(wire.AnyBlock(type="text", text=p.text))
     for call in msg.tool_calls:
         blocks.append(
-            wire.AnyBlock(type="tool_use", id=call.id, name=call.name, input=_tool_input(call.arguments, call.name))
+            wire.AnyBlock(
+                type="tool_use",
+                id=tool_use_id(call.id, call.signature),
+                name=call.name,
+                input=_tool_input(call.arguments, call.name),
+            )
         )
     return blocks
 
@@ -546,7 +652,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             out += self._delta(self.index, wire.AnyDelta(type="input_json_delta", partial_json=args))
             out += self._open(result.type, result) + self._close()
         elif isinstance(event, ToolCallStart):
-            block = wire.AnyBlock(type="tool_use", id=event.id, name=event.name, input={})
+            block = wire.AnyBlock(type="tool_use", id=tool_use_id(event.id, event.signature), name=event.name, input={})
             out += self._open("tool_use", block)
             self.tool_blocks[event.index] = self.index
         elif isinstance(event, ToolCallArgs):
@@ -617,6 +723,7 @@ class AnthropicMessagesProtocol(InboundProtocol):
                     extra[key] = msgspec.json.decode(raw)
             tools = _tools(w.tools, extra) if w.tools else []
             messages = _messages(w)
+            response_format, effort = _output_config(extra)
         except msgspec.ValidationError as exc:
             raise _validation_error(exc) from None
         except msgspec.DecodeError as exc:
@@ -636,8 +743,10 @@ class AnthropicMessagesProtocol(InboundProtocol):
             tools=tools,
             tool_choice=tool_choice,
             parallel_tool_calls=parallel,
-            reasoning=_reasoning(w.thinking),
+            response_format=response_format,
+            reasoning=_reasoning(w.thinking, effort),
             user=w.metadata.user_id if w.metadata is not None else None,
+            betas=betas(headers),
             extra=extra,
             inbound_protocol=self.name,
             options=w.omnirelay or {},

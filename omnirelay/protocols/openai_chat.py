@@ -1,4 +1,13 @@
-"""Inbound OpenAI Chat Completions: the wire format of ``omnirelay.wire.openai_chat`` <-> the canonical core."""
+"""Inbound OpenAI Chat Completions: the wire format of ``omnirelay.wire.openai_chat`` <-> the canonical core.
+
+A tool call's opaque upstream signature (``ToolCall.signature``: Gemini's thought signature) is shown as
+Gemini's own OpenAI-compatible API shows it, ``extra_content: {"google": {"thought_signature": ...}}`` on the
+tool call (in the call's first stream delta), and read back from the same place in the history.
+
+Streams open with ``{"role": "assistant", "content": ""}`` when the answer starts with text and with
+``"content": null`` (the role riding on the first delta) when it starts with a tool call or reasoning, as
+OpenAI's (and DeepSeek's) do.
+"""
 
 from __future__ import annotations
 
@@ -162,7 +171,10 @@ def _message(m: wire.ChatMessage, i: int) -> Message:
             role="tool", content=_parts(m.content, param, images=False), tool_call_id=m.tool_call_id, name=m.name
         )
     if m.role == "assistant":
-        calls = [ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments) for c in m.tool_calls or ()]
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments, signature=call_signature(c))
+            for c in m.tool_calls or ()
+        ]
         content = _parts(m.content, param, images=False)
         if m.refusal and not content:
             content = [TextPart(text=m.refusal)]
@@ -173,6 +185,20 @@ def _message(m: wire.ChatMessage, i: int) -> Message:
     if m.content is None:
         raise invalid(f"{m.role} messages need content", param=param)
     return Message(role=m.role, content=_parts(m.content, param, images=m.role == "user"), name=m.name)
+
+
+def call_signature(call: wire.ToolCall) -> str | None:
+    """The thought signature a client sent back on a tool call (``extra_content.google.thought_signature``)."""
+    extra = call.extra_content
+    if not isinstance(extra, dict):
+        return None
+    google = extra.get("google")
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
+def signature_extra(signature: str | None) -> dict[str, Any] | msgspec.UnsetType:
+    return {"google": {"thought_signature": signature}} if signature else UNSET
 
 
 def _tool_choice(tc: wire.ToolChoiceMode | wire.NamedToolChoice | None) -> ToolChoice | None:
@@ -278,7 +304,12 @@ def _response_message(msg: Message) -> wire.ResponseMessage:
     text = msg.text()
     reasoning = "".join(r.text for r in msg.reasoning)
     calls = [
-        wire.ToolCall(id=c.id, function=wire.FunctionCall(name=c.name, arguments=c.arguments)) for c in msg.tool_calls
+        wire.ToolCall(
+            id=c.id,
+            function=wire.FunctionCall(name=c.name, arguments=c.arguments),
+            extra_content=signature_extra(c.signature),
+        )
+        for c in msg.tool_calls
     ]
     return wire.ResponseMessage(
         content=text if text or not calls else None,
@@ -317,7 +348,10 @@ class OpenAIStreamEncoder(StreamEncoder):
         out = b""
         if choice not in self.opened:
             self.opened.add(choice)
-            if delta.role is UNSET:
+            if delta.role is UNSET and (delta.tool_calls is not UNSET or delta.reasoning_content is not UNSET):
+                # A turn that opens with a tool call or reasoning: the role rides on it, with content null.
+                delta = msgspec.structs.replace(delta, role="assistant", content=None)
+            elif delta.role is UNSET:
                 out = self._frame([wire.ChunkChoice(index=choice, delta=wire.Delta(role="assistant", content=""))])
         return out + self._frame([wire.ChunkChoice(index=choice, delta=delta, finish_reason=finish)])
 
@@ -346,6 +380,7 @@ class OpenAIStreamEncoder(StreamEncoder):
                 id=event.id,
                 type="function",
                 function=wire.FunctionDelta(name=event.name, arguments=""),
+                extra_content=signature_extra(event.signature),
             )
             return self._chunk(event.choice, wire.Delta(tool_calls=[call]))
         if isinstance(event, ToolCallArgs):
@@ -364,7 +399,7 @@ class OpenAIStreamEncoder(StreamEncoder):
             self.id = event.id if event.id.startswith("chatcmpl") else "chatcmpl-" + event.id
             self.model = event.model or self.model
             self.created = event.created or self.created
-            return self._chunk(0, wire.Delta(role="assistant", content=""))
+            return b""  # the role frame waits for the first content, to say whether it is text or a tool call
         if isinstance(event, StreamFailure):
             return self.error(event.error)
         return b""

@@ -13,6 +13,16 @@ Choices made where the canonical request asks for something the Messages API has
   whose root is not an object (Anthropic requires one) is wrapped in ``{"value": ...}`` and unwrapped again.
 * A forced tool choice (``any``/``tool``) cannot be combined with thinking (Anthropic rejects it); the forced
   choice is what the caller's code depends on, so thinking is left off in that case.
+* A request that came in as Anthropic Messages keeps its own ``output_config`` (native structured output and
+  effort, sent verbatim), so neither the answer-tool emulation nor an effort-derived budget applies to it;
+  ``thinking: adaptive`` is sent as adaptive.
+* ``anthropic-beta`` flags (``ChatRequest.betas``) are forwarded as the ``anthropic-beta`` header. System
+  messages after the first turn stay in place when the caller sent the ``mid-conversation-system`` beta;
+  otherwise they are hoisted into ``system``, which every Anthropic model accepts. For a third-party server
+  that speaks Messages but not Anthropic's betas, ``options: {forward_betas: false}`` drops the header and
+  always hoists.
+* ``cache_control`` markers on system blocks, text and image blocks, tools and tool results are kept, so the
+  prompt-cache breakpoints (and so the cache usage Anthropic reports) are exactly the caller's.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ from omnirelay.core.types import (
     ImagePart,
     Message,
     Part,
+    Reasoning,
     ReasoningPart,
     TextPart,
     ToolCall,
@@ -64,6 +75,7 @@ log = logging.getLogger("omnirelay.providers.anthropic")
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 OUTPUT_TOOL = "json_response"
+MID_CONVERSATION_SYSTEM_BETA = "mid-conversation-system-"
 MAX_ERROR_MESSAGE = 1000
 
 # Output-token ceilings by model family (the first matching prefix wins); the default max_tokens and the
@@ -140,10 +152,21 @@ class OutputTool(msgspec.Struct, kw_only=True, frozen=True):
     description: str
 
 
+def native_output_config(req: ChatRequest) -> dict[str, Any] | None:
+    """The caller's own ``output_config`` when the request came in as Anthropic Messages."""
+    if req.inbound_protocol != "anthropic":
+        return None
+    config = req.extra.get("output_config")
+    return config if isinstance(config, dict) else None
+
+
 def output_tool(req: ChatRequest) -> OutputTool | None:
     rf = req.response_format
     if rf is None or rf.type == "text":
         return None
+    native = native_output_config(req)
+    if native is not None and native.get("format") is not None:
+        return None  # Anthropic's own structured output does it
     if req.tool_choice is not None and req.tool_choice.mode == "tool":
         return None  # the caller forces one of its own tools: that call is the answer
     taken = {t.name for t in req.tools}
@@ -179,6 +202,13 @@ def _data_url(url: str) -> tuple[str, str] | None:
 
 
 def _image_block(p: ImagePart) -> wire.ImageBlock | wire.DocumentBlock:
+    block = _bare_image_block(p)
+    if p.cache_control is not None:
+        block.cache_control = p.cache_control
+    return block
+
+
+def _bare_image_block(p: ImagePart) -> wire.ImageBlock | wire.DocumentBlock:
     data, media_type = p.data, p.media_type
     if data is None and p.url is not None and p.url.startswith("data:"):
         parsed = _data_url(p.url)
@@ -227,7 +257,10 @@ def _tool_result(m: Message) -> wire.ToolResultBlock:
     else:
         content = _part_blocks(m.content)
     return wire.ToolResultBlock(
-        tool_use_id=m.tool_call_id or "", content=content, is_error=True if m.is_error else None
+        tool_use_id=m.tool_call_id or "",
+        content=content,
+        is_error=True if m.is_error else None,
+        cache_control=m.cache_control,
     )
 
 
@@ -245,19 +278,31 @@ def _assistant_blocks(m: Message) -> list[wire.ContentBlock]:
     return blocks
 
 
-def _conversation(messages: list[Message]) -> tuple[list[wire.TextBlock], list[wire.MessageParam]]:
-    """System text hoisted to the top-level field; tool results grouped into user turns; consecutive turns of
-    the same role merged (the API would merge them anyway, and tool results must share one user turn)."""
+def _system_blocks(m: Message) -> list[wire.TextBlock]:
+    return [
+        wire.TextBlock(text=p.text, cache_control=p.cache_control)
+        for p in m.content
+        if isinstance(p, TextPart) and p.text
+    ]
+
+
+def _conversation(
+    messages: list[Message], system_in_place: bool = False
+) -> tuple[list[wire.TextBlock], list[wire.MessageParam]]:
+    """System text hoisted to the top-level field (later system messages stay in place with
+    ``system_in_place``); tool results grouped into user turns; consecutive turns of the same role merged (the
+    API would merge them anyway, and tool results must share one user turn)."""
     system: list[wire.TextBlock] = []
     turns: list[wire.MessageParam] = []
     blocks: list[wire.ContentBlock]
     for m in messages:
         if m.role in ("system", "developer"):
-            system.extend(
-                wire.TextBlock(text=p.text, cache_control=p.cache_control)
-                for p in m.content
-                if isinstance(p, TextPart) and p.text
-            )
+            if system_in_place and turns:
+                in_place: list[wire.ContentBlock] = [*_system_blocks(m)]
+                if in_place:
+                    turns.append(wire.MessageParam(role="system", content=in_place))
+            else:
+                system.extend(_system_blocks(m))
             continue
         if m.role == "tool":
             role, blocks = "user", [_tool_result(m)]
@@ -300,6 +345,17 @@ def _tool_choice(req: ChatRequest, out_tool: OutputTool | None) -> wire.ToolChoi
             raise invalid("tool_choice names no tool", "tool_choice")
         return wire.ToolChoiceTool(name=tc.name, disable_parallel_tool_use=disable)
     return wire.ToolChoiceAuto(disable_parallel_tool_use=disable)
+
+
+def _thinking_request(req: ChatRequest, forced: bool) -> tuple[Reasoning | None, bool]:
+    """The reasoning that decides ``thinking``, and whether it is adaptive (never with a forced tool)."""
+    reasoning = req.reasoning
+    native = native_output_config(req)
+    if reasoning is not None and native is not None and native.get("effort") is not None:
+        # The effort travels in output_config itself; it is not a request for a thinking budget.
+        reasoning = msgspec.structs.replace(reasoning, effort=None)
+    adaptive = reasoning is not None and reasoning.enabled and reasoning.adaptive and not forced
+    return reasoning, adaptive
 
 
 # --- response parsing ------------------------------------------------------------------------------------
@@ -513,22 +569,31 @@ class AnthropicProvider(HttpProvider):
         self.headers.update(upstream.headers)
         configured = upstream.options.get("default_max_tokens")
         self.default_max_tokens: int | None = int(configured) if configured else None
+        self.forward_betas = bool(upstream.options.get("forward_betas", True))
 
     def build_request(self, req: ChatRequest, model: str) -> UpstreamRequest:
         model = upstream_model_name(model)
         if req.n > 1:
             raise invalid("n: Anthropic models return one choice per request", "n")
-        system, messages = _conversation(req.messages)
+        betas = req.betas if self.forward_betas else []
+        in_place = any(b.startswith(MID_CONVERSATION_SYSTEM_BETA) for b in betas)
+        system, messages = _conversation(req.messages, system_in_place=in_place)
         out_tool = output_tool(req)
         limit = output_limit(model)
         answer_room = req.max_tokens or self.default_max_tokens or min(DEFAULT_MAX_TOKENS, limit)
         max_tokens = answer_room
         tool_choice = _tool_choice(req, out_tool)
         forced = isinstance(tool_choice, wire.ToolChoiceAny | wire.ToolChoiceTool)
-        budget = None if forced else budget_of(req.reasoning)
+        reasoning, adaptive = _thinking_request(req, forced)
+        budget = None if forced or adaptive else budget_of(reasoning)
         temperature, top_p, top_k = req.temperature, req.top_p, req.top_k
         thinking: wire.ThinkingConfig | None = None
-        if budget is not None:
+        if adaptive:
+            thinking = wire.ThinkingAdaptive()
+            temperature = top_k = None
+            if top_p is not None and top_p < 0.95:
+                top_p = None
+        elif budget is not None:
             if max_tokens <= budget:
                 max_tokens = min(budget + answer_room, limit)
                 if budget >= max_tokens:  # the model's output ceiling: thinking gives way to the answer
@@ -547,6 +612,7 @@ class AnthropicProvider(HttpProvider):
                         name=t.name,
                         description=t.description,
                         input_schema=t.parameters or {"type": "object", "properties": {}},
+                        cache_control=t.cache_control,
                     )
                 )
             )
@@ -581,7 +647,13 @@ class AnthropicProvider(HttpProvider):
         if extra:
             # Fields the caller sent that omnirelay does not model, for an upstream of the same family.
             data = data[:-1] + b"," + _ENCODER.encode(extra)[1:]
-        return UpstreamRequest(url=self.url, headers=self.headers, body=data)
+        headers = self.headers
+        if betas:
+            # The upstream's configured betas (``headers:`` in its config) stay; the caller's are added.
+            configured = [b for b in headers.get("anthropic-beta", "").split(",") if b]
+            flags = configured + [b for b in betas if b not in configured]
+            headers = {**headers, "anthropic-beta": ",".join(flags)}
+        return UpstreamRequest(url=self.url, headers=headers, body=data)
 
     def parse_response(self, body: bytes, req: ChatRequest) -> ChatResponse:
         try:

@@ -2,7 +2,13 @@
 
 Translation notes (why things are the way they are):
 
-* System and developer messages become ``systemInstruction`` wherever they stand: Gemini has one.
+* System and developer messages before the first user/assistant turn become ``systemInstruction`` (one part
+  per block, so block boundaries survive); Gemini has nothing else. A system message later in the
+  conversation (Anthropic's mid-conversation system messages) is folded in place into the user turn as a
+  text part ``[system]\n<text>``, so what it says stays where it was said.
+* A tool result's images and documents go inside the ``functionResponse`` as ``parts`` of ``inlineData`` /
+  ``fileData`` on Gemini 3 (its multimodal function responses), and as sibling parts of the same user turn,
+  right after that function response, on earlier models.
 * Gemini requires user/model turns to alternate, so consecutive turns of the same role are merged; tool
   results travel as ``functionResponse`` parts of a user turn.
 * ``functionResponse.name`` is mandatory: taken from ``Message.name`` or from the earlier assistant call with
@@ -17,8 +23,14 @@ Translation notes (why things are the way they are):
 * Tool parameters and response schemas go as JSON Schema (``parametersJsonSchema``/``responseJsonSchema``).
   With ``options: {schema_mode: legacy}`` the OpenAPI-subset fields are used instead, with the keywords that
   Gemini rejects there stripped recursively.
-* Thought signatures (Gemini's opaque reasoning state) ride on ``ReasoningPart.signature`` so a tool loop can
-  hand them back; on the way up they are attached to the first function call (or the last part).
+* Thought signatures (Gemini's opaque reasoning state): the one on a ``functionCall`` part is that call's
+  ``ToolCall.signature``, always, whether or not reasoning was asked for (Gemini 3 rejects a replayed call
+  without it), and goes back on the same call. A signature on a text part rides on
+  ``ReasoningPart.signature`` when reasoning was asked for, and goes back on the first call of a turn whose
+  calls carry none of their own (or on its last part).
+* Reasoning: an effort becomes ``thinkingLevel`` on Gemini 3 and a ``thinkingBudget`` from the shared table on
+  2.5; adaptive reasoning without an effort is the dynamic budget (-1) on 2.5 and the model's default level
+  on Gemini 3.
 """
 
 from __future__ import annotations
@@ -44,7 +56,7 @@ from omnirelay.core.events import (
     UsageReport,
 )
 from omnirelay.core.ids import new_id, now
-from omnirelay.core.reasoning import budget_of
+from omnirelay.core.reasoning import budget_of, effort_of
 from omnirelay.core.types import (
     ChatRequest,
     ChatResponse,
@@ -52,6 +64,7 @@ from omnirelay.core.types import (
     FinishReason,
     ImagePart,
     Message,
+    Reasoning,
     ReasoningPart,
     TextPart,
     ToolCall,
@@ -109,6 +122,16 @@ _MAGIC: tuple[tuple[str, str], ...] = (
 _DATA_URL = re.compile(r"^data:([^;,]+)?(?:;[^,]*)?;base64,(.*)$", re.DOTALL)
 _FOREIGN_ID_PREFIXES = ("call_", "toolu_", "chatcmpl-")
 _CALLING_MODES: dict[str, w.FunctionCallingMode] = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}
+# Canonical effort -> Gemini 3 thinkingLevel. Gemini 3 Pro knows only low and high.
+_THINKING_LEVELS: dict[str, str] = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high"}
+_PRO_THINKING_LEVELS: dict[str, str] = {"minimal": "low", "low": "low", "medium": "high", "high": "high"}
+SYSTEM_FOLD_PREFIX = "[system]\n"
+
+
+def is_gemini_3(model: str) -> bool:
+    """Gemini 3 and later: thinking levels, multimodal function responses, mandatory call signatures."""
+    m = re.search(r"gemini-(\d+)", model)
+    return m is not None and int(m.group(1)) >= 3
 
 
 def _is_gemini_id(call_id: str) -> bool:
@@ -221,34 +244,61 @@ def _model_parts(msg: Message, i: int) -> list[w.Part]:
             args=_parse_args(call.arguments, f"messages[{i}].tool_calls[{j}].function.arguments"),
             id=call.id if _is_gemini_id(call.id) else None,
         )
-        part = w.Part(function_call=fc)
+        part = w.Part(function_call=fc, thought_signature=call.signature)
         if first_call is None:
             first_call = part
         parts.append(part)
+    # A reasoning signature (history from before calls carried their own) goes where Gemini put it: on the
+    # first call, or on the last part of a turn without calls; never over a call's own signature.
     signature = next((r.signature for r in msg.reasoning if r.signature), None)
-    if signature and parts:
+    if signature and parts and not any(c.signature for c in msg.tool_calls):
         (first_call or parts[-1]).thought_signature = signature
     return parts
 
 
-def build_body(req: ChatRequest, model: str, legacy_schema: bool = False) -> w.GenerateContentRequest:
+def _user_parts(msg: Message, i: int) -> list[w.Part]:
+    parts: list[w.Part] = []
+    for k, part in enumerate(msg.content):
+        if isinstance(part, TextPart):
+            if part.text:
+                parts.append(w.Part(text=part.text))
+        else:
+            parts.append(_image_part(part, f"messages[{i}].content[{k}]"))
+    return parts
+
+
+def _tool_result_parts(msg: Message, i: int, name: str, nested_media: bool) -> list[w.Part]:
+    """The ``functionResponse`` of a tool result and the media it returned (nested on Gemini 3)."""
+    media = [
+        _image_part(p, f"messages[{i}].content[{k}]") for k, p in enumerate(msg.content) if isinstance(p, ImagePart)
+    ]
+    call_id = msg.tool_call_id
+    fr = w.FunctionResponse(
+        name=name,
+        response=_function_response_body(msg.text(), msg.is_error),
+        id=call_id if call_id and _is_gemini_id(call_id) else None,
+    )
+    if media and nested_media:
+        fr.parts = [w.FunctionResponsePart(inline_data=m.inline_data, file_data=m.file_data) for m in media]
+        media = []
+    return [w.Part(function_response=fr), *media]
+
+
+def _contents(req: ChatRequest, model: str) -> tuple[list[w.Part], list[w.Content]]:
+    """(systemInstruction parts, contents): leading system text hoisted, later system text folded in place."""
     system: list[w.Part] = []
     turns = _Turns()
     call_names: dict[str, str] = {}
+    nested_media = is_gemini_3(model)
     for i, msg in enumerate(req.messages):
         if msg.role in ("system", "developer"):
-            text = msg.text()
-            if text:
-                system.append(w.Part(text=text))
+            texts = [p.text for p in msg.content if isinstance(p, TextPart) and p.text]
+            if not turns.contents:
+                system.extend(w.Part(text=t) for t in texts)
+            else:
+                turns.add("user", [w.Part(text=SYSTEM_FOLD_PREFIX + t) for t in texts])
         elif msg.role == "user":
-            parts: list[w.Part] = []
-            for k, part in enumerate(msg.content):
-                if isinstance(part, TextPart):
-                    if part.text:
-                        parts.append(w.Part(text=part.text))
-                else:
-                    parts.append(_image_part(part, f"messages[{i}].content[{k}]"))
-            turns.add("user", parts)
+            turns.add("user", _user_parts(msg, i))
         elif msg.role == "assistant":
             for call in msg.tool_calls:
                 call_names[call.id] = call.name
@@ -260,15 +310,33 @@ def build_body(req: ChatRequest, model: str, legacy_schema: bool = False) -> w.G
                     "tool result does not match any earlier assistant tool call (Gemini needs the function name)",
                     f"messages[{i}].tool_call_id",
                 )
-            call_id = msg.tool_call_id
-            fr = w.FunctionResponse(
-                name=name,
-                response=_function_response_body(msg.text(), msg.is_error),
-                id=call_id if call_id and _is_gemini_id(call_id) else None,
-            )
-            turns.add("user", [w.Part(function_response=fr)])
+            turns.add("user", _tool_result_parts(msg, i, name, nested_media))
     if not turns.contents:
         raise invalid("at least one user or assistant message is required", "messages")
+    return system, turns.contents
+
+
+def _thinking_config(reasoning: Reasoning | None, model: str) -> w.ThinkingConfig | None:
+    if reasoning is None:
+        return None
+    gemini_3 = is_gemini_3(model)
+    if not reasoning.enabled:
+        if gemini_3:  # Gemini 3 cannot switch thinking off; its lowest level is the closest
+            return w.ThinkingConfig(thinking_level="low" if "pro" in model else "minimal")
+        return w.ThinkingConfig(thinking_budget=_clamp_budget(model, None, True))
+    if gemini_3:
+        effort = effort_of(reasoning)
+        levels = _PRO_THINKING_LEVELS if "pro" in model else _THINKING_LEVELS
+        return w.ThinkingConfig(thinking_level=levels[effort] if effort else None, include_thoughts=True)
+    budget = None if reasoning.adaptive and reasoning.effort is None else budget_of(reasoning)
+    return w.ThinkingConfig(
+        thinking_budget=-1 if budget is None else _clamp_budget(model, budget, False),
+        include_thoughts=True,
+    )
+
+
+def build_body(req: ChatRequest, model: str, legacy_schema: bool = False) -> w.GenerateContentRequest:
+    system, contents = _contents(req, model)
 
     tools: list[w.Tool] | None = None
     if req.tools:
@@ -312,20 +380,11 @@ def build_body(req: ChatRequest, model: str, legacy_schema: bool = False) -> w.G
                 gen.response_schema = _strip_legacy_schema(rf.schema)
             else:
                 gen.response_json_schema = _json_schema(rf.schema)
-    reasoning = req.reasoning
-    if reasoning is not None:
-        if not reasoning.enabled:
-            gen.thinking_config = w.ThinkingConfig(thinking_budget=_clamp_budget(model, None, True))
-        else:
-            budget = budget_of(reasoning)
-            gen.thinking_config = w.ThinkingConfig(
-                thinking_budget=-1 if budget is None else _clamp_budget(model, budget, False),
-                include_thoughts=True,
-            )
+    gen.thinking_config = _thinking_config(req.reasoning, model)
     # An empty generationConfig is legal, but noise in request logs.
     has_gen = any(v is not None for v in msgspec.structs.astuple(gen))
     return w.GenerateContentRequest(
-        contents=turns.contents,
+        contents=contents,
         system_instruction=w.Content(parts=system) if system else None,
         tools=tools,
         tool_config=tool_config,
@@ -368,7 +427,14 @@ def _candidate_message(cand: w.Candidate, keep_signatures: bool) -> tuple[Messag
             signature = part.thought_signature
         if part.function_call is not None:
             fc = part.function_call
-            calls.append(ToolCall(id=fc.id or new_id("call_"), name=fc.name, arguments=_args_text(fc.args)))
+            calls.append(
+                ToolCall(
+                    id=fc.id or new_id("call_"),
+                    name=fc.name,
+                    arguments=_args_text(fc.args),
+                    signature=part.thought_signature,
+                )
+            )
         elif part.text is not None:
             (thoughts if part.thought else texts).append(part.text)
     reasoning: list[ReasoningPart] = []
@@ -460,7 +526,9 @@ class GeminiStreamParser(StreamParser):
                     fc = part.function_call
                     n = self._tool_counts.get(idx, 0)
                     self._tool_counts[idx] = n + 1
-                    out.append(ToolCallStart(index=n, id=fc.id or new_id("call_"), name=fc.name, choice=idx))
+                    call_id = fc.id or new_id("call_")
+                    signature = part.thought_signature
+                    out.append(ToolCallStart(index=n, id=call_id, name=fc.name, choice=idx, signature=signature))
                     out.append(ToolCallArgs(index=n, arguments=_args_text(fc.args), choice=idx))
                 elif part.text:
                     if part.thought:

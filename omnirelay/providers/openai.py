@@ -4,6 +4,17 @@ vLLM, Ollama, llama.cpp server, anything else with a base URL).
 Servers differ in small ways (which max-tokens field, which models take ``reasoning_effort``, what they
 reject). Those differences are data: one ``Preset`` per server kind with ``ModelRule``s for model-specific
 quirks, looked up once per request. Any preset field can be overridden from the upstream's ``options``.
+
+Translation choices where the canonical request carries more than Chat Completions can say:
+
+* System/developer messages stay where they are in the list. A message of several text blocks is sent as a
+  list of text parts (or, for servers without content parts, the blocks joined by a blank line), never glued.
+* A tool call's signature (``ToolCall.signature``) is read from ``extra_content.google.thought_signature``,
+  as Gemini's OpenAI-compatible API returns it, and sent back there only to presets with ``call_signatures``
+  (``gemini-openai``).
+* A tool message carries text only, so the images and documents of a tool result are sent in a user message
+  right after the run of tool messages, opened by a text part naming the call they came from
+  (``Content returned by tool call <id>:``). A failed tool's output is prefixed ``Error: `` (``is_error``).
 """
 
 from __future__ import annotations
@@ -69,6 +80,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     content_parts: bool = True  # accepts content as a list of parts (else text only, as one string)
     message_names: bool = True  # accepts ``name`` on messages
     tool_call_ids: Literal["any", "alnum9"] = "any"
+    # Sends a tool call's signature back as ``extra_content.google.thought_signature`` (Gemini's
+    # OpenAI-compatible API requires it on Gemini 3); other servers may reject the unknown field.
+    call_signatures: bool = False
     top_k: bool = False
     drop: frozenset[str] = frozenset()
     rules: tuple[ModelRule, ...] = ()
@@ -126,8 +140,17 @@ PRESETS: dict[str, Preset] = {
     "vllm": Preset(base_url="http://127.0.0.1:8000/v1", reasoning_effort=True, reasoning_input=True, top_k=True),
     "ollama": Preset(base_url="http://127.0.0.1:11434/v1", reasoning_effort=True, reasoning_input=True),
     "llamacpp": Preset(base_url="http://127.0.0.1:8080/v1", reasoning_input=True, top_k=True),
+    "gemini-openai": Preset(
+        base_url="https://generativelanguage.googleapis.com/v1beta/openai",
+        reasoning_effort=True,
+        call_signatures=True,
+        message_names=False,
+    ),
     "custom": Preset(base_url=None, reasoning_effort=True),
 }
+
+TEXT_BLOCK_SEPARATOR = "\n\n"
+TOOL_ERROR_PREFIX = "Error: "
 
 # Request fields the gateway itself consumes (OpenRouter-style fallback list); never forwarded.
 _GATEWAY_FIELDS = frozenset({"models"})
@@ -244,6 +267,13 @@ def _finish(reason: str | None, stop_reason: object, has_calls: bool) -> tuple[F
     return finish, None
 
 
+def _call_signature(extra: dict[str, Any] | msgspec.UnsetType | None) -> str | None:
+    """``extra_content.google.thought_signature`` of an upstream tool call, if any."""
+    google = extra.get("google") if isinstance(extra, dict) else None
+    signature = google.get("thought_signature") if isinstance(google, dict) else None
+    return signature if isinstance(signature, str) and signature else None
+
+
 def _text(value: str | msgspec.UnsetType | None) -> str:
     return value if isinstance(value, str) else ""
 
@@ -327,7 +357,9 @@ class OpenAIStreamParser(StreamParser):
                 self.call_count[choice] = index + 1
                 known = (index, call_id or new_id("call_"))
                 self.calls[(choice, up_index)] = known
-                out.append(ToolCallStart(index=index, id=known[1], name=_text(fn.name) if fn else "", choice=choice))
+                name = _text(fn.name) if fn else ""
+                signature = _call_signature(tc.extra_content)
+                out.append(ToolCallStart(index=index, id=known[1], name=name, choice=choice, signature=signature))
             args = _text(fn.arguments) if fn else ""
             if args:
                 out.append(ToolCallArgs(index=known[0], arguments=args, choice=choice))
@@ -398,29 +430,90 @@ class OpenAIProvider(HttpProvider):
                 parts.append({"type": "image_url", "image_url": image})
         return parts
 
+    def _system_content(self, m: Message) -> str | list[dict[str, Any]]:
+        texts = [p.text for p in m.content if isinstance(p, TextPart)]
+        if len(texts) == 1 or not self.preset.content_parts:
+            return TEXT_BLOCK_SEPARATOR.join(texts)
+        return [{"type": "text", "text": t} for t in texts]
+
+    def _media_parts(self, m: Message) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        for p in m.content:
+            if not isinstance(p, ImagePart):
+                continue
+            if p.media_type == "application/pdf" and p.data is not None:
+                file = {"filename": "document.pdf", "file_data": f"data:application/pdf;base64,{p.data}"}
+                parts.append({"type": "file", "file": file})
+                continue
+            url = p.url if p.url else f"data:{p.media_type or 'image/png'};base64,{p.data or ''}"
+            image: dict[str, Any] = {"url": url}
+            if p.detail:
+                image["detail"] = p.detail
+            parts.append({"type": "image_url", "image_url": image})
+        return parts
+
+    def _tool_media(self, tool_messages: list[Message]) -> dict[str, Any] | None:
+        """The user message carrying the images/documents of a run of tool results, or None."""
+        content: list[dict[str, Any]] = []
+        for m in tool_messages:
+            media = self._media_parts(m)
+            if media:
+                label = f"Content returned by tool call {self._call_id(m.tool_call_id or '')}:"
+                content.append({"type": "text", "text": label})
+                content.extend(media)
+        if not content or not self.preset.content_parts:
+            return None
+        return {"role": "user", "content": content}
+
+    def _messages(self, messages: list[Message]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        run: list[Message] = []  # the current run of consecutive tool messages
+        for i, m in enumerate(messages):
+            if m.role == "tool":
+                run.append(m)
+            elif run:
+                media = self._tool_media(run)
+                if media is not None:
+                    out.append(media)
+                run = []
+            out.append(self._message(m, i))
+        if run:
+            media = self._tool_media(run)
+            if media is not None:
+                out.append(media)
+        return out
+
+    def _tool_call(self, c: ToolCall) -> dict[str, Any]:
+        call: dict[str, Any] = {
+            "id": self._call_id(c.id),
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        if c.signature and self.preset.call_signatures:
+            call["extra_content"] = {"google": {"thought_signature": c.signature}}
+        return call
+
     def _message(self, m: Message, i: int) -> dict[str, Any]:
         preset = self.preset
         if m.role == "tool":
-            return {"role": "tool", "tool_call_id": self._call_id(m.tool_call_id or ""), "content": m.text()}
+            text = m.text()
+            if m.is_error:
+                text = TOOL_ERROR_PREFIX + text
+            if not preset.content_parts and any(isinstance(p, ImagePart) for p in m.content):
+                text += "\n[images omitted: this model accepts text only]"
+            return {"role": "tool", "tool_call_id": self._call_id(m.tool_call_id or ""), "content": text}
         if m.role == "assistant":
             text = m.text()
             out: dict[str, Any] = {"role": "assistant", "content": text if text or not m.tool_calls else None}
             if m.tool_calls:
-                out["tool_calls"] = [
-                    {
-                        "id": self._call_id(c.id),
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": c.arguments},
-                    }
-                    for c in m.tool_calls
-                ]
+                out["tool_calls"] = [self._tool_call(c) for c in m.tool_calls]
             if preset.reasoning_input:
                 reasoning = "".join(r.text for r in m.reasoning)
                 if reasoning:
                     out["reasoning_content"] = reasoning
         elif m.role in ("system", "developer"):
             role = m.role if m.role == "system" or preset.developer_role else "system"
-            out = {"role": role, "content": m.text()}
+            out = {"role": role, "content": self._system_content(m)}
         else:
             out = {"role": m.role, "content": self._content(m, i)}
         if m.name and preset.message_names:
@@ -432,7 +525,7 @@ class OpenAIProvider(HttpProvider):
         rule = self.rule(model)
         body: dict[str, Any] = {
             "model": model,
-            "messages": [self._message(m, i) for i, m in enumerate(req.messages)],
+            "messages": self._messages(req.messages),
         }
         if req.stream:
             body["stream"] = True
@@ -519,7 +612,12 @@ class OpenAIProvider(HttpProvider):
         for c in r.choices:
             m = c.message
             calls = [
-                ToolCall(id=t.id or new_id("call_"), name=t.function.name, arguments=t.function.arguments)
+                ToolCall(
+                    id=t.id or new_id("call_"),
+                    name=t.function.name,
+                    arguments=t.function.arguments,
+                    signature=_call_signature(t.extra_content),
+                )
                 for t in m.tool_calls or ()
             ]
             reasoning = _text(m.reasoning_content) or _text(m.reasoning)

@@ -130,7 +130,8 @@ ContentBlock = (
 
 
 class MessageParam(_Wire):
-    role: Literal["user", "assistant"]
+    # "system": a mid-conversation system message (beta ``mid-conversation-system-2026-04-07``); text only.
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
@@ -182,6 +183,15 @@ class ThinkingAdaptive(_Tagged, tag="adaptive"):
 
 
 ThinkingConfig = ThinkingEnabled | ThinkingDisabled | ThinkingAdaptive
+
+
+class OutputConfig(_Wire):
+    """``output_config``: ``format`` is ``{"type": "json_schema", "schema": {...}}`` (structured output),
+    ``effort`` one of low / medium / high / max. Decoded only to translate it; an Anthropic upstream receives
+    the caller's object verbatim, unknown keys included."""
+
+    format: dict[str, Any] | None = None
+    effort: str | None = None
 
 
 class Metadata(_Wire):

@@ -38,10 +38,18 @@ class FunctionCall(_Wire):
     id: str | None = None
 
 
+class FunctionResponsePart(_Wire):
+    """Media returned by a function (Gemini 3 multimodal function responses)."""
+
+    inline_data: Blob | None = None
+    file_data: FileData | None = None
+
+
 class FunctionResponse(_Wire):
     name: str
     response: dict[str, Any]  # must be a JSON object; "output"/"error" keys are documented conventions
     id: str | None = None
+    parts: list[FunctionResponsePart] | None = None  # Gemini 3: images/documents the tool returned
 
 
 class Part(_Wire):
@@ -83,7 +91,8 @@ class ToolConfig(_Wire):
 
 
 class ThinkingConfig(_Wire):
-    thinking_budget: int | None = None  # 0 disables thinking, -1 lets the model decide
+    thinking_budget: int | None = None  # 0 disables thinking, -1 lets the model decide (Gemini 2.5)
+    thinking_level: str | None = None  # Gemini 3: "minimal" | "low" | "medium" | "high"
     include_thoughts: bool | None = None
 
 

@@ -69,6 +69,9 @@ class ToolCall(msgspec.Struct, kw_only=True):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
+    # Provider state attached to the call, as Gemini's OpenAI-compatible API sends it:
+    # ``{"google": {"thought_signature": "..."}}``; clients send it back with the call.
+    extra_content: dict[str, Any] | UnsetType = UNSET
 
 
 # -- request -----------------------------------------------------------------------------------------------
@@ -254,6 +257,7 @@ class ToolCallDelta(msgspec.Struct, kw_only=True):
     id: str | UnsetType | None = UNSET
     type: str | UnsetType | None = UNSET
     function: FunctionDelta | UnsetType | None = UNSET
+    extra_content: dict[str, Any] | UnsetType | None = UNSET  # as on ToolCall, in the call's first delta
 
 
 class Delta(msgspec.Struct, kw_only=True):

@@ -154,6 +154,19 @@ def _stream_events(reply: ScriptedReply, message: dict[str, Any], body: dict[str
     return events
 
 
+def _beta_refusal(body: dict[str, Any], beta_header: str) -> web.Response | None:
+    """What the real API refuses without the beta that enables it: a ``role: "system"`` entry in
+    ``messages`` (``mid-conversation-system-*``) and ``context_management`` (``context-management-*``)."""
+    betas = [b.strip() for b in beta_header.split(",") if b.strip()]
+    mid_system = any(b.startswith("mid-conversation-system-") for b in betas)
+    for i, m in enumerate(body.get("messages") or []):
+        if isinstance(m, dict) and m.get("role") == "system" and not mid_system:
+            return _error(400, "invalid_request_error", f"messages.{i}.role: Input should be 'user' or 'assistant'")
+    if "context_management" in body and not any(b.startswith("context-management-") for b in betas):
+        return _error(400, "invalid_request_error", "context_management: Extra inputs are not permitted")
+    return None
+
+
 def make_app(state: MockState) -> web.Application:
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
@@ -165,6 +178,9 @@ def make_app(state: MockState) -> web.Application:
             return _error(400, "invalid_request_error", "Request body must be a JSON object")
         if "max_tokens" not in body:
             return _error(400, "invalid_request_error", "max_tokens: Field required")
+        refused = _beta_refusal(body, request.headers.get("anthropic-beta", ""))
+        if refused is not None:
+            return refused
         model: str = body.get("model", "")
         reply = state.next_reply("echo: " + last_user_text(body.get("messages", [])))
         if reply.delay_s:

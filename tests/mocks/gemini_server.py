@@ -8,6 +8,11 @@
 
 Thought parts are returned only when the request set ``thinkingConfig.includeThoughts``, like the real API;
 the thought signature rides on the first non-thought part. Function calls arrive whole, in one chunk.
+
+Gemini 3 models (``gemini-3*``) always think: the first ``functionCall`` part of each reply carries a
+``thoughtSignature`` whether or not thoughts were asked for, and a request whose current turn (the model turns
+after the last user turn with text) replays a step's first function call without its signature is refused
+with 400 INVALID_ARGUMENT, as the real API does.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ class _Render:
         gen = body.get("generationConfig") or {}
         self.thoughts = bool((gen.get("thinkingConfig") or {}).get("includeThoughts")) and bool(reply.reasoning)
         self.n = int(gen.get("candidateCount") or 1)
+        self.gemini_3 = model.startswith("gemini-3")
         self.response_id = secrets.token_urlsafe(16)[:22]
 
     def _envelope(self, parts: list[dict[str, Any]], final: bool) -> dict[str, Any]:
@@ -103,6 +109,11 @@ class _Render:
         }
 
     def _sign(self, parts: list[dict[str, Any]]) -> None:
+        if self.gemini_3:
+            first_call = next((p for p in parts if "functionCall" in p), None)
+            if first_call is not None:
+                first_call["thoughtSignature"] = self.reply.reasoning_signature
+                return
         if self.thoughts and parts:
             parts[0]["thoughtSignature"] = self.reply.reasoning_signature
 
@@ -131,6 +142,29 @@ class _Render:
             pieces.append([{"text": ""}])
         last = len(pieces) - 1
         return [self._envelope(p, final=i == last) for i, p in enumerate(pieces)]
+
+
+def _missing_signature(contents: list[Any]) -> str | None:
+    """Gemini 3's check: in the current turn, each model step's first functionCall needs its signature."""
+    start = 0
+    for k, content in enumerate(contents):
+        parts = content.get("parts") or []
+        if content.get("role", "user") == "user" and any("text" in p for p in parts):
+            start = k + 1
+    for k in range(start, len(contents)):
+        content = contents[k]
+        if content.get("role") != "model":
+            continue
+        for j, part in enumerate(content.get("parts") or []):
+            if "functionCall" in part:
+                if not part.get("thoughtSignature"):
+                    name = part["functionCall"].get("name", "")
+                    return (
+                        f"Function call `{name}` in the {k}. content block is missing a `thought_signature`. "
+                        f"Learn more: https://ai.google.dev/gemini-api/docs/thought-signatures (part {j})"
+                    )
+                break
+    return None
 
 
 def make_app(state: MockState) -> web.Application:
@@ -162,6 +196,10 @@ def make_app(state: MockState) -> web.Application:
             )
         if not isinstance(body, dict) or not body.get("contents"):
             return error_response(400, "* GenerateContentRequest.contents: contents is not specified\n")
+        if model.startswith("gemini-3"):
+            missing = _missing_signature(body["contents"])
+            if missing is not None:
+                return error_response(400, missing)
         reply = state.next_reply("echo: " + last_user_text(body.get("contents", [])))
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)  # slow on purpose: the test scripted a slow upstream

@@ -105,15 +105,22 @@ def _chunks(reply: ScriptedReply, base: dict[str, Any], n: int, include_usage: b
         return {"index": i, "delta": d, "logprobs": None, "finish_reason": finish}
 
     frames: list[bytes] = []
+    tools_first = bool(reply.tool_calls) and not reply.text and not reply.reasoning
     for i in range(n):
-        frames.append(chunk([delta(i, {"role": "assistant", "content": "", "refusal": None})]))
+        if not tools_first:
+            frames.append(chunk([delta(i, {"role": "assistant", "content": "", "refusal": None})]))
         for piece in split(reply.reasoning or "", reply.chunks):
             frames.append(chunk([delta(i, {"content": None, "reasoning_content": piece})]))
         for piece in split(reply.text, reply.chunks):
             frames.append(chunk([delta(i, {"content": piece})]))
         for k, call in enumerate(reply.tool_calls):
             first = {"index": k, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
-            frames.append(chunk([delta(i, {"tool_calls": [first]})]))
+            if tools_first and k == 0:
+                # A turn that is only tool calls opens with the role, content null, and the first call.
+                opening = {"role": "assistant", "content": None, "tool_calls": [first], "refusal": None}
+                frames.append(chunk([delta(i, opening)]))
+            else:
+                frames.append(chunk([delta(i, {"tool_calls": [first]})]))
             for piece in split(call.arguments, reply.chunks):
                 frames.append(chunk([delta(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})]))
         frames.append(chunk([delta(i, {}, _finish(reply))]))
