@@ -230,13 +230,10 @@ def test_message_start_carries_an_input_estimate_corrected_in_message_delta(
     delta = next(data for name, data in events if name == "message_delta")["usage"]
     assert delta["input_tokens"] == 251 - 40  # exact, cache reads apart as Anthropic reports them
     assert delta["cache_read_input_tokens"] == 40 and delta["output_tokens"] == 5
-
-
-def test_message_start_usage_from_an_anthropic_upstream_is_exact(gateway: Gateway, mocks: MockUpstreams) -> None:
+    # An Anthropic upstream reports it up front: message_start carries its exact numbers.
     mocks.push("anthropic", ScriptedReply(usage=ScriptedUsage(input=300, output=9, cached=100, cache_write=50)))
-    events = _stream(gateway, CLAUDE)
-    start = next(data for name, data in events if name == "message_start")["message"]["usage"]
-    assert (start["input_tokens"], start["cache_read_input_tokens"], start["cache_creation_input_tokens"]) == (
+    exact = next(data for name, data in _stream(gateway, CLAUDE) if name == "message_start")["message"]["usage"]
+    assert (exact["input_tokens"], exact["cache_read_input_tokens"], exact["cache_creation_input_tokens"]) == (
         150,
         100,
         50,

@@ -233,8 +233,10 @@ class RouteTable:
     def _explicit(self, model: str) -> ModelRoute | None:
         """The ``models:`` entry for ``model``: its own key, else the longest pattern key prefixing it."""
         explicit = self.config.models.get(model)
-        if explicit is not None or not self._route_patterns or not well_formed(model):
+        if not self._route_patterns or (explicit is not None and not model.endswith("*")):
             return explicit
+        if not well_formed(model):  # the pattern keys themselves included
+            return None
         for prefix, key in self._route_patterns:
             if model.startswith(prefix):
                 return self.config.models[key]
