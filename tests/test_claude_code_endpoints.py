@@ -22,7 +22,7 @@ from tests.mocks.script import ScriptedReply, ScriptedUsage
 from tests.mocks.server import MockUpstreams
 
 CLAUDE = "claude-sonnet-4-20250514"
-SYSTEM = [
+SYSTEM: list[Any] = [
     {"type": "text", "text": "You are Claude Code, a coding agent.", "cache_control": {"type": "ephemeral"}},
     {"type": "text", "text": "Answer tersely. Use the tools when a file is involved."},
 ]
@@ -118,7 +118,7 @@ def test_count_tokens_for_an_openai_model_is_its_tokenizers_count_within_the_bou
 
 def test_count_tokens_counts_images_with_the_image_estimate(claude: anthropic.Anthropic) -> None:
     text_only = claude.messages.count_tokens(model="gpt-4.1", messages=[{"role": "user", "content": "What is this?"}])
-    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _png(512, 512)}}
+    image: Any = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": _png(512, 512)}}
     with_image = claude.messages.count_tokens(
         model="gpt-4.1", messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}]
     )
