@@ -20,6 +20,7 @@ from tests.gateway import Gateway, mock_config
 from tests.mocks.anthropic_server import mock_token_count
 from tests.mocks.script import ScriptedReply, ScriptedUsage
 from tests.mocks.server import MockUpstreams
+from tests.state_helpers import Admin, backend, start_gateway, state_config
 
 CLAUDE = "claude-sonnet-4-20250514"
 SYSTEM: list[Any] = [
@@ -294,3 +295,37 @@ def test_claude_codes_user_id_reaches_other_upstreams_as_a_stable_hash(
         model="gpt-4.1", max_tokens=50, metadata={"user_id": "user-42"}, messages=[{"role": "user", "content": "hi"}]
     )
     assert mocks.last_request("openai").body["user"] == "user-42"  # an opaque id is kept
+
+
+# --- count_tokens and virtual keys ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed_gateway(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    workdir = tmp_path_factory.mktemp("count-keys")
+    with backend("sqlite", workdir) as b:
+        gw = start_gateway(state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini"))), workdir, b)
+        try:
+            yield gw
+        finally:
+            gw.stop()
+
+
+def test_count_tokens_checks_the_keys_models_but_charges_and_records_nothing(
+    keyed_gateway: Gateway, mocks: MockUpstreams
+) -> None:
+    admin = Admin(keyed_gateway.url)
+    kid, secret = admin.create_key(models="gpt-4.1*", credit=1.0, rpm=1)
+    client = anthropic.Anthropic(base_url=keyed_gateway.url, api_key=secret, max_retries=0, timeout=30)
+    for _ in range(3):  # more than the key's 1 request a minute: counting is not a request to a model
+        assert client.messages.count_tokens(model="gpt-4.1", messages=MESSAGES).input_tokens > 0
+    with pytest.raises(anthropic.PermissionDeniedError) as denied:
+        client.messages.count_tokens(model=CLAUDE, messages=MESSAGES)
+    assert denied.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
+    reply = client.messages.create(model="gpt-4.1", max_tokens=50, messages=[{"role": "user", "content": "hi"}])
+    assert reply.content[0].type == "text"  # the one request of this minute is still there
+    records = admin.wait_usage(1, key=kid)
+    assert [r["model_requested"] for r in records] == ["gpt-4.1"]  # the call only, no count
+    key = admin.key(kid)
+    assert key["spent"] == pytest.approx(records[0]["cost"], abs=1e-12) and key["spent"] > 0
+    assert not [r for r in mocks.requests("anthropic") if r.path.endswith("count_tokens")]
