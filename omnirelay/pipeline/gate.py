@@ -75,6 +75,11 @@ class Gate(ABC):
         """May the caller make this request: the models of ``plan`` it may not call are dropped (403 when none
         is left), then rate limits and credit (429), holding a reservation until settle. The routes to try."""
 
+    def permitted(self, admission: Admission, req: ChatRequest, plan: Plan) -> list[Route]:
+        """The routes of ``plan`` the caller may call (403 when none), without limits or a reservation: for
+        requests that use no model, such as counting tokens."""
+        return [route for _name, route in plan]
+
     def sub_admission(self, outer: Admission) -> Admission:
         """A fresh admission for one upstream call of the compound request admitted as ``outer``: the same
         caller. ``admit`` it like a request, end it with ``settle_sub``."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import re
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.events import (
     ChoiceEnd,
     CitationDelta,
@@ -395,6 +397,25 @@ def betas(headers: Mapping[str, str]) -> list[str]:
     return [flag.strip() for flag in value.split(",") if flag.strip()]
 
 
+def opaque_user_id(user_id: str | None) -> str | None:
+    """``metadata.user_id`` as the canonical ``user``. Claude Code sends a JSON object as this string (device id,
+    account uuid, session id): no upstream gets that verbatim (it is neither an opaque id nor within OpenAI's
+    ``user`` length) but ``user_`` and a hash of the object without its ``session_id``, the same for one user
+    across sessions. Any other value is kept as it is."""
+    if not user_id or not user_id.lstrip().startswith("{"):
+        return user_id
+    try:
+        fields = msgspec.json.decode(user_id)
+    except msgspec.DecodeError:
+        fields = None
+    if isinstance(fields, dict):
+        fields.pop("session_id", None)
+        identity = _ENCODER.encode(dict(sorted(fields.items())))
+    else:
+        identity = user_id.encode("utf-8", "surrogatepass")
+    return "user_" + hashlib.sha256(identity).hexdigest()[:32]
+
+
 def _check(w: wire.MessagesRequest) -> None:
     if not w.model:
         raise invalid("model: Field required", "model")
@@ -575,10 +596,13 @@ def _frame(event: wire.StreamEvent, name: str) -> bytes:
 class AnthropicStreamEncoder(StreamEncoder):
     """Canonical events -> Anthropic SSE. Blocks open lazily and a new one starts whenever the kind changes
     (thinking -> text -> tool_use); ``message_start`` waits for the first content so it can carry the usage
-    an upstream reports up front (Anthropic does; OpenAI-style upstreams report it only at the end)."""
+    an upstream reports up front (Anthropic does, exactly). OpenAI-style upstreams report it only at the end,
+    so their ``message_start`` carries the estimate of ``core.estimate`` (clients such as Claude Code read the
+    input count there), corrected by the exact count in ``message_delta``; the cache fields are always there."""
 
     def __init__(self, req: ChatRequest) -> None:
         self.id = new_id("msg_")
+        self.req = req
         self.model = req.model
         self.started = False
         self.index = -1  # index of the latest content block
@@ -586,6 +610,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         self.signature: str | None = None  # of the open thinking block, sent right before its stop
         self.tool_blocks: dict[int, int] = {}  # canonical tool-call index -> content block index
         self.usage = Usage()
+        self.usage_reported = False  # False: ``usage`` is not the upstream's (the estimate stands in)
         self.finish_reason: FinishReason | None = None
         self.stop_sequence: str | None = None
 
@@ -595,8 +620,14 @@ class AnthropicStreamEncoder(StreamEncoder):
         if self.started:
             return b""
         self.started = True
-        message = wire.MessageResponse(id=self.id, model=self.model, content=[], usage=wire_usage(self.usage, None))
+        message = wire.MessageResponse(id=self.id, model=self.model, content=[], usage=wire_usage(self._usage(), None))
         return _frame(wire.MessageStartEvent(message=message), "message_start")
+
+    def _usage(self) -> Usage:
+        if not self.usage_reported:  # computed only here: an upstream that reports usage up front pays nothing
+            self.usage = Usage(input_tokens=estimate_request_tokens(self.req))
+            self.usage_reported = True  # until the upstream's own replaces it
+        return self.usage
 
     def _close(self) -> bytes:
         if self.open_kind is None:
@@ -628,6 +659,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             return b""
         if isinstance(event, UsageReport):
             self.usage = event.usage
+            self.usage_reported = True
             return b""
         if isinstance(event, StreamFailure):
             return self.error(event.error)
@@ -683,7 +715,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
     def finish(self, cost: float | None = None) -> bytes:
         out = self._start() + self._close()
-        u = wire_usage(self.usage, cost)
+        u = wire_usage(self._usage(), cost)
         usage = wire.DeltaUsage(
             output_tokens=u.output_tokens,
             input_tokens=u.input_tokens,
@@ -706,6 +738,10 @@ class AnthropicStreamEncoder(StreamEncoder):
 
 
 # --- the protocol ----------------------------------------------------------------------------------------
+
+
+# ``POST`` with a Messages body without ``max_tokens``: ``{"input_tokens": N}`` (served by server/count_tokens.py).
+COUNT_TOKENS_PATHS = ("/v1/messages/count_tokens", "/messages/count_tokens")
 
 
 class AnthropicMessagesProtocol(InboundProtocol):
@@ -745,7 +781,7 @@ class AnthropicMessagesProtocol(InboundProtocol):
             parallel_tool_calls=parallel,
             response_format=response_format,
             reasoning=_reasoning(w.thinking, effort),
-            user=w.metadata.user_id if w.metadata is not None else None,
+            user=opaque_user_id(w.metadata.user_id) if w.metadata is not None else None,
             betas=betas(headers),
             extra=extra,
             inbound_protocol=self.name,

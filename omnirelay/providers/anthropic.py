@@ -63,7 +63,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, COUNT_TOKENS, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -95,6 +95,17 @@ _ENCODER = msgspec.json.Encoder()
 _RESPONSE = msgspec.json.Decoder(wire.MessageResponse)
 _EVENT: msgspec.json.Decoder[wire.StreamEvent] = msgspec.json.Decoder(wire.StreamEvent)
 _ERROR = msgspec.json.Decoder(wire.ErrorBody)
+
+
+class TokenCount(msgspec.Struct):
+    input_tokens: int
+
+
+_COUNT = msgspec.json.Decoder(TokenCount)
+# Messages fields ``/v1/messages/count_tokens`` does not accept.
+NOT_COUNTED_FIELDS = frozenset(
+    {"max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata", "service_tier"}
+)
 
 # Bedrock ids: optional region prefix, "anthropic.", the model, a "-v1:0" version suffix.
 _BEDROCK_ID = re.compile(r"^(?:[a-z]{2,4}\.)?anthropic\.(?P<name>.+?)(?:-v\d+(?::\d+)?)?$")
@@ -555,7 +566,7 @@ class AnthropicStreamParser(StreamParser):
 
 class AnthropicProvider(HttpProvider):
     family = "anthropic"
-    capabilities = CHAT
+    capabilities = CHAT | COUNT_TOKENS
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -563,6 +574,7 @@ class AnthropicProvider(HttpProvider):
         if base.endswith("/v1"):
             base = base[:-3]
         self.url = base + "/v1/messages"
+        self.count_url = base + "/v1/messages/count_tokens"
         self.headers: dict[str, str] = {"content-type": "application/json", "anthropic-version": API_VERSION}
         if upstream.api_key:
             self.headers["x-api-key"] = upstream.api_key
@@ -695,6 +707,20 @@ class AnthropicProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return AnthropicStreamParser(output_tool(req))
+
+    def build_count_tokens(self, req: ChatRequest, model: str) -> UpstreamRequest:
+        """``POST /v1/messages/count_tokens``: the Messages request this gateway would send, less the fields the
+        endpoint does not take (it refuses ``max_tokens``, ``stream`` and the sampling settings)."""
+        sent = self.build_request(req, model)
+        fields = msgspec.json.decode(sent.body)
+        body = {k: v for k, v in fields.items() if k not in NOT_COUNTED_FIELDS}
+        return UpstreamRequest(url=self.count_url, headers=sent.headers, body=_ENCODER.encode(body))
+
+    def parse_count_tokens(self, body: bytes) -> int:
+        try:
+            return _COUNT.decode(body).input_tokens
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise GatewayError("upstream", "the Anthropic upstream sent a malformed token count") from None
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)

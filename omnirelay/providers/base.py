@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 # new endpoint is taught to the providers that have it instead of every provider learning every endpoint.
 Capability = Literal["chat", "embeddings", "images", "count_tokens", "batches"]
 CHAT: frozenset[Capability] = frozenset({"chat"})
+COUNT_TOKENS: frozenset[Capability] = frozenset({"count_tokens"})
 
 
 class UpstreamRequest(msgspec.Struct, kw_only=True):
@@ -74,6 +75,16 @@ class HttpProvider(ABC):
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         """An error reply (status >= 400) as a GatewayError; use core.errors.upstream_status_error for the
         status mapping and take Retry-After from the headers."""
+
+    # -- count_tokens: only providers declaring the capability implement these ------------------------
+
+    def build_count_tokens(self, req: ChatRequest, model: str) -> UpstreamRequest:
+        """The upstream's own token-count request for ``req``'s prompt sent to ``model``."""
+        raise GatewayError("invalid_request", f"upstream {self.upstream.name} cannot count tokens", status=400)
+
+    def parse_count_tokens(self, body: bytes) -> int:
+        """The input-token count in a successful token-count reply. Raises GatewayError('upstream')."""
+        raise GatewayError("upstream", f"upstream {self.upstream.name} cannot count tokens")
 
 
 class EngineProvider(ABC):

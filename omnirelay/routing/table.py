@@ -2,7 +2,9 @@
 
 0. ``<mode>:<model>`` for a mode registered with ``register_virtual`` (the compound package registers
    ``think``, ``heavy`` and ``deepsearch``): the mode's resolver, over a routable, non-virtual model;
-1. an explicit route in ``models:`` (several channels, weights, priorities, fallbacks);
+1. an explicit route in ``models:`` (several channels, weights, priorities, fallbacks); a key ending in ``*``
+   (``claude-*``) is a pattern for every well-formed name it prefixes, after the exact keys, longest first, so
+   "every Claude name goes to this model" is one entry whatever name the client picks;
 2. a known alias (built-in cloud spellings such as ``anthropic.claude-3-7-sonnet-20250219-v1:0``, plus config
    ``aliases``) resolves as the model it names, by the steps below;
 3. ``<upstream>/<model>``: that upstream, that model;
@@ -26,7 +28,15 @@ from typing import Any
 
 import msgspec
 
-from omnirelay.config import BreakerConfig, ChannelConfig, Config, RetryConfig, Timeouts, UpstreamConfig
+from omnirelay.config import (
+    BreakerConfig,
+    ChannelConfig,
+    Config,
+    ModelRoute,
+    RetryConfig,
+    Timeouts,
+    UpstreamConfig,
+)
 from omnirelay.core.catalog import ALIASES, MODELS
 from omnirelay.core.errors import GatewayError
 from omnirelay.routing.balancer import Balancer
@@ -132,6 +142,10 @@ class RouteTable:
         self.config = config
         self._aliases = {**ALIASES, **config.aliases}
         self._cache: dict[str, Route | None] = {}
+        # ``models:`` keys ending in ``*``, as (prefix, key), longest prefix first: the first match wins.
+        self._route_patterns = sorted(
+            ((key[:-1], key) for key in config.models if key.endswith("*")), key=lambda item: -len(item[0])
+        )
         self._virtual: dict[str, VirtualResolver] = {}
         routing = config.routing
         self.board = BreakerBoard(
@@ -146,7 +160,7 @@ class RouteTable:
         for public, route in config.models.items():  # every configured channel is in the admin view at once
             for ch in route.channels:
                 up = config.upstream(ch.upstream)
-                if up is not None:
+                if up is not None and (ch.model or not public.endswith("*")):
                     self.board.get(f"{up.name}/{ch.model or up.upstream_model(public)}")
 
     def register_virtual(self, mode: str, resolver: VirtualResolver) -> None:
@@ -216,9 +230,21 @@ class RouteTable:
                 return route
         return self._direct(model)
 
+    def _explicit(self, model: str) -> ModelRoute | None:
+        """The ``models:`` entry for ``model``: its own key, else the longest pattern key prefixing it."""
+        explicit = self.config.models.get(model)
+        if not self._route_patterns or (explicit is not None and not model.endswith("*")):
+            return explicit
+        if not well_formed(model):  # the pattern keys themselves included
+            return None
+        for prefix, key in self._route_patterns:
+            if model.startswith(prefix):
+                return self.config.models[key]
+        return None
+
     def _direct(self, model: str) -> Route | None:
         cfg = self.config
-        explicit = cfg.models.get(model)
+        explicit = self._explicit(model)
         if explicit is not None:
             channels = []
             for ch in explicit.channels:
@@ -258,6 +284,8 @@ class RouteTable:
         models matched by an upstream's patterns, then each of them under every registered virtual mode."""
         seen: dict[str, str] = {}
         for name, route in self.config.models.items():
+            if name.endswith("*"):  # a pattern, not a model id
+                continue
             first = self.config.upstream(route.channels[0].upstream) if route.channels else None
             seen.setdefault(name, first.name if first else "omnirelay")
         for up in self.config.upstreams:

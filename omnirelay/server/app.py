@@ -6,31 +6,27 @@ from __future__ import annotations
 import logging
 import os
 
-import msgspec
-
 from omnirelay.admin import admin_mount
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.ids import now
 from omnirelay.protocols import inbound_protocols
+from omnirelay.protocols.anthropic_messages import COUNT_TOKENS_PATHS
+from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
 from omnirelay.protocols.base import InboundProtocol
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.providers import ProviderMap, provider_class
 from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
+from omnirelay.server.count_tokens import TokenCounter
+from omnirelay.server.models import ModelDirectory
 from omnirelay.server.relay import Relay
 from omnirelay.state.gate import KeyGate
 from omnirelay.upstream.executor import HttpExecutor
 from omnirelay.web.exchange import BodyTimeouts, ClientGone, Exchange
 from omnirelay.web.routes import Endpoint, Handler, Mount, Route, Router
-from omnirelay.wire import anthropic_messages as anthropic_wire
-from omnirelay.wire import openai_chat as openai_wire
 
 log = logging.getLogger("omnirelay")
-
-MODELS_PATHS = ("/v1/models", "/models")
-MODEL_CREATED_AT = "2025-01-01T00:00:00Z"  # Anthropic's listing has room for a date the gateway does not know
 
 
 class App:
@@ -43,6 +39,7 @@ class App:
         self.routes = RouteTable(config)
         self.gate = gate or KeyGate(config)
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)
+        self.counter = TokenCounter(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
@@ -51,10 +48,13 @@ class App:
     def mounts(self) -> list[Mount]:
         """Everything the gateway answers, built once at start: the hot path is one dict lookup."""
         protocols = [self._protocol_mount(protocol) for protocol in inbound_protocols()]
-        models = Mount("", [Endpoint("GET", path, self.list_models) for path in MODELS_PATHS], OPENAI.render_error)
+        models = ModelDirectory(self.routes).mount()
+        count = Mount(
+            "", [Endpoint("POST", path, self.counter.handle) for path in COUNT_TOKENS_PATHS], ANTHROPIC.render_error
+        )
         health = Mount("", [Endpoint("GET", "/health", self.health)], OPENAI.render_error)
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
-        return [*protocols, models, health, admin]
+        return [*protocols, count, models, health, admin]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
@@ -141,23 +141,6 @@ class App:
             await self.relay.handle(protocol, request, body)
 
         return handle
-
-    async def list_models(self, request: Exchange) -> None:
-        """In the caller's format (Anthropic's SDK sends ``anthropic-version``), in ``public_models`` order."""
-        models = self.routes.public_models()
-        body: anthropic_wire.ModelPage | openai_wire.ModelList
-        if "anthropic-version" in request.headers:
-            data = [
-                anthropic_wire.ModelInfo(id=mid, display_name=mid, created_at=MODEL_CREATED_AT) for mid, _ in models
-            ]
-            first, last = (data[0].id, data[-1].id) if data else (None, None)
-            body = anthropic_wire.ModelPage(data=data, first_id=first, last_id=last)
-        else:
-            created = now()
-            body = openai_wire.ModelList(
-                data=[openai_wire.Model(id=mid, created=created, owned_by=owner) for mid, owner in models]
-            )
-        await request.respond(200, msgspec.json.encode(body))
 
     async def health(self, request: Exchange) -> None:
         await request.respond(200, b'{"status":"ok"}')

@@ -323,6 +323,12 @@ class KeyGate(Gate):
             await self._limit(admission, cached, req, protocol, routes)
         return routes
 
+    def permitted(self, admission: Admission, req: ChatRequest, plan: Plan) -> list[Route]:
+        cached: CachedKey | None = admission.key if isinstance(admission, KeyAdmission) else None
+        if cached is None:
+            return [route for _name, route in plan]
+        return self._permitted(cached, req, plan)
+
     def sub_admission(self, outer: Admission) -> Admission:
         if not isinstance(outer, KeyAdmission):
             return KeyAdmission(key_id=outer.key_id, key_name=outer.key_name)

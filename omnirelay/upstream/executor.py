@@ -23,7 +23,7 @@ from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.redact import Scrubber, secrets_of
 from omnirelay.core.types import ChatRequest, ChatResponse
-from omnirelay.providers.base import HttpProvider
+from omnirelay.providers.base import HttpProvider, UpstreamRequest
 from omnirelay.upstream.http1 import (
     ConnectFailed,
     ConnectionClosed,
@@ -108,8 +108,15 @@ class HttpExecutor:
             return _unreadable(provider.upstream.name, exc)
         return err.redact(scrubber.scrub)
 
-    async def _open(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> Reply:
-        ureq = provider.build_request(req, model)
+    async def _open(
+        self,
+        provider: HttpProvider,
+        req: ChatRequest,
+        model: str,
+        timeouts: Timeouts,
+        ureq: UpstreamRequest | None = None,
+    ) -> Reply:
+        ureq = ureq or provider.build_request(req, model)
         return await self.client.open(
             ureq.method,
             ureq.url,
@@ -135,6 +142,26 @@ class HttpExecutor:
             raise self._error_of(provider, reply, body)
         try:
             return provider.parse_response(body, req)
+        except GatewayError as err:
+            raise err.redact(self._scrubber(provider).scrub) from None
+        except Exception as exc:
+            raise _unreadable(name, exc) from None
+
+    async def count_tokens(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> int:
+        """The upstream's own count of ``req``'s input tokens (a provider with the ``count_tokens`` capability)."""
+        name = provider.upstream.name
+        try:
+            reply = await self._open(provider, req, model, timeouts, provider.build_count_tokens(req, model))
+            try:
+                body = await reply.read()
+            finally:
+                reply.close()
+        except UpstreamHTTPError as exc:
+            raise _gateway_error(name, exc, "closed the connection mid-reply") from None
+        if reply.status >= 400:
+            raise self._error_of(provider, reply, body)
+        try:
+            return provider.parse_count_tokens(body)
         except GatewayError as err:
             raise err.redact(self._scrubber(provider).scrub) from None
         except Exception as exc:

@@ -167,7 +167,38 @@ def _beta_refusal(body: dict[str, Any], beta_header: str) -> web.Response | None
     return None
 
 
+# The fields POST /v1/messages/count_tokens accepts; any other (max_tokens, stream, ...) is refused, as
+# Anthropic refuses it ("Extra inputs are not permitted").
+COUNT_TOKENS_FIELDS = frozenset(
+    {"model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers", "context_management"}
+    | {"output_config", "output_format"}
+)
+
+
+def mock_token_count(body: dict[str, Any]) -> int:
+    """The mock's deterministic count: one token per 3 bytes of the counted JSON (so a test can tell the
+    upstream's count from any local estimate), plus 7 for the framing."""
+    counted = {k: body[k] for k in ("system", "messages", "tools") if k in body}
+    return len(msgspec.json.encode(counted)) // 3 + 7
+
+
 def make_app(state: MockState) -> web.Application:
+    async def count_tokens(request: web.Request) -> web.Response:
+        body = await state.record(request)
+        if not request.headers.get("x-api-key"):
+            return _error(401, "authentication_error", "x-api-key header is required")
+        if not request.headers.get("anthropic-version"):
+            return _error(400, "invalid_request_error", "anthropic-version: header is required")
+        if not isinstance(body, dict):
+            return _error(400, "invalid_request_error", "Request body must be a JSON object")
+        for required in ("model", "messages"):
+            if required not in body:
+                return _error(400, "invalid_request_error", f"{required}: Field required")
+        for key in body:
+            if key not in COUNT_TOKENS_FIELDS:
+                return _error(400, "invalid_request_error", f"{key}: Extra inputs are not permitted")
+        return web.json_response({"input_tokens": mock_token_count(body)}, headers={"request-id": _request_id()})
+
     async def messages(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
         if not request.headers.get("x-api-key"):
@@ -236,4 +267,5 @@ def make_app(state: MockState) -> web.Application:
 
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     return app

@@ -12,6 +12,7 @@ import pytest
 
 from omnirelay.config import UpstreamConfig
 from omnirelay.core.errors import GatewayError
+from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
@@ -169,8 +170,9 @@ def test_the_rendered_stream_reads_back_as_the_same_events() -> None:
     events = parse(_provider().stream_parser(req), [body])
     start = events[0]
     assert isinstance(start, StreamStart) and start.id.startswith("msg_") and start.model == "claude-sonnet-4-20250514"
-    # message_start carries the usage known so far (none yet); the rest is what was rendered.
-    assert events[1] == UsageReport(usage=Usage())
+    # message_start carries the usage known so far (none yet from the upstream: the prompt's estimate); the rest
+    # is what was rendered.
+    assert events[1] == UsageReport(usage=Usage(input_tokens=estimate_request_tokens(req)))
     assert events[2:] == EVENTS[1:]
 
 
