@@ -127,7 +127,8 @@ def item_page(stored: StoredResponse, query: PageQuery) -> ItemPage:
         try:
             start = [ids[i] for i in order].index(query.after) + 1
         except ValueError:
-            raise bad_param("after", f"No input item with id '{query.after}' in response '{stored.id}'.") from None
+            message = f"Invalid 'after': no input item with id '{query.after}' in response '{stored.id}'."
+            raise bad_param("after", message) from None
     chosen = order[start : start + query.limit]
     return ItemPage(
         data=[items[i] for i in chosen],
