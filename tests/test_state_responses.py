@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from omnirelay.state.backends import open_store
-from omnirelay.state.migrations import MIGRATIONS
+from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
 from omnirelay.state.responses import MAX_STORED_BYTES, ResponseSweeper, StoredResponse
 from omnirelay.state.store import Store
 from tests.polling import POLL_S
@@ -25,7 +25,9 @@ from tests.state_helpers import BACKENDS, PG_BASE
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 DAY = 86400.0
 # The migration that adds the table: every version before it is a schema without it.
-RESPONSES_VERSION = next(m.version for m in MIGRATIONS if any("CREATE TABLE responses" in q for q in m.sqlite))
+RESPONSES_VERSION = next(
+    (m.version for m in MIGRATIONS if any("CREATE TABLE responses" in q for q in m.sqlite)), LATEST_VERSION + 1
+)
 
 
 def _url(kind: str, tmp_path: Path, tag: str) -> str:
