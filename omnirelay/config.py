@@ -6,6 +6,7 @@ environment at load time. ``UpstreamConfig.__repr__`` hides the key so it cannot
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
@@ -162,6 +163,8 @@ class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     usage_batch: int = 1000
     reserve_output_tokens: int = 4096  # output assumed for the credit reservation when max_tokens is unset
     journal_fsync: bool = False  # True: fsync each settle (power-loss durable, ~1-3 ms); see state/usage.py
+    # How long a stored Responses API object (POST /v1/responses, store: true) is kept; see state/responses.py.
+    responses_retention_s: float = 30 * 86400.0
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -319,6 +322,7 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
     _apply_state_env(cfg.state)
     _check_routing(cfg)
     _check_server(cfg.server)
+    _check_state(cfg.state)
     return cfg
 
 
@@ -337,6 +341,11 @@ def _check_server(server: ServerConfig) -> None:
     for name in ("body_timeout", "body_idle_timeout", "header_timeout"):
         if not getattr(server, name) > 0:
             raise ConfigError(f"server.{name} must be a positive number of seconds")
+
+
+def _check_state(state: StateConfig) -> None:
+    if not (state.responses_retention_s > 0 and math.isfinite(state.responses_retention_s)):
+        raise ConfigError("state.responses_retention_s must be a positive number of seconds")
 
 
 def _apply_state_env(state: StateConfig) -> None:

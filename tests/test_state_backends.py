@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from omnirelay.state.backends import open_store
 from omnirelay.state.keys import key_id_of, new_key, secret_matches, to_units
 from omnirelay.state.local_limits import Limiter, Limits, LocalLimiter
-from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
+from omnirelay.state.migrations import KEY_ISSUED_FLAG, LATEST_VERSION, MIGRATIONS
 from omnirelay.state.redis_limits import RedisLimiter
 from omnirelay.state.store import Store, UsageFilter, UsageRow
 from omnirelay.state.usage import UsageWriter
@@ -214,14 +214,14 @@ async def test_migrations_from_each_prior_version(store_url: str, start_version:
     assert await old.schema_version() == start_version
     if start_version >= 1:  # data written by the old schema must survive the upgrade
         cols = "id, name, secret_hash, created_at, models, credit_units, spent_units"
-        if old.dialect == "sqlite":
-            await old.writer.execute(  # type: ignore[attr-defined]
-                f"INSERT INTO keys ({cols}) VALUES ('oldkey', 'old', 'h', 100.0, '[]', 5, 2)"
-            )
-        else:
-            await old.pool.execute(  # type: ignore[attr-defined]
-                f"INSERT INTO keys ({cols}) VALUES ('oldkey', 'old', 'h', 100.0, '[]', 5, 2)"
-            )
+        statements = [f"INSERT INTO keys ({cols}) VALUES ('oldkey', 'old', 'h', 100.0, '[]', 5, 2)"]
+        if start_version >= 5:  # from version 5 on, inserting a key also sets the flag (Store.insert_key)
+            statements.append(f"INSERT INTO omnirelay_flags (name, set_at) VALUES ('{KEY_ISSUED_FLAG}', 100.0)")
+        for statement in statements:
+            if old.dialect == "sqlite":
+                await old.writer.execute(statement)  # type: ignore[attr-defined]
+            else:
+                await old.pool.execute(statement)  # type: ignore[attr-defined]
     await old.close()
     new = open_store(store_url)
     await new.open()
@@ -231,7 +231,7 @@ async def test_migrations_from_each_prior_version(store_url: str, start_version:
             key = await new.get_key("oldkey")
             assert key is not None and key.credit_units == 5 and key.spent_units == 2
             assert key.updated_at == (100.0 if start_version < 3 else 0.0)  # version 3 filled it in
-        # A store that held a key before version 4 counts as having issued one (it stays closed when emptied).
+        # A store that held a key before version 5 counts as having issued one (it stays closed when emptied).
         assert await new.keys_ever_issued() is (start_version >= 1)
         await new.write_usage([_row("r1", "oldkey", 3)])
         assert (await new.query_usage(UsageFilter()))[0].attempts == 1

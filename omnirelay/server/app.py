@@ -21,6 +21,7 @@ from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
 from omnirelay.server.count_tokens import TokenCounter
 from omnirelay.server.models import ModelDirectory
 from omnirelay.server.relay import Relay
+from omnirelay.server.stored_responses import StoredResponsesApi
 from omnirelay.state.gate import KeyGate
 from omnirelay.upstream.executor import HttpExecutor
 from omnirelay.web.exchange import BodyTimeouts, ClientGone, Exchange
@@ -54,7 +55,8 @@ class App:
         )
         health = Mount("", [Endpoint("GET", "/health", self.health)], OPENAI.render_error)
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
-        return [*protocols, count, models, health, admin]
+        stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
+        return [*protocols, count, models, health, admin, stored_responses]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)

@@ -62,6 +62,7 @@ from omnirelay.state.keys import (
     to_usd,
 )
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
+from omnirelay.state.responses import ResponseStore, ResponseSweeper
 from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.usage import UsageWriter
 
@@ -204,6 +205,7 @@ class KeyGate(Gate):
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
         self._refresher: asyncio.Task[None] | None = None
         self._redis_down_logged = False
+        self.response_sweeper = ResponseSweeper(self.store.responses)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -219,8 +221,15 @@ class KeyGate(Gate):
             )
             log.warning("the gateway is OPEN: requests without a key are served (%s)", why)
         self._refresher = asyncio.create_task(self._refresh_loop(), name="key-cache")
+        self.response_sweeper.start()
+
+    @property
+    def responses(self) -> ResponseStore:
+        """The stored Responses API objects (``state/responses.py``), in the same database as the keys."""
+        return self.store.responses
 
     async def stop(self) -> None:
+        await self.response_sweeper.stop()
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -168,6 +168,36 @@ MIGRATIONS: tuple[Migration, ...] = (
             BACKFILL_KEY_ISSUED,
         ),
     ),
+    Migration(
+        version=6,
+        description="stored Responses API objects (state/responses.py)",
+        # The JSON documents are kept as bytes, exactly as they were returned (PostgreSQL text cannot hold NUL);
+        # the expiry index serves the sweep, the primary key every read.
+        sqlite=(
+            """CREATE TABLE responses (
+                id TEXT PRIMARY KEY,
+                key_id TEXT,
+                created_at REAL NOT NULL,
+                expires_at REAL NOT NULL,
+                response BLOB NOT NULL,
+                input_items BLOB NOT NULL,
+                conversation BLOB NOT NULL
+            )""",
+            "CREATE INDEX responses_expires ON responses (expires_at)",
+        ),
+        postgres=(
+            """CREATE TABLE responses (
+                id TEXT PRIMARY KEY,
+                key_id TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                expires_at DOUBLE PRECISION NOT NULL,
+                response BYTEA NOT NULL,
+                input_items BYTEA NOT NULL,
+                conversation BYTEA NOT NULL
+            )""",
+            "CREATE INDEX responses_expires ON responses (expires_at)",
+        ),
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version

@@ -17,6 +17,14 @@ import msgspec
 from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
+from omnirelay.state.responses import (
+    SWEEP_BATCH,
+    ResponseStore,
+    StoredResponse,
+    too_large_to_store,
+    unreadable_id,
+    visible_to,
+)
 from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, dollar, key_from_row
 from omnirelay.state.store import RejectedUsage, Store, UsageFilter, UsageRow
 
@@ -68,6 +76,9 @@ _rows_encoder = msgspec.json.Encoder()
 # column). Encoding the batch can fail the same way (an integer beyond 64 bits, a lone surrogate).
 _ROW_SQLSTATE_CLASSES = ("22", "23")
 _ROW_ENCODE_ERRORS = (msgspec.EncodeError, OverflowError, UnicodeError, TypeError)
+_PUT_RESPONSE = sql.put_response_sql(dollar, "responses.key_id IS NOT DISTINCT FROM excluded.key_id")
+_GET_RESPONSE = sql.get_response_sql(dollar)
+_SWEEP_RESPONSES = sql.sweep_responses_sql(dollar)
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -92,6 +103,7 @@ class PostgresStore(Store):
         self.min_size = min_size
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
+        self._responses = PostgresResponses(self)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -116,6 +128,10 @@ class PostgresStore(Store):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+
+    @property
+    def responses(self) -> ResponseStore:
+        return self._responses
 
     async def _migrate(self, target: int | None) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -199,3 +215,36 @@ class PostgresStore(Store):
     async def summarize_usage(self, flt: UsageFilter, by: list[str]) -> list[dict[str, Any]]:
         query, args = sql.summary_query(flt, by, dollar)
         return [sql.summary_row(by, r) for r in await self.pool.fetch(query, *args)]
+
+
+def _deleted(status: str) -> int:
+    """The row count of asyncpg's command status (``DELETE 3``)."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+class PostgresResponses(ResponseStore):
+    """Stored responses in the store's database, through its pool."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    async def put(self, r: StoredResponse) -> None:
+        if too_large_to_store(r):
+            return
+        await self.store.pool.execute(_PUT_RESPONSE, *sql.response_values(r))
+
+    async def get(self, response_id: str, key_id: str | None) -> StoredResponse | None:
+        if unreadable_id(response_id):
+            return None
+        row = await self.store.pool.fetchrow(_GET_RESPONSE, response_id)
+        found = None if row is None else sql.response_from_row(row)
+        return found if found is not None and visible_to(found, key_id, time.time()) else None
+
+    async def delete(self, response_id: str, key_id: str | None) -> bool:
+        if unreadable_id(response_id):
+            return False
+        statement, args = sql.delete_response(response_id, key_id, time.time(), dollar)
+        return _deleted(await self.store.pool.execute(statement, *args)) > 0
+
+    async def sweep(self, now: float, limit: int = SWEEP_BATCH) -> int:
+        return _deleted(await self.store.pool.execute(_SWEEP_RESPONSES, now, limit))

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.state.keys import KeyRecord
+from omnirelay.state.responses import StoredResponse
 from omnirelay.state.store import UPDATABLE_KEY_FIELDS, USAGE_COLUMNS, RejectedUsage, UsageFilter, check_dimensions
 
 Mark = Callable[[int], str]  # 1-based parameter number -> its placeholder in the dialect
@@ -189,3 +190,60 @@ def rejected_query(limit: int | None) -> str:
 
 def rejected_from_row(row: Sequence[Any]) -> RejectedUsage:
     return RejectedUsage(request_id=row[0], rejected_at=row[1], key_id=row[2], error=row[3], record=row[4])
+
+
+# -- stored responses ------------------------------------------------------------------------------------
+
+RESPONSE_COLUMNS = "id, key_id, created_at, expires_at, response, input_items, conversation"
+RESPONSE_COLUMN_COUNT = RESPONSE_COLUMNS.count(",") + 1
+
+
+def put_response_sql(mark: Mark, same_owner: str) -> str:
+    """Insert a stored response, or replace the row with its id when the owner is the same (``same_owner``: the
+    dialect's NULL-safe equality of ``responses.key_id`` and ``excluded.key_id``); another owner's row stays."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in RESPONSE_COLUMNS.split(", ")[2:])
+    return (
+        f"INSERT INTO responses ({RESPONSE_COLUMNS}) VALUES ({marks(mark, RESPONSE_COLUMN_COUNT)})"
+        f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE {same_owner}"
+    )
+
+
+def response_values(r: StoredResponse) -> tuple[Any, ...]:
+    """The row in RESPONSE_COLUMNS order."""
+    return (r.id, r.key_id, r.created_at, r.expires_at, r.response, r.input_items, r.conversation)
+
+
+def response_from_row(row: Sequence[Any]) -> StoredResponse:
+    return StoredResponse(
+        id=row[0],
+        key_id=row[1],
+        created_at=row[2],
+        expires_at=row[3],
+        response=bytes(row[4]),
+        input_items=bytes(row[5]),
+        conversation=bytes(row[6]),
+    )
+
+
+def get_response_sql(mark: Mark) -> str:
+    """The row with an id (whoever owns it: the caller checks with ``responses.visible_to``)."""
+    return f"SELECT {RESPONSE_COLUMNS} FROM responses WHERE id = {mark(1)}"
+
+
+def delete_response(response_id: str, key_id: str | None, now: float, mark: Mark) -> tuple[str, list[Any]]:
+    """Delete the row with an id if ``key_id`` owns it and it has not expired at ``now``."""
+    if key_id is None:
+        return f"DELETE FROM responses WHERE id = {mark(1)} AND key_id IS NULL AND expires_at > {mark(2)}", [
+            response_id,
+            now,
+        ]
+    sql = f"DELETE FROM responses WHERE id = {mark(1)} AND key_id = {mark(2)} AND expires_at > {mark(3)}"
+    return sql, [response_id, key_id, now]
+
+
+def sweep_responses_sql(mark: Mark) -> str:
+    """Delete at most ``mark(2)`` rows expired at ``mark(1)`` (oldest first, through the expiry index)."""
+    return (
+        f"DELETE FROM responses WHERE id IN (SELECT id FROM responses WHERE expires_at <= {mark(1)}"
+        f" ORDER BY expires_at LIMIT {mark(2)})"
+    )

@@ -24,6 +24,14 @@ from msgspec.structs import astuple
 from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
+from omnirelay.state.responses import (
+    SWEEP_BATCH,
+    ResponseStore,
+    StoredResponse,
+    too_large_to_store,
+    unreadable_id,
+    visible_to,
+)
 from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, key_from_row, qmark
 from omnirelay.state.store import USAGE_COLUMNS, RejectedUsage, Store, UsageFilter, UsageRow
 
@@ -43,6 +51,9 @@ _INSERT_GROUP = (
 # NOT INDEXED: otherwise the planner walks the whole (key_id, created_at) index to save the GROUP BY's sort,
 # instead of reading the batch's rowid range.
 _ADDED_BY_KEY = "SELECT key_id, SUM(cost_units), COUNT(*) FROM usage NOT INDEXED WHERE rowid > ? GROUP BY key_id"
+_PUT_RESPONSE = sql.put_response_sql(qmark, "responses.key_id IS excluded.key_id")  # IS: NULL-safe equality
+_GET_RESPONSE = sql.get_response_sql(qmark)
+_SWEEP_RESPONSES = sql.sweep_responses_sql(qmark)
 
 
 # Errors that come from what the rows hold: retrying the same rows cannot help (see Store.is_row_error).
@@ -83,6 +94,7 @@ class SqliteStore(Store):
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._responses = SqliteResponses(self)
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -114,6 +126,10 @@ class SqliteStore(Store):
         for conn in {id(c): c for c in (self._reader, self._writer) if c is not None}.values():
             await conn.close()
         self._writer = self._reader = None
+
+    @property
+    def responses(self) -> ResponseStore:
+        return self._responses
 
     async def _writable(self) -> aiosqlite.Connection:
         """The writer, with no transaction left open. Call with the write lock held. A cancel that lands while
@@ -257,3 +273,38 @@ class SqliteStore(Store):
         async with self.reader.execute(query, args) as cur:
             rows = await cur.fetchall()
         return [sql.summary_row(by, r) for r in rows]
+
+
+class SqliteResponses(ResponseStore):
+    """Stored responses in the store's file: writes through its one writer connection (under its lock), reads
+    through its reader."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def put(self, r: StoredResponse) -> None:
+        if too_large_to_store(r):
+            return
+        async with self.store._write_lock:
+            await (await self.store._writable()).execute(_PUT_RESPONSE, sql.response_values(r))
+
+    async def get(self, response_id: str, key_id: str | None) -> StoredResponse | None:
+        if unreadable_id(response_id):
+            return None
+        async with self.store.reader.execute(_GET_RESPONSE, (response_id,)) as cur:
+            row = await cur.fetchone()
+        found = None if row is None else sql.response_from_row(row)
+        return found if found is not None and visible_to(found, key_id, time.time()) else None
+
+    async def delete(self, response_id: str, key_id: str | None) -> bool:
+        if unreadable_id(response_id):
+            return False
+        statement, args = sql.delete_response(response_id, key_id, time.time(), qmark)
+        async with self.store._write_lock:
+            cur = await (await self.store._writable()).execute(statement, args)
+            return cur.rowcount > 0
+
+    async def sweep(self, now: float, limit: int = SWEEP_BATCH) -> int:
+        async with self.store._write_lock:
+            cur = await (await self.store._writable()).execute(_SWEEP_RESPONSES, (now, limit))
+            return cur.rowcount

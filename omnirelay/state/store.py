@@ -1,5 +1,6 @@
-"""The storage interface: keys and usage records. SQLite (default) and PostgreSQL implement it (``state/sqlite.py``,
-``state/postgres.py``, sharing ``state/sql.py``); ``state/backends.py`` opens the one a URL names.
+"""The storage interface: keys, usage records and (through ``responses``) stored Responses API objects. SQLite
+(default) and PostgreSQL implement it (``state/sqlite.py``, ``state/postgres.py``, sharing ``state/sql.py``);
+``state/backends.py`` opens the one a URL names.
 
 Writes of usage are idempotent by ``request_id``: a record is inserted at most once and the key is charged
 in the same transaction only when the insert happened, so replaying the journal after a crash can never
@@ -16,6 +17,7 @@ import msgspec
 
 from omnirelay.core.records import UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
+from omnirelay.state.responses import ResponseStore
 
 # Columns a caller may set through update_key (the admin API and CLI).
 UPDATABLE_KEY_FIELDS = ("name", "expires_at", "disabled", "models", "rpm", "tpm", "credit_units")
@@ -178,6 +180,11 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @property
+    @abstractmethod
+    def responses(self) -> ResponseStore:
+        """The stored Responses API objects, in this database (usable once the store is open)."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...
