@@ -81,7 +81,7 @@ def input_items(r: wire.ResponsesRequest) -> list[bytes]:
     for item in items:
         if item.id is None:
             item = msgspec.structs.replace(item, id=new_id(_ITEM_ID_PREFIX.get(item.type, "item_")))
-        out.append(_encoder.encode(item))
+        out.append(_encoder.encode({"type": item.type, **msgspec.to_builtins(item)}))  # "message" is a default
     return out
 
 
