@@ -438,6 +438,17 @@ def test_web_search_tool_is_the_gateways_search(gateway: Gateway, mocks: MockUps
     assert tools[0]["function"]["name"] == "web_search" and tools[0]["function"]["parameters"]["required"] == ["query"]
 
 
+def test_namespace_tool_call_round_trip(oai: openai.OpenAI, mocks: MockUpstreams) -> None:
+    tools: Any = [{"type": "namespace", "name": "shell", "description": "Shell", "tools": [WEATHER]}]
+    call = ScriptedToolCall(name="shell__get_weather", arguments='{"city": "Nice"}', id="call_ns")
+    mocks.push("openai", ScriptedReply(text="", tool_calls=[call], finish="tool_calls"))
+    with oai.responses.stream(model=GPT, input="Nice?", tools=tools) as s:
+        final = s.get_final_response()
+    fc = final.output[0]
+    assert fc.type == "function_call" and (fc.namespace, fc.name) == ("shell", "get_weather")
+    assert mocks.last_request("openai").body["tools"][0]["function"]["name"] == "shell__get_weather"
+
+
 def test_unknown_previous_response_is_404(gateway: Gateway, mocks: MockUpstreams) -> None:
     r = post(gateway, {"model": GPT, "input": "and then?", "previous_response_id": "resp_missing"})
     assert r.status_code == 404

@@ -21,7 +21,7 @@ from omnirelay.core.types import ChatRequest, ChatResponse, Citation, Message
 from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder, check_nesting
 from omnirelay.protocols.openai_responses_input import NAME, parse, template_of, validation_error
 from omnirelay.protocols.openai_responses_store import ResponsesHooks
-from omnirelay.protocols.openai_responses_stream import ResponsesStreamEncoder, status_of, usage_of
+from omnirelay.protocols.openai_responses_stream import ResponsesStreamEncoder, ResponseTemplate, status_of, usage_of
 from omnirelay.wire import openai_responses as wire
 
 _encoder = msgspec.json.Encoder()
@@ -53,7 +53,7 @@ def annotation(c: Citation) -> wire.UrlCitation:
     return wire.UrlCitation(start_index=c.start_index, end_index=c.end_index, url=c.url, title=c.title)
 
 
-def output_items(msg: Message, item_status: str) -> list[wire.OutputItem]:
+def output_items(msg: Message, item_status: str, tpl: ResponseTemplate) -> list[wire.OutputItem]:
     status: Any = item_status
     items: list[wire.OutputItem] = []
     for part in msg.reasoning:
@@ -66,8 +66,8 @@ def output_items(msg: Message, item_status: str) -> list[wire.OutputItem]:
         items.append(wire.OutputMessage(id=new_id("msg_"), status=status, content=content))
     for call in msg.tool_calls:
         items.append(
-            wire.FunctionCall(
-                id=new_id("fc_"), call_id=call.id, name=call.name, arguments=call.arguments, status=status
+            tpl.function_call(
+                item_id=new_id("fc_"), call_id=call.id, name=call.name, arguments=call.arguments, status=status
             )
         )
     return items
@@ -96,7 +96,9 @@ class OpenAIResponsesProtocol(InboundProtocol):
         tpl = template_of(req)
         choice = resp.choices[0] if resp.choices else None
         status, incomplete = status_of(choice.finish_reason) if choice else ("completed", None)
-        output = output_items(choice.message, "completed" if status == "completed" else "incomplete") if choice else []
+        output = (
+            output_items(choice.message, "completed" if status == "completed" else "incomplete", tpl) if choice else []
+        )
         body = tpl.response(
             response_id=tpl.response_id, model=resp.model or req.model, status=status, output=output, created_at=now()
         )

@@ -63,6 +63,9 @@ _MAPPED_FIELDS = frozenset(
         "omnirelay",
     }
 )
+# A ``namespace`` tool's functions reach the model as ``<namespace>__<name>`` (every upstream takes that as a
+# function name) and are split back on the way out.
+NAMESPACE_SEPARATOR = "__"
 WEB_SEARCH_TYPES = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26"})
 _TEXT_FILE_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
 
@@ -160,9 +163,10 @@ class _Conversation:
         elif kind == "function_call":
             if not item.call_id or not item.name:
                 raise invalid("function_call items need call_id and name", param=f"{param}.call_id")
-            self.call_names[item.call_id] = item.name
+            name = f"{item.namespace}{NAMESPACE_SEPARATOR}{item.name}" if item.namespace else item.name
+            self.call_names[item.call_id] = name
             self._open_assistant().tool_calls.append(
-                ToolCall(id=item.call_id, name=item.name, arguments=item.arguments or "{}")
+                ToolCall(id=item.call_id, name=name, arguments=item.arguments or "{}")
             )
         elif kind == "function_call_output":
             if not item.call_id:
@@ -215,18 +219,51 @@ def decode_items(data: bytes) -> list[wire.InputItem]:
 # -- the other request fields -----------------------------------------------------------------------------------
 
 
+def _function(t: wire.FunctionTool, param: str, namespace: str | None = None) -> Tool:
+    if not t.name:
+        raise invalid("function tools need a name", param=f"{param}.name")
+    name = f"{namespace}{NAMESPACE_SEPARATOR}{t.name}" if namespace else t.name
+    return Tool(name=name, description=t.description, parameters=t.parameters or {}, strict=t.strict)
+
+
+def _namespace(t: wire.FunctionTool, param: str) -> list[Tool]:
+    if not t.name:
+        raise invalid("namespace tools need a name", param=f"{param}.name")
+    out: list[Tool] = []
+    for j, inner in enumerate(t.tools or ()):
+        if inner.type != "function":
+            raise invalid(
+                f"tools of type '{inner.type}' are not supported in a namespace (function tools are)",
+                param=f"{param}.tools[{j}].type",
+            )
+        out.append(_function(inner, f"{param}.tools[{j}]", t.name))
+    return out
+
+
+def namespaces(tools: list[wire.FunctionTool]) -> dict[str, tuple[str, str]]:
+    """Upstream function name -> (namespace, name) for the functions of ``namespace`` tools."""
+    return {
+        f"{t.name}{NAMESPACE_SEPARATOR}{inner.name}": (t.name, inner.name)
+        for t in tools
+        if t.type == "namespace" and t.name
+        for inner in t.tools or ()
+        if inner.name
+    }
+
+
 def _tools(tools: list[wire.FunctionTool]) -> list[Tool]:
     out: list[Tool] = []
     for i, t in enumerate(tools):
         if t.type == "function":
-            if not t.name:
-                raise invalid("function tools need a name", param=f"tools[{i}].name")
-            out.append(Tool(name=t.name, description=t.description, parameters=t.parameters or {}, strict=t.strict))
+            out.append(_function(t, f"tools[{i}]"))
+        elif t.type == "namespace":
+            out.extend(_namespace(t, f"tools[{i}]"))
         elif t.type in WEB_SEARCH_TYPES:
             out.append(Tool(name="web_search"))  # no parameters: the gateway's own server-side search tool
         else:
             raise invalid(
-                f"tools of type '{t.type}' are not supported (function and web_search are)", param=f"tools[{i}].type"
+                f"tools of type '{t.type}' are not supported (function, namespace and web_search are)",
+                param=f"tools[{i}].type",
             )
     return out
 
@@ -335,11 +372,12 @@ def template(r: wire.ResponsesRequest) -> ResponseTemplate:
         temperature=r.temperature,
         text=wire.TextEcho(format=text_format),
         tool_choice=r.tool_choice if r.tool_choice is not None else "auto",
-        tools=[{k: v for k, v in msgspec.structs.asdict(t).items() if v is not None} for t in r.tools],
+        tools=[msgspec.to_builtins(t) for t in r.tools],
         top_p=r.top_p,
         truncation=r.truncation or "disabled",
         user=r.user,
         metadata=r.metadata or {},
+        namespaces=namespaces(r.tools),
     )
 
 

@@ -58,6 +58,18 @@ class ResponseTemplate(msgspec.Struct, kw_only=True):
     truncation: str = "disabled"
     user: str | None = None
     metadata: dict[str, str] = {}
+    # Upstream function name -> (namespace, name): see openai_responses_input.NAMESPACE_SEPARATOR.
+    namespaces: dict[str, tuple[str, str]] = {}
+
+    def function_call(
+        self, *, item_id: str, call_id: str, name: str, arguments: str, status: ItemStatus
+    ) -> wire.FunctionCall:
+        split = self.namespaces.get(name)
+        if split is None:
+            return wire.FunctionCall(id=item_id, call_id=call_id, name=name, arguments=arguments, status=status)
+        return wire.FunctionCall(
+            id=item_id, call_id=call_id, name=split[1], arguments=arguments, status=status, namespace=split[0]
+        )
 
     def response(
         self,
@@ -129,15 +141,15 @@ class _OpenItem:
         self.call_id = ""
         self.name = ""
 
-    def item(self, status: ItemStatus) -> wire.OutputItem:
+    def item(self, status: ItemStatus, template: ResponseTemplate) -> wire.OutputItem:
         text = "".join(self.parts)
         if self.kind == "message":
             content = [wire.OutputText(text=text, annotations=self.annotations)] if status != "in_progress" else []
             return wire.OutputMessage(id=self.item_id, status=status, content=content)
         if self.kind == "function_call":
             arguments = text if status != "in_progress" else ""
-            return wire.FunctionCall(
-                id=self.item_id, call_id=self.call_id, name=self.name, arguments=arguments, status=status
+            return template.function_call(
+                item_id=self.item_id, call_id=self.call_id, name=self.name, arguments=arguments, status=status
             )
         summary = [wire.SummaryText(text=text)] if text and status != "in_progress" else []
         return wire.ReasoningItem(id=self.item_id, summary=summary, encrypted_content=self.signature)
@@ -183,7 +195,7 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def _item_event(self, kind: str, item: _OpenItem, status: ItemStatus) -> bytes:
         event = wire.OutputItemEvent(
-            type=kind, sequence_number=self._next(), output_index=item.index, item=item.item(status)
+            type=kind, sequence_number=self._next(), output_index=item.index, item=item.item(status, self.template)
         )
         return self._event(kind, event)
 
@@ -352,7 +364,7 @@ class ResponsesStreamEncoder(StreamEncoder):
         status, incomplete = status_of(self.finish_reason)
         item_status: ItemStatus = "completed" if status == "completed" else "incomplete"
         out = self._start() + self._close(status=item_status)
-        response = self._response(status, [i.item(item_status) for i in self.items])
+        response = self._response(status, [i.item(item_status, self.template) for i in self.items])
         response.incomplete_details = incomplete
         response.usage = usage_of(self.usage, cost)
         response.cost = cost
@@ -362,7 +374,7 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def error(self, err: GatewayError) -> bytes:
         out = self._start()
-        response = self._response("failed", [i.item("incomplete") for i in self.items])
+        response = self._response("failed", [i.item("incomplete", self.template) for i in self.items])
         code = "rate_limit_exceeded" if err.kind == "rate_limit" else "server_error"
         response.error = wire.ResponseError(code=code, message=err.message)
         response.usage = usage_of(self.usage, None)

@@ -69,6 +69,7 @@ class InputItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     # function_call / function_call_output
     call_id: str | None = None
     name: str | None = None
+    namespace: str | None = None
     arguments: str | None = None
     output: str | list[InputContent] | None = None
     # reasoning
@@ -76,7 +77,7 @@ class InputItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     encrypted_content: str | None = None
 
 
-class FunctionTool(msgspec.Struct, kw_only=True):
+class FunctionTool(msgspec.Struct, kw_only=True, omit_defaults=True):
     """A tool entry. Function tools use ``name``/``description``/``parameters``/``strict``; the other types
     are recognised by ``type`` alone (their own fields are not modelled)."""
 
@@ -85,6 +86,7 @@ class FunctionTool(msgspec.Struct, kw_only=True):
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    tools: list[FunctionTool] | None = None  # a ``namespace`` tool's own tools
 
 
 class TextFormat(msgspec.Struct, kw_only=True):
@@ -159,6 +161,7 @@ class FunctionCall(msgspec.Struct, tag="function_call", tag_field="type", kw_onl
     name: str
     arguments: str
     status: Literal["in_progress", "completed", "incomplete"]
+    namespace: str | UnsetType = UNSET  # set when the function belongs to a ``namespace`` tool
 
 
 class ReasoningItem(msgspec.Struct, tag="reasoning", tag_field="type", kw_only=True, omit_defaults=True):

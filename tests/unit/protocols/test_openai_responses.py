@@ -349,3 +349,36 @@ def test_store_false_and_no_store_keep_nothing() -> None:
     with pytest.raises(GatewayError) as info:
         run_turn(hooks, object(), None, {"model": M, "input": "x", "previous_response_id": "resp_1"}, "y")
     assert info.value.status == 404 and info.value.message == "Previous response with id 'resp_1' not found."
+
+
+def test_namespace_tools_are_flattened_and_split_back() -> None:
+    ns = {
+        "type": "namespace",
+        "name": "crm",
+        "description": "CRM",
+        "tools": [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}],
+    }
+    req = parse(
+        {
+            "model": M,
+            "tools": [ns],
+            "input": [
+                {"type": "function_call", "call_id": "c0", "name": "lookup", "namespace": "crm", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c0", "output": "none"},
+            ],
+        }
+    )
+    assert [t.name for t in req.tools] == ["crm__lookup"]
+    assert req.messages[0].tool_calls[0].name == "crm__lookup" and req.messages[1].name == "crm__lookup"
+    msg = Message(role="assistant", tool_calls=[ToolCall(id="c1", name="crm__lookup", arguments="{}")])
+    resp = ChatResponse(
+        id="x", model=M, created=1, choices=[Choice(index=0, message=msg, finish_reason="tool_calls")], usage=Usage()
+    )
+    call = json.loads(PROTOCOL.render_response(resp, req))["output"][0]
+    assert (call["name"], call["namespace"]) == ("lookup", "crm")
+    enc = PROTOCOL.stream_encoder(req)
+    out = enc.encode(ToolCallStart(index=0, id="c1", name="crm__lookup")) + enc.finish()
+    assert frames(out)[2]["item"]["namespace"] == "crm" and frames(out)[-1]["response"]["output"][0]["name"] == "lookup"
+    with pytest.raises(GatewayError) as info:
+        parse({"model": M, "input": "x", "tools": [{**ns, "tools": [{"type": "custom", "name": "c"}]}]})
+    assert info.value.param == "tools[0].tools[0].type"
