@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import openai
+import pydantic
 import pytest
 
 from tests.gateway import Gateway, mock_config
@@ -218,6 +219,13 @@ def test_json_schema_text_format(oai: openai.OpenAI, mocks: MockUpstreams) -> No
     assert rf == {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
     oai.responses.create(model=GPT, input="JSON please", text={"format": {"type": "json_object"}})
     assert mocks.last_request("openai").body["response_format"] == {"type": "json_object"}
+    mocks.push("anthropic", ScriptedReply(text='{"n": 7}'))
+    parsed = oai.responses.parse(model=CLAUDE, input="Give n.", text_format=Answer)
+    assert parsed.output_parsed == Answer(n=7)
+
+
+class Answer(pydantic.BaseModel):
+    n: int
 
 
 @pytest.mark.parametrize(("family", "model"), FAMILY_MODELS)
