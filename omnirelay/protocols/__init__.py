@@ -11,6 +11,7 @@ from omnirelay.protocols.base import InboundProtocol
 PROTOCOL_MODULES: tuple[str, ...] = (
     "omnirelay.protocols.openai_chat",
     "omnirelay.protocols.anthropic_messages",
+    "omnirelay.protocols.openai_responses",
 )
 
 

@@ -27,12 +27,37 @@ class StreamEncoder(ABC):
     def error(self, err: GatewayError) -> bytes:
         """A well-formed error frame that ends the stream mid-way, followed by the format's terminator."""
 
+    def result(self) -> bytes | None:
+        """After ``finish``: the complete answer as the non-streaming body would have it, for protocols whose
+        ``RequestHooks`` keep it (None: this format has no use for it)."""
+        return None
+
+
+class RequestHooks(ABC):
+    """Work a protocol does around the call, for state that outlives a request (the Responses API's stored
+    responses). Protocols without hooks cost the relay one attribute check, nothing more.
+
+    ``state`` is the gate the relay admits with: hooks look up the backend they need on it by attribute and
+    behave as if nothing were stored when it has none."""
+
+    @abstractmethod
+    async def prepare(self, req: ChatRequest, key_id: str | None, state: object) -> object | None:
+        """Before planning: may extend ``req`` (an earlier conversation) or refuse it (GatewayError). Returns
+        what ``finished`` needs, or None when nothing is to be done after the call."""
+
+    @abstractmethod
+    async def finished(self, pending: object, response: bytes) -> None:
+        """After a complete answer, before it reaches the client: ``response`` is the body (or, streaming, the
+        encoder's ``result()``)."""
+
 
 class InboundProtocol(ABC):
     name: ClassVar[str]  # "openai" or "anthropic": also the family used for passthrough extras
     # The endpoint paths this protocol answers on (POST); the app mounts them with ``render_error`` as the
     # error format of every reply there and of unknown paths below them.
     paths: ClassVar[tuple[str, ...]]
+    # Set by protocols that keep state across requests (see RequestHooks).
+    hooks: RequestHooks | None = None
 
     @abstractmethod
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:

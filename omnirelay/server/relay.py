@@ -18,12 +18,15 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
 from omnirelay.pipeline.context import CallContext, Disconnected
 from omnirelay.pipeline.gate import Admission, Gate, bearer_token, compound_admission
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder
+from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.table import RouteTable
 from omnirelay.web.exchange import ClientGone, Exchange
 
 log = logging.getLogger("omnirelay.relay")
+
+# A protocol's hooks and what their ``prepare`` returned: run once the answer is complete.
+Finished = tuple[RequestHooks, object]
 
 
 class Relay:
@@ -54,9 +57,13 @@ class Relay:
             model_requested=req.model,
             stream=req.stream,
         )
+        hooks = protocol.hooks
+        pending: object | None = None
         try:
+            if hooks is not None:
+                pending = await hooks.prepare(req, admission.key_id, self.gate)
             named = self.pipeline.plan(req)
-        except GatewayError as err:  # an unknown model is answered, so recorded
+        except GatewayError as err:  # an unknown model (or previous response) is answered, so recorded
             record.status = err.status
             record.error = err.message
             record.latency_ms = (time.perf_counter() - t0) * 1000.0
@@ -64,13 +71,14 @@ class Relay:
             raise
         plan = await self.gate.admit(admission, req, protocol.name, named)  # refused (403, 429): no record
         ctx = CallContext(protocol.name, req, plan, admission, record, t0, exchange.disconnected)
+        after = (hooks, pending) if hooks is not None and pending is not None else None
         # The compound engines' upstream calls are admitted against this request's caller (pipeline_caller).
         context = compound_admission.set(admission)
         try:
             if req.stream:
-                await self._stream(protocol, exchange, ctx)
+                await self._stream(protocol, exchange, ctx, after)
             else:
-                await self._complete(protocol, exchange, ctx)
+                await self._complete(protocol, exchange, ctx, after)
         except GatewayError as err:
             record.status = err.status
             record.error = err.message
@@ -93,7 +101,9 @@ class Relay:
         headers.update(admission.headers)
         return headers
 
-    async def _complete(self, protocol: InboundProtocol, exchange: Exchange, ctx: CallContext) -> None:
+    async def _complete(
+        self, protocol: InboundProtocol, exchange: Exchange, ctx: CallContext, after: Finished | None
+    ) -> None:
         record = ctx.record
         assert ctx.admission is not None
         # Race the upstream call against the client leaving, as the stream path does: a client that gave up
@@ -113,6 +123,8 @@ class Relay:
         finally:
             watcher.cancel()
         out = protocol.render_response(resp, ctx.req)
+        if after is not None:
+            await after[0].finished(after[1], out)
         headers = self._response_headers(record, ctx.admission)
         headers["x-omnirelay-cost"] = f"{record.cost:.10f}".rstrip("0").rstrip(".") or "0"
         # Settle before the reply leaves: a request the client saw complete is then journalled even if the
@@ -121,7 +133,9 @@ class Relay:
         await self.gate.settle(ctx.admission, record)
         await exchange.respond(200, out, headers=headers)
 
-    async def _stream(self, protocol: InboundProtocol, exchange: Exchange, ctx: CallContext) -> None:
+    async def _stream(
+        self, protocol: InboundProtocol, exchange: Exchange, ctx: CallContext, after: Finished | None
+    ) -> None:
         record = ctx.record
         admission = ctx.admission
         assert admission is not None
@@ -139,6 +153,9 @@ class Relay:
                 record.latency_ms = (time.perf_counter() - ctx.t0) * 1000.0
                 await self.gate.settle(admission, record)  # before the closing frames: see _complete
                 frames.append(encoder.finish(cost))
+                result = encoder.result() if after is not None else None
+                if after is not None and result is not None:
+                    await after[0].finished(after[1], result)
                 await exchange.send(b"".join(frames))
         except GatewayError as err:
             stream.fail(err)
