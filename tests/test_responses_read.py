@@ -17,8 +17,8 @@ import msgspec
 import openai
 import pytest
 
+from omnirelay.core.records import StoredResponse
 from omnirelay.state.backends import open_store
-from omnirelay.state.responses import StoredResponse
 from tests.gateway import Gateway
 from tests.mocks.server import MockUpstreams
 from tests.state_helpers import BACKENDS, Admin, Backend, backend, start_gateway, state_config

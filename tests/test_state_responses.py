@@ -15,9 +15,10 @@ import asyncpg
 import msgspec
 import pytest
 
+from omnirelay.core.records import StoredResponse
 from omnirelay.state.backends import open_store
 from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
-from omnirelay.state.responses import MAX_STORED_BYTES, ResponseSweeper, StoredResponse
+from omnirelay.state.responses import MAX_STORED_BYTES, ResponseSweeper
 from omnirelay.state.store import Store
 from tests.polling import POLL_S
 from tests.state_helpers import BACKENDS, PG_BASE

@@ -1,7 +1,7 @@
 """Stored responses for the Responses API: ``previous_response_id`` continues a stored conversation, and
 ``store`` (true unless the caller says false) keeps each answer with its input for the next turn.
 
-The storage itself is the state backend's (``ResponseStore`` below is the interface it implements, reached as
+The storage itself is the state backend's (``core.records.ResponseStore`` is the interface it implements, reached as
 the gate's ``responses`` attribute). With no store the gateway behaves as if every request said ``store: false``,
 and any ``previous_response_id`` is unknown. A key reads only its own responses: the store answers None for
 another key's, which is the same 404 as for a missing one (as OpenAI answers).
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Protocol
 
 import msgspec
 
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.ids import new_id
+from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.core.types import ChatRequest
 from omnirelay.protocols.base import RequestHooks
 from omnirelay.protocols.openai_responses_input import ResponsesChatRequest, decode_items, items_to_messages
@@ -24,26 +24,9 @@ from omnirelay.wire import openai_responses as wire
 
 log = logging.getLogger("omnirelay.responses")
 
-DEFAULT_RETENTION_S = 30 * 24 * 3600.0
 _ITEM_ID_PREFIX = {"message": "msg_", "function_call": "fc_", "function_call_output": "fco_", "reasoning": "rs_"}
 _encoder = msgspec.json.Encoder()
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-class StoredResponse(msgspec.Struct, kw_only=True):
-    id: str  # "resp_..."
-    key_id: str | None  # the owner; None when the gateway is open
-    created_at: float
-    expires_at: float
-    response: bytes  # the response object exactly as the client got it (final state)
-    input_items: bytes  # JSON array: this request's input items, each with an id
-    conversation: bytes  # JSON array: the whole item history to continue from
-
-
-class ResponseStore(Protocol):
-    async def put(self, r: Any) -> None: ...
-
-    async def get(self, response_id: str, key_id: str | None) -> Any: ...
 
 
 class _FinalResponse(msgspec.Struct):
@@ -57,7 +40,7 @@ _final_decoder = msgspec.json.Decoder(_FinalResponse)
 class PendingStore(msgspec.Struct, kw_only=True):
     """What is kept after the call: the store, the owner, this request's items, the history before them."""
 
-    store: Any
+    store: ResponseStore
     key_id: str | None
     input_items: list[bytes]
     history: list[bytes]
@@ -110,7 +93,7 @@ class ResponsesHooks(RequestHooks):
         final = _final_decoder.decode(response)
         conversation = [*pending.history, *pending.input_items, *(bytes(item) for item in final.output)]
         created = time.time()
-        retention = float(getattr(pending.store, "retention_s", DEFAULT_RETENTION_S))
+        retention = pending.store.retention_s
         record = StoredResponse(
             id=final.id,
             key_id=pending.key_id,

@@ -17,9 +17,9 @@ from urllib.parse import parse_qs
 import msgspec
 
 from omnirelay.core.errors import GatewayError
+from omnirelay.core.records import StoredResponse
 from omnirelay.pipeline.gate import bearer_token
 from omnirelay.state.gate import KeyGate
-from omnirelay.state.responses import StoredResponse
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import SUBTREE, Endpoint, ErrorRenderer, Mount
 

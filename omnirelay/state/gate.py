@@ -46,7 +46,7 @@ from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.ids import new_id
 from omnirelay.core.pricing import PER_TOKEN, max_output_for
 from omnirelay.core.reasoning import budget_of
-from omnirelay.core.records import UsageRecord
+from omnirelay.core.records import ResponseStore, UsageRecord
 from omnirelay.core.types import ChatRequest
 from omnirelay.core.usage_bounds import sane_cost, sane_usage
 from omnirelay.pipeline.gate import COMPOUND_PROVIDER, Admission, Gate
@@ -62,7 +62,7 @@ from omnirelay.state.keys import (
     to_usd,
 )
 from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
-from omnirelay.state.responses import ResponseStore, ResponseSweeper
+from omnirelay.state.responses import ResponseSweeper
 from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.usage import UsageWriter
 
@@ -205,6 +205,7 @@ class KeyGate(Gate):
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
         self._refresher: asyncio.Task[None] | None = None
         self._redis_down_logged = False
+        self.store.responses.retention_s = config.state.responses_retention_s
         self.response_sweeper = ResponseSweeper(self.store.responses)
 
     # -- lifecycle ---------------------------------------------------------------------------------------

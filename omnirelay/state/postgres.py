@@ -14,17 +14,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
-from omnirelay.state.responses import (
-    SWEEP_BATCH,
-    ResponseStore,
-    StoredResponse,
-    too_large_to_store,
-    unreadable_id,
-    visible_to,
-)
+from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
 from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, dollar, key_from_row
 from omnirelay.state.store import RejectedUsage, Store, UsageFilter, UsageRow
 

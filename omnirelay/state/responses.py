@@ -16,33 +16,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from abc import ABC, abstractmethod
 
-import msgspec
+from omnirelay.core.records import ResponseStore, StoredResponse
 
 log = logging.getLogger("omnirelay.state.responses")
 
-DEFAULT_RETENTION_S = 30 * 86400.0
 # Far above any conversation a context window holds as text; images inlined as data URLs are what gets near it.
 MAX_STORED_BYTES = 16 * 1024 * 1024
 SWEEP_EVERY_S = 60.0
 SWEEP_BATCH = 1000  # rows deleted per statement: one sweep never holds the database for long
 # An id longer than this was not made by the gateway: answered as missing without a query.
 MAX_ID_LENGTH = 256
-
-
-class StoredResponse(msgspec.Struct, kw_only=True):
-    id: str  # "resp_..."
-    key_id: str | None  # owner; None when the gateway is open (no key)
-    created_at: float
-    expires_at: float  # created_at + state.responses_retention_s (default 30 days)
-    response: bytes  # the Responses object JSON exactly as returned to the client (final state)
-    # JSON array: the input items of THIS request, each with an "id" (as GET /v1/responses/{id}/input_items
-    # returns them)
-    input_items: bytes
-    # JSON array: the full item history to continue from: the previous response's conversation + this
-    # request's input items + this response's output items
-    conversation: bytes
 
 
 def stored_size(r: StoredResponse) -> int:
@@ -71,26 +55,6 @@ def unreadable_id(response_id: str) -> bool:
 def visible_to(r: StoredResponse, key_id: str | None, now: float) -> bool:
     """Whether the caller ``key_id`` may read ``r`` at ``now``: it owns it and it has not expired."""
     return r.key_id == key_id and r.expires_at > now
-
-
-class ResponseStore(ABC):
-    @abstractmethod
-    async def put(self, r: StoredResponse) -> None:
-        """Store ``r`` (replacing a row with its id and the same owner). Above MAX_STORED_BYTES nothing is
-        stored (logged)."""
-
-    @abstractmethod
-    async def get(self, response_id: str, key_id: str | None) -> StoredResponse | None:
-        """None when missing, expired, or owned by another key (callers answer 404 either way)."""
-
-    @abstractmethod
-    async def delete(self, response_id: str, key_id: str | None) -> bool:
-        """Whether a row owned by ``key_id`` and not expired was deleted."""
-
-    async def sweep(self, now: float, limit: int = SWEEP_BATCH) -> int:
-        """Delete at most ``limit`` rows expired at ``now``; how many went. (A store that keeps nothing in a
-        database, e.g. a test double, has nothing to sweep.)"""
-        return 0
 
 
 class ResponseSweeper:

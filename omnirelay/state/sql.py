@@ -10,8 +10,8 @@ from typing import Any
 
 import msgspec
 
+from omnirelay.core.records import StoredResponse
 from omnirelay.state.keys import KeyRecord
-from omnirelay.state.responses import StoredResponse
 from omnirelay.state.store import UPDATABLE_KEY_FIELDS, USAGE_COLUMNS, RejectedUsage, UsageFilter, check_dimensions
 
 Mark = Callable[[int], str]  # 1-based parameter number -> its placeholder in the dialect

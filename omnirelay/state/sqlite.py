@@ -21,17 +21,11 @@ from typing import Any
 import aiosqlite
 from msgspec.structs import astuple
 
+from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
-from omnirelay.state.responses import (
-    SWEEP_BATCH,
-    ResponseStore,
-    StoredResponse,
-    too_large_to_store,
-    unreadable_id,
-    visible_to,
-)
+from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
 from omnirelay.state.sql import KEY_COLUMNS, USAGE_COLUMN_LIST, key_from_row, qmark
 from omnirelay.state.store import USAGE_COLUMNS, RejectedUsage, Store, UsageFilter, UsageRow
 

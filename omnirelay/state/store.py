@@ -15,9 +15,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from omnirelay.core.records import UsageRecord
+from omnirelay.core.records import ResponseStore, UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
-from omnirelay.state.responses import ResponseStore
 
 # Columns a caller may set through update_key (the admin API and CLI).
 UPDATABLE_KEY_FIELDS = ("name", "expires_at", "disabled", "models", "rpm", "tpm", "credit_units")

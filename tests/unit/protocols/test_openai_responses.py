@@ -22,9 +22,10 @@ from omnirelay.core.events import (
     ToolCallStart,
     UsageReport,
 )
+from omnirelay.core.records import StoredResponse
 from omnirelay.core.types import ChatResponse, Choice, Citation, Message, ReasoningPart, TextPart, ToolCall, Usage
 from omnirelay.protocols.openai_responses import PROTOCOL
-from omnirelay.protocols.openai_responses_store import ResponsesHooks, StoredResponse
+from omnirelay.protocols.openai_responses_store import ResponsesHooks
 
 M = "gpt-4.1"
 

@@ -7,8 +7,8 @@ import msgspec
 import pytest
 
 from omnirelay.core.errors import GatewayError
+from omnirelay.core.records import StoredResponse
 from omnirelay.server.stored_responses import ItemPage, PageQuery, item_page, page_query
-from omnirelay.state.responses import StoredResponse
 
 ITEMS = [{"id": f"i{n}", "type": "message", "role": "user", "content": f"turn {n}"} for n in range(1, 6)]
 ROW = StoredResponse(

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from omnirelay.config import ConfigError, parse_config
+from omnirelay.core.records import DEFAULT_RESPONSE_RETENTION_S, StoredResponse
 from omnirelay.state.responses import (
-    DEFAULT_RETENTION_S,
     MAX_STORED_BYTES,
-    StoredResponse,
     too_large_to_store,
     unreadable_id,
     visible_to,
@@ -56,5 +55,5 @@ def test_the_retention_must_be_a_positive_finite_duration(value: float) -> None:
 
 
 def test_the_retention_defaults_to_thirty_days() -> None:
-    assert parse_config({}).state.responses_retention_s == DEFAULT_RETENTION_S == 30 * 86400
+    assert parse_config({}).state.responses_retention_s == DEFAULT_RESPONSE_RETENTION_S == 30 * 86400
     assert parse_config({"state": {"responses_retention_s": 3600}}).state.responses_retention_s == 3600
