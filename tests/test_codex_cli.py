@@ -102,7 +102,7 @@ def assert_turn_completed(run: CodexRun, final_text: str) -> None:
 
 def test_shell_call_round_trip(harness: Harness, project: Path) -> None:
     h = harness
-    command = "printf 'written-by-codex\\n' > codex-out.txt && cat codex-out.txt"
+    command = "echo written-by-codex > codex-out.txt && cat codex-out.txt"
     call_id = "call_codex_shell_1"
     arguments = json.dumps({SHELL_COMMAND_PARAM: command})
     h.push(
