@@ -135,3 +135,20 @@ def test_shell_call_round_trip(harness: Harness, project: Path) -> None:
     rows = h.admin.wait_usage(2, key=h.key_id)
     assert len(rows) == 2 and {r["model_requested"] for r in rows} == {h.model}, rows
     assert all(r["status"] == 200 for r in rows), rows
+
+
+def test_upstream_cut_mid_stream_fails_the_turn_with_response_failed(harness: Harness, project: Path) -> None:
+    h = harness
+    # The upstream drops the connection after some text is out; every attempt the gateway may make does the same.
+    cut = ScriptedReply(text="partial answer that never ends", chunks=6, truncate_after_chunks=4)
+    h.push(cut, cut, cut)
+    run = h.run("Say something.", project)
+
+    assert h.requests(), f"the upstream was never called:\n{run.describe()}"
+    failed = run.of_type("turn.failed")
+    assert len(failed) == 1 and not run.of_type("turn.completed"), run.describe()
+    assert run.returncode != 0 and not run.items("agent_message"), run.describe()
+    # The gateway ended the stream with response.failed (Codex then reports its error message), rather than
+    # closing it without a terminal event, which Codex reports as this:
+    message = str(failed[0].get("error", {}).get("message"))
+    assert "stream closed before response.completed" not in message, run.describe()
