@@ -35,9 +35,16 @@ SHELL_TOOL = "exec_command"
 SHELL_COMMAND_PARAM = "cmd"
 
 
-def codex_config(gateway_url: str, model: str) -> str:
+def codex_config(gateway_url: str, model: str, websockets: bool = False) -> str:
     """The config.toml a user writes to run Codex on omnirelay (the README's example). No retries: a failure
-    shows up at once instead of after Codex's five attempts with backoff."""
+    shows up at once instead of after Codex's five attempts with backoff. ``websockets``: the provider claims
+    WebSocket support, so Codex first tries ``GET /v1/responses`` with ``Upgrade: websocket`` (observed with
+    0.171: a 426 refusal makes it fall back to HTTP at once; a 404 or 405 costs five reconnect attempts with
+    backoff, about 6 s, before the fallback; a 400 fails the turn). Those reconnects are only visible with
+    Codex's default retry settings (with no retries it falls back after any failure), so ``websockets`` keeps them.
+    """
+    retries = "" if websockets else "request_max_retries = 0\nstream_max_retries = 0\n"
+    transport = "supports_websockets = true\n" if websockets else ""
     return f"""\
 model = "{model}"
 model_provider = "{PROVIDER_ID}"
@@ -51,9 +58,7 @@ name = "omnirelay"
 base_url = "{gateway_url}/v1"
 env_key = "{KEY_VAR}"
 wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-"""
+{retries}{transport}"""
 
 
 class CodexRun(msgspec.Struct, kw_only=True):
@@ -88,11 +93,13 @@ def codex_env(home: Path, codex_home: Path, secret: str) -> dict[str, str]:
     }
 
 
-def run_codex(prompt: str, *, gateway_url: str, secret: str, model: str, cwd: Path, home: Path) -> CodexRun:
+def run_codex(
+    prompt: str, *, gateway_url: str, secret: str, model: str, cwd: Path, home: Path, websockets: bool = False
+) -> CodexRun:
     assert CODEX_BIN.exists(), f"{CODEX_BIN} is missing: run `make node_modules/.package-lock.json` (npm ci)"
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(codex_config(gateway_url, model))
+    (codex_home / "config.toml").write_text(codex_config(gateway_url, model, websockets))
     argv = [str(CODEX_BIN), "exec", "--json", "--skip-git-repo-check", "--ephemeral"]
     # Its sandbox needs namespaces the test machine may not give; the test's temp cwd is the only thing touched.
     argv += ["--dangerously-bypass-approvals-and-sandbox", "--", prompt]

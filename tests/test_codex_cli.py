@@ -42,10 +42,18 @@ class Harness:
         self.admin = Admin(gw.url)
         self.key_id, self.secret = self.admin.create_key(name=f"codex-{family}")
 
-    def run(self, prompt: str, cwd: Path) -> CodexRun:
+    def run(self, prompt: str, cwd: Path, websockets: bool = False) -> CodexRun:
         home = cwd.parent / "home"
         home.mkdir(exist_ok=True)
-        return run_codex(prompt, gateway_url=self.gw.url, secret=self.secret, model=self.model, cwd=cwd, home=home)
+        return run_codex(
+            prompt,
+            gateway_url=self.gw.url,
+            secret=self.secret,
+            model=self.model,
+            cwd=cwd,
+            home=home,
+            websockets=websockets,
+        )
 
     def push(self, *replies: ScriptedReply) -> None:
         self.mocks.push(self.family, *replies)
@@ -152,3 +160,15 @@ def test_upstream_cut_mid_stream_fails_the_turn_with_response_failed(harness: Ha
     # closing it without a terminal event, which Codex reports as this:
     message = str(failed[0].get("error", {}).get("message"))
     assert "stream closed before response.completed" not in message, run.describe()
+
+
+def test_websocket_provider_falls_back_to_http_at_once(harness: Harness, project: Path) -> None:
+    h = harness
+    h.push(ScriptedReply(text="FINAL-after-websocket-refusal"))
+    run = h.run("Say something.", project, websockets=True)
+
+    assert_turn_completed(run, "FINAL-after-websocket-refusal")
+    # Refused the way Codex falls back on at once: no reconnect attempts (each one a backoff sleep) first.
+    errors = [str(e.get("message")) for e in run.of_type("error")]
+    assert not [m for m in errors if m.startswith("Reconnecting")], run.describe()
+    assert len(h.requests()) == 1, [r.path for r in h.requests()]
