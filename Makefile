@@ -8,7 +8,8 @@ ARGS ?=
 
 .PHONY: serve test lock lint typecheck pytest services bench clean
 
-# The agent clients the tests drive through the gateway (tests/test_claude_code.py), pinned in package-lock.json.
+# The agent clients the tests drive through the gateway (tests/test_claude_code.py, tests/test_codex_cli.py), pinned in
+# package-lock.json.
 # npm ci rewrites node_modules/.package-lock.json, so this reruns only when package.json or the lock changed.
 # `make serve` never needs it.
 NODE_STAMP := node_modules/.package-lock.json

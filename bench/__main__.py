@@ -51,7 +51,10 @@ def parser() -> argparse.ArgumentParser:
         help="omnirelay,pyrelay,litellm,nginx (pyrelay: bench/pyrelay.py, the minimal Python relay)",
     )
     p.add_argument(
-        "--scenarios", type=_names, default=["openai", "stream", "anthropic"], help="openai,stream,anthropic"
+        "--scenarios",
+        type=_names,
+        default=["openai", "stream", "anthropic", "responses"],
+        help="openai,stream,anthropic,responses",
     )
     p.add_argument(
         "--state",

@@ -124,7 +124,7 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
-    p.add_argument("--scenarios", default="openai,stream,anthropic")
+    p.add_argument("--scenarios", default="openai,stream,anthropic,responses")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--requests", type=int, default=5000, help="non-streaming requests (streams: a fifth)")
     p.add_argument("--chunks", type=int, default=50)

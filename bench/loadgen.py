@@ -45,6 +45,15 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank]
 
 
+def last_event(stream: bytes) -> bytes:
+    """The final event of an SSE stream (events end with a blank line; CRLF framing tolerated). A complete stream
+    ends with its protocol's last event: ``data: [DONE]``, ``event: message_stop`` or ``event: response.completed``
+    (whose data line holds the whole response, so a fixed-size tail would not reach the event name)."""
+    body = stream.rstrip()
+    cut = max(body.rfind(b"\n\n"), body.rfind(b"\r\n\r\n"))
+    return body[cut:].lstrip() if cut >= 0 else body
+
+
 class Client:
     def __init__(self, url: str, body: bytes, headers: dict[str, str], stream: bool, terminator: bytes) -> None:
         self.url = url
@@ -101,7 +110,7 @@ class Client:
         if tally is None:
             return
         data = b"".join(parts)
-        if self.terminator not in data[-256:]:
+        if self.terminator not in last_event(data):
             tally.error("truncated_stream")
             return
         tally.latencies_ms.append((done - started) * 1000.0)
@@ -194,7 +203,7 @@ def main() -> None:
     parser.add_argument("--body-file", required=True)
     parser.add_argument("--headers", default="{}", help="JSON object of extra request headers")
     parser.add_argument("--stream", action="store_true", help="read an SSE stream to its end")
-    parser.add_argument("--terminator", default="[DONE]", help="bytes the end of a complete stream contains")
+    parser.add_argument("--terminator", default="[DONE]", help="bytes the last event of a complete stream contains")
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=float, default=0.0, help="open loop: requests per second")
     parser.add_argument("--duration", type=float, default=10.0)

@@ -26,8 +26,6 @@ LABELS = {
     "nginx": "nginx",
 }
 GATEWAYS = ["omnirelay", "pyrelay", "litellm", "nginx"]
-# Targets that cannot translate Anthropic-in: the harness sends them the OpenAI stream (Target.translates_anthropic).
-PASSTHROUGH = ["pyrelay", "nginx"]
 
 
 def _num(s: Summary | None, key: str) -> float | None:
@@ -211,11 +209,12 @@ def render(results: Results, command: str) -> str:
         if sc.key not in results.runs:
             continue
         lines += ["", f"## {sc.title.format(chunks=s.chunks)}", ""]
-        passthrough = [LABELS[t] for t in PASSTHROUGH if t in s.targets]
-        if sc.key == "anthropic" and passthrough:
+        passthrough = [LABELS[t] for t in sc.passthrough if t in s.targets]
+        if passthrough:
             who = " and ".join(passthrough)
             lines += [
-                f"{who} cannot translate: {'their columns pass' if len(passthrough) > 1 else 'its column passes'} "
+                f"{who} {'do' if len(passthrough) > 1 else 'does'} not translate this: "
+                f"{'their columns pass' if len(passthrough) > 1 else 'its column passes'} "
                 "the OpenAI stream through (reference only).",
                 "",
             ]

@@ -95,7 +95,7 @@ def python_load(url: str, req: Request, stream: bool, load: Load, settings: Sett
 
 
 def drive(target: Target, scenario: Scenario, load: Load, settings: Settings) -> Summary:
-    req = scenario.request_for(target.name, target.translates_anthropic())
+    req = scenario.request_for(target.name)
     if target.key != CLIENT_KEY:
         req = replace(req, headers={k: v.replace(CLIENT_KEY, target.key) for k, v in req.headers.items()})
     url = target.url + req.path

@@ -40,10 +40,6 @@ class Target:
     def root_pid(self) -> int | None:
         return self.service.pid if self.service is not None else None
 
-    def translates_anthropic(self) -> bool:
-        """Whether /v1/messages is really translated to the OpenAI upstream (nginx only passes bytes on)."""
-        return True
-
     def stop(self) -> None:
         if self.service is not None:
             self.service.stop()
@@ -121,9 +117,6 @@ def _granian_argv() -> list[str]:
 
 
 class PyRelayTarget(Target):
-    def translates_anthropic(self) -> bool:
-        return False  # like nginx: OpenAI in, OpenAI out; the Anthropic scenario sends it the OpenAI stream
-
     def start(self, upstream: str, workers: int) -> PyRelayTarget:
         self.port = free_port()
         env = {"PYRELAY_UPSTREAM": upstream, "PYRELAY_KEY": CLIENT_KEY, "PYRELAY_UPSTREAM_KEY": UPSTREAM_KEY}
@@ -227,9 +220,6 @@ http {{
 
 
 class NginxTarget(Target):
-    def translates_anthropic(self) -> bool:
-        return False
-
     def start(self, upstream: str, workers: int) -> NginxTarget:
         nginx = nginx_binary()
         if nginx is None:

@@ -25,11 +25,12 @@ def test_bench_quick_produces_tables(tmp_path: Path) -> None:
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = out.read_text()
-    for title in ("OpenAI-in -> OpenAI-up, non-streaming", "streaming (50 chunks)", "Anthropic-in (/v1/messages)"):
+    titles = ("OpenAI-in -> OpenAI-up, non-streaming", "streaming (50 chunks)", "Anthropic-in (/v1/messages)")
+    for title in (*titles, "Responses-in (/v1/responses) -> OpenAI-up, streaming (50 chunks)"):
         assert title in text
     assert "| load | metric | mock direct | omnirelay |" in text
     rows = [line for line in text.splitlines() if "| throughput (req/s) |" in line]
-    assert len(rows) >= 3 * 2  # three scenarios, at least two closed-loop levels each
+    assert len(rows) >= 4 * 2  # four scenarios, at least two closed-loop levels each
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         direct, omnirelay = cells[2], cells[3]
