@@ -150,6 +150,7 @@ class StoredResponsesApi:
             for prefix in PREFIXES
             for method, handler in (("GET", self.read), ("DELETE", self.delete))
         ]
+        endpoints += [Endpoint("GET", prefix, refuse_websocket) for prefix in PREFIXES]
         return Mount("", endpoints, render_error)
 
     def _caller(self, request: Exchange) -> str | None:
@@ -197,3 +198,18 @@ def _target(path: str) -> tuple[str, str]:
 
 def _no_route(request: Exchange) -> GatewayError:
     return GatewayError("not_found", f"no route for {request.method} {request.path}", code="unknown_url")
+
+
+async def refuse_websocket(request: Exchange) -> None:
+    """``GET /v1/responses``: Codex CLI tries the Responses API over a WebSocket first (an ``Upgrade: websocket``
+    GET). 426 makes it fall back to HTTP POST at once; 404 or 405 cost it five reconnects with backoff (about
+    6 s) first. Any other GET on the collection is a wrong method, as before."""
+    if request.headers.get("upgrade", "").lower() == "websocket":
+        raise GatewayError(
+            "invalid_request",
+            "WebSocket is not supported here: send the request with HTTP POST /v1/responses",
+            status=426,
+            code="websocket_not_supported",
+        )
+    raise GatewayError("invalid_request", f"method GET not allowed on {request.path}", status=405)
+
