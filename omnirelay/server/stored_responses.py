@@ -212,4 +212,3 @@ async def refuse_websocket(request: Exchange) -> None:
             code="websocket_not_supported",
         )
     raise GatewayError("invalid_request", f"method GET not allowed on {request.path}", status=405)
-
