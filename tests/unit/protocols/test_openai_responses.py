@@ -22,7 +22,7 @@ from omnirelay.core.events import (
     ToolCallStart,
     UsageReport,
 )
-from omnirelay.core.records import StoredResponse
+from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.core.types import ChatResponse, Choice, Citation, Message, ReasoningPart, TextPart, ToolCall, Usage
 from omnirelay.protocols.openai_responses import PROTOCOL
 from omnirelay.protocols.openai_responses_store import ResponsesHooks
@@ -275,8 +275,10 @@ def test_stream_error_before_any_event_still_starts_the_response() -> None:
 # -- stored responses ---------------------------------------------------------------------------------------
 
 
-class MemoryStore:
-    """The ResponseStore interface in memory (the state backend's is tested with it, on its own branch)."""
+class MemoryStore(ResponseStore):
+    """The ResponseStore interface in memory (the state backends are tested in tests/test_state_responses.py)."""
+
+    retention_s = 600.0
 
     def __init__(self) -> None:
         self.rows: dict[str, StoredResponse] = {}
@@ -287,6 +289,9 @@ class MemoryStore:
     async def get(self, response_id: str, key_id: str | None) -> StoredResponse | None:
         row = self.rows.get(response_id)
         return row if row is not None and row.key_id == key_id else None
+
+    async def delete(self, response_id: str, key_id: str | None) -> bool:
+        return self.rows.pop(response_id, None) is not None
 
 
 class Gate:
@@ -323,7 +328,7 @@ def test_store_and_continue_a_conversation_per_key() -> None:
     _, first = run_turn(hooks, gate, "k1", {"model": M, "input": "my name is Ada", "instructions": "one"}, "Hi Ada")
     first_id = json.loads(first)["id"]
     row = gate.responses.rows[first_id]
-    assert row.key_id == "k1" and row.response == first and row.expires_at > row.created_at
+    assert row.key_id == "k1" and row.response == first and row.expires_at - row.created_at == 600.0
     items = json.loads(row.input_items)
     assert items[0]["role"] == "user" and items[0]["id"].startswith("msg_")
     assert [i["type"] for i in json.loads(row.conversation)] == ["message", "message"]
