@@ -328,7 +328,7 @@ def test_store_and_continue_a_conversation_per_key() -> None:
     _, first = run_turn(hooks, gate, "k1", {"model": M, "input": "my name is Ada", "instructions": "one"}, "Hi Ada")
     first_id = json.loads(first)["id"]
     row = gate.responses.rows[first_id]
-    assert row.key_id == "k1" and row.response == first and row.expires_at - row.created_at == 600.0
+    assert row.key_id == "k1" and row.response == first and row.expires_at - row.created_at == pytest.approx(600.0)
     items = json.loads(row.input_items)
     assert items[0]["role"] == "user" and items[0]["id"].startswith("msg_")
     assert [i["type"] for i in json.loads(row.conversation)] == ["message", "message"]
