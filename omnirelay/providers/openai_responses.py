@@ -29,6 +29,7 @@ from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
     StreamEvent,
+    StreamFailure,
     StreamStart,
     TextDelta,
     ToolCallArgs,
@@ -266,9 +267,11 @@ class ResponsesStreamParser(StreamParser):
         kind = e.type
         if kind == "error":
             detail = f"{e.message or ''} ({e.code})" if e.code else (e.message or "")
-            raise GatewayError("upstream", f"upstream error mid-stream: {detail}"[:500])
+            self._fail(GatewayError("upstream", f"upstream error mid-stream: {detail}"[:500]), out)
+            return
         if kind == "response.failed":
-            raise _failure(e.response)
+            self._fail(_failure(e.response), out)
+            return
         self._start(e.response, out)
         if kind == "response.output_text.delta":
             if e.delta:
@@ -288,6 +291,11 @@ class ResponsesStreamParser(StreamParser):
             self._item_done(e.item, out)
         elif kind in ("response.completed", "response.incomplete"):
             self._end(e.response, out)
+
+    def _fail(self, error: GatewayError, out: list[StreamEvent]) -> None:
+        # Reported as an event, not raised, so the content parsed from the same read still reaches the caller.
+        self.done = True
+        out.append(StreamFailure(error=error))
 
     def _call_start(self, item: wire.ReplyItem, out: list[StreamEvent]) -> None:
         index = len(self.calls)
