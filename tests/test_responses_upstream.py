@@ -124,7 +124,7 @@ def test_chat_caller_tool_calls_round_trip(client: openai.OpenAI, mocks: MockUps
     assert body["tool_choice"] == {"type": "function", "name": "get_weather"}
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
-    calls = choice.message.tool_calls or []
+    calls: Any = choice.message.tool_calls or []
     assert [(c.id, c.function.name, c.function.arguments) for c in calls] == [
         ("call_w1", "get_weather", '{"city": "Paris"}')
     ]
@@ -211,12 +211,12 @@ def test_anthropic_caller_gets_thinking_blocks_and_sends_them_back(
     mocks.push(
         "openai", ScriptedReply(text="", reasoning=SUMMARY, reasoning_signature="enc-abc", tool_calls=[WEATHER_CALL])
     )
-    tool = {"name": "get_weather", "description": "Weather", "input_schema": WEATHER["function"]["parameters"]}
+    tool: Any = {"name": "get_weather", "description": "Weather", "input_schema": WEATHER["function"]["parameters"]}
     first = claude_client.messages.create(
         model=MODEL,
         max_tokens=4000,
         thinking={"type": "enabled", "budget_tokens": 2048},
-        tools=[tool],  # type: ignore[list-item]
+        tools=[tool],
         messages=[{"role": "user", "content": "Weather in Paris?"}],
     )
     assert [b.type for b in first.content] == ["thinking", "tool_use"]
@@ -226,16 +226,17 @@ def test_anthropic_caller_gets_thinking_blocks_and_sends_them_back(
     mocks.push("openai", ScriptedReply(text="Sunny."))
     use = first.content[1]
     assert use.type == "tool_use"
+    history: Any = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
+    ]
     claude_client.messages.create(
         model=MODEL,
         max_tokens=4000,
         thinking={"type": "enabled", "budget_tokens": 2048},
-        tools=[tool],  # type: ignore[list-item]
-        messages=[
-            {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": [b.model_dump() for b in first.content]},  # type: ignore[misc]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]},
-        ],
+        tools=[tool],
+        messages=history,
     )
     items = upstream_body(mocks)["input"]
     assert items[1] == {
