@@ -275,14 +275,19 @@ def test_responses_caller_unmodelled_fields_pass_through(client: openai.OpenAI, 
         model=MODEL,
         input="hello",
         instructions="Be nice.",
-        reasoning={"effort": "low", "summary": "auto"},
+        reasoning={"effort": "low", "summary": "concise"},
+        text={"verbosity": "low"},
+        include=["message.output_text.logprobs"],
+        metadata={"ticket": "T-1"},
         store=False,
         extra_body={"prompt_cache_key": "conv-7", "service_tier": "flex", "future_knob": {"a": [1, 2]}},
     )
     body = upstream_body(mocks)
     assert body["prompt_cache_key"] == "conv-7" and body["service_tier"] == "flex"
     assert body["future_knob"] == {"a": [1, 2]}
-    assert body["store"] is False and body["reasoning"] == {"effort": "low", "summary": "auto"}
+    assert body["store"] is False and body["reasoning"] == {"effort": "low", "summary": "concise"}
+    assert body["text"] == {"verbosity": "low"} and body["metadata"] == {"ticket": "T-1"}
+    assert body["include"] == ["reasoning.encrypted_content", "message.output_text.logprobs"]
     assert body["input"] == [
         {"role": "system", "content": [{"type": "input_text", "text": "Be nice."}]},
         {"role": "user", "content": [{"type": "input_text", "text": "hello"}]},

@@ -13,8 +13,9 @@ Translation choices:
 * Reasoning models (``o1``/``o3``/``o4``/``gpt-5``/``codex`` names, or the ``reasoning_models`` option's
   prefixes) are asked for a summary (option ``reasoning_summary``, default ``auto``), which reaches chat callers
   as ``reasoning_content`` and Anthropic callers as thinking blocks.
-* A request that came in on ``/v1/responses`` keeps the fields omnirelay does not model (``extra``):
-  ``include`` entries are merged, everything else is sent as the caller wrote it.
+* A request that came in on ``/v1/responses`` keeps the fields omnirelay does not model (``extra``), and its own
+  ``reasoning``/``text`` settings over the translated ones; ``include`` entries are merged, ``store`` stays
+  false (omnirelay stores), everything else is sent as the caller wrote it.
 """
 
 from __future__ import annotations
@@ -414,6 +415,8 @@ class OpenAIResponsesProvider(HttpProvider):
         for key, value in extra.items():
             if key == "include" and isinstance(value, list):
                 body["include"] = [*body.get("include", ()), *(v for v in value if v not in body.get("include", ()))]
+            elif key in ("reasoning", "text") and isinstance(value, dict):
+                body[key] = {**body.get(key, {}), **value}  # the caller's own settings win
             else:
                 body.setdefault(key, value)
 
