@@ -194,6 +194,13 @@ def test_upstream_failure_mid_stream_reaches_the_chat_caller(client: openai.Open
     assert "".join(text) == "Partial answer"
 
 
+def test_upstream_failure_before_any_content_is_a_clean_502(client: openai.OpenAI, mocks: MockUpstreams) -> None:
+    mocks.push("openai", ScriptedReply(text="", midstream_failure=True, error_message="overloaded"))
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+    assert info.value.status_code == 502 and "overloaded" in str(info.value)
+
+
 def test_upstream_error_status_is_openai_shaped(client: openai.OpenAI, mocks: MockUpstreams) -> None:
     mocks.push("openai", ScriptedReply(error_status=400, error_message="Unsupported parameter: 'top_p'."))
     with pytest.raises(openai.BadRequestError) as info:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 FAMILY = "openai_responses"
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 DEFAULT_REASONING_MODELS = ("o1", "o3", "o4", "gpt-5", "codex")
+CHAT_MODELS = ("gpt-5-chat",)  # named like a reasoning model, but not one
 SUMMARY_SEPARATOR = "\n\n"
 TOOL_ERROR_PREFIX = "Error: "
 
@@ -369,6 +370,10 @@ class OpenAIResponsesProvider(HttpProvider):
             raise ValueError(f"upstream {upstream.name!r}: reasoning_models must be a list of model name prefixes")
         self.reasoning_models = tuple(prefixes)
 
+    def reasons(self, model: str) -> bool:
+        """Whether ``model`` is a reasoning model (asked for a summary and its encrypted reasoning)."""
+        return model.startswith(self.reasoning_models) and not model.startswith(CHAT_MODELS)
+
     def _reasoning(self, req: ChatRequest, model: str) -> dict[str, Any] | None:
         effort = effort_of(req.reasoning)
         reasoning: dict[str, Any] = {}
@@ -376,7 +381,7 @@ class OpenAIResponsesProvider(HttpProvider):
             reasoning["effort"] = effort
         elif req.reasoning is not None and not req.reasoning.enabled:
             reasoning["effort"] = "minimal"
-        if model.startswith(self.reasoning_models) and self.summary is not None:
+        if self.summary is not None and self.reasons(model):
             reasoning["summary"] = self.summary
         return reasoning or None
 
@@ -403,7 +408,7 @@ class OpenAIResponsesProvider(HttpProvider):
         reasoning = self._reasoning(req, model)
         if reasoning is not None:
             body["reasoning"] = reasoning
-        if model.startswith(self.reasoning_models):
+        if self.reasons(model):
             body["include"] = [ENCRYPTED_REASONING]
         if req.user is not None:
             body["user"] = req.user

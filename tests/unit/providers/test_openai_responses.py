@@ -178,8 +178,9 @@ def test_request_items_reasoning_and_store() -> None:
 
 def test_non_reasoning_model_gets_no_summary_request_and_options_apply() -> None:
     req = ChatRequest(model="gpt-4.1", messages=[Message(role="user", content=[TextPart(text="hi")])])
-    body = msgspec.json.decode(provider().build_request(req, "gpt-4.1").body)
-    assert "reasoning" not in body and "include" not in body
+    for model in ("gpt-4.1", "gpt-5-chat-latest"):
+        body = msgspec.json.decode(provider().build_request(req, model).body)
+        assert "reasoning" not in body and "include" not in body
     body = msgspec.json.decode(provider(reasoning_summary="detailed").build_request(req, "o4-mini").body)
     assert body["reasoning"] == {"summary": "detailed"}
     with pytest.raises(ValueError):
