@@ -40,7 +40,10 @@ _keys_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _items_decoder = msgspec.json.Decoder(list[wire.InputItem])
 
 # Request fields translated into ChatRequest (or only echoed); any other field is passthrough (``extra``), kept for
-# an OpenAI Responses upstream and ignored by every other provider.
+# an OpenAI Responses upstream and ignored by every other provider. ``reasoning``, ``text``, ``include`` and
+# ``metadata`` are passthrough as well (besides what they translate to), so that upstream gets them as the caller
+# wrote them (``reasoning.summary``, ``text.verbosity``, an effort of ``none``/``xhigh``).
+_PASSTHROUGH_TOO = frozenset({"reasoning", "text", "include", "metadata"})
 _MAPPED_FIELDS = frozenset(
     {
         "model",
@@ -308,7 +311,7 @@ def _reasoning(r: wire.ReasoningConfig | None) -> Reasoning | None:
 
 def _extras(body: bytes) -> dict[str, Any]:
     keys = _keys_decoder.decode(body)
-    return {k: msgspec.json.decode(v) for k, v in keys.items() if k not in _MAPPED_FIELDS}
+    return {k: msgspec.json.decode(v) for k, v in keys.items() if k not in _MAPPED_FIELDS or k in _PASSTHROUGH_TOO}
 
 
 class ResponsesChatRequest(ChatRequest, kw_only=True):

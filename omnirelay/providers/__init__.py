@@ -15,6 +15,7 @@ Provider = HttpProvider | EngineProvider
 
 PROVIDER_MODULES: dict[str, str] = {
     "openai": "omnirelay.providers.openai",
+    "openai_responses": "omnirelay.providers.openai_responses",
     "anthropic": "omnirelay.providers.anthropic",
     "gemini": "omnirelay.providers.gemini",
     "local": "omnirelay.providers.local",

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.mocks.openai_responses_mock import ResponseRender
 from tests.mocks.script import ScriptedReply, split
 from tests.mocks.server import MockState, last_user_text
 
@@ -130,6 +131,17 @@ def _chunks(reply: ScriptedReply, base: dict[str, Any], n: int, include_usage: b
     return frames
 
 
+def last_input_text(items: list[Any]) -> str:
+    """The text of the last user message among Responses input items."""
+    for item in reversed(items):
+        if item.get("role") == "user":
+            content = item.get("content")
+            if isinstance(content, str):
+                return content
+            return "".join(p.get("text", "") for p in content or () if p.get("type") == "input_text")
+    return ""
+
+
 def make_app(state: MockState) -> web.Application:
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
@@ -200,6 +212,42 @@ def make_app(state: MockState) -> web.Application:
         await resp.write_eof()
         return resp
 
+    async def responses(request: web.Request) -> web.StreamResponse:
+        body = await state.record(request)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            err, _ = _error_body(401, "You didn't provide an API key.", "")
+            return web.json_response(err, status=401)
+        model: str = body.get("model", "")
+        items = body.get("input") or []
+        text = items if isinstance(items, str) else last_input_text(items)
+        reply = state.next_reply("echo: " + text)
+        request_id = "req_" + secrets.token_hex(16)
+        if reply.error_status is not None:
+            err, headers = _error_body(reply.error_status, reply.error_message, model)
+            headers["x-request-id"] = request_id
+            if reply.retry_after is not None:
+                headers["retry-after"] = str(int(reply.retry_after))
+            return web.json_response(err, status=reply.error_status, headers=headers)
+        render = ResponseRender(reply, body)
+        if not body.get("stream"):
+            return web.json_response(render.object(), headers={"x-request-id": request_id})
+        frames = render.frames()
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream; charset=utf-8", "x-request-id": request_id}
+        )
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for sent, frame in enumerate(frames):
+            if reply.truncate_after_chunks is not None and sent >= reply.truncate_after_chunks:
+                transport = request.transport
+                if transport is not None:
+                    transport.abort()
+                return resp
+            await resp.write(frame)
+        await resp.write_eof()
+        return resp
+
     async def models(request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer "):
@@ -212,5 +260,6 @@ def make_app(state: MockState) -> web.Application:
     app = web.Application()
     for prefix in ("/v1", ""):
         app.router.add_post(prefix + "/chat/completions", chat)
+        app.router.add_post(prefix + "/responses", responses)
         app.router.add_get(prefix + "/models", models)
     return app

@@ -115,7 +115,12 @@ def test_tools_choice_format_and_passthrough() -> None:
     assert req.tool_choice is not None and (req.tool_choice.mode, req.tool_choice.name) == ("tool", "f")
     rf = req.response_format
     assert rf is not None and (rf.type, rf.name, rf.schema, rf.strict) == ("json_schema", "out", schema, True)
-    assert req.extra == {"prompt_cache_key": "pk", "client_metadata": {"a": 1}}
+    # text is translated and also kept as the caller wrote it, for an OpenAI Responses upstream.
+    assert req.extra == {
+        "prompt_cache_key": "pk",
+        "client_metadata": {"a": 1},
+        "text": {"format": {"type": "json_schema", "name": "out", "schema": schema, "strict": True}},
+    }
 
 
 @pytest.mark.parametrize(
