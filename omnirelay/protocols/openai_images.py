@@ -2,7 +2,9 @@
 and an ``ImageResult`` as OpenAI's reply. Not a chat protocol (so not in ``PROTOCOL_MODULES``): the endpoint is
 ``server/images.py``; errors are rendered as openai_chat renders them.
 
-``response_format: url`` for an image the upstream returned only as base64 (gpt-image-1 always does; Imagen
+Without ``response_format`` each image comes back as the upstream returned it (``b64_json`` from gpt-image-1
+and Imagen, ``url`` from dall-e and grok by default), as OpenAI itself answers. ``response_format: url`` for an
+image the upstream returned only as base64 (gpt-image-1 always does; Imagen
 too) is answered with a ``data:image/png;base64,...`` URL, which every client that loads a URL can read; the
 gateway never stores images to serve them. ``b64_json`` for an image the upstream returned only as a URL is a
 502: the gateway does not fetch upstream URLs on the caller's behalf.
@@ -65,7 +67,9 @@ def render_images(result: ImageResult, req: ImageRequest, usage: wire.ImagesUsag
     """The OpenAI images reply, every image in the format the caller asked for (see the module docstring)."""
     data: list[wire.ImageObject] = []
     for i, image in enumerate(result.images):
-        if req.response_format == "b64_json":
+        if not req.response_format_given:  # as the upstream returned it (gpt-image-1, Imagen: base64)
+            data.append(wire.ImageObject(b64_json=image.b64, url=image.url, revised_prompt=image.revised_prompt))
+        elif req.response_format == "b64_json":
             if image.b64 is None:
                 raise GatewayError("upstream", f"the upstream returned image {i} only as a URL, not as b64_json")
             data.append(wire.ImageObject(b64_json=image.b64, revised_prompt=image.revised_prompt))

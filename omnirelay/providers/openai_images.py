@@ -4,6 +4,8 @@ back. Pure translation, used by the OpenAI provider."""
 
 from __future__ import annotations
 
+import time
+
 import msgspec
 
 from omnirelay.core.errors import GatewayError, invalid
@@ -27,7 +29,8 @@ def image_body(req: ImageRequest, model: str, xai: bool) -> bytes:
     if req.user is not None:
         body["user"] = req.user
     if xai:
-        body["response_format"] = req.response_format
+        if req.response_format_given:
+            body["response_format"] = req.response_format
         return _encoder.encode(body)
     for field, value in (("size", req.size), ("quality", req.quality)):
         if value is not None:
@@ -46,7 +49,8 @@ def image_body(req: ImageRequest, model: str, xai: bool) -> bytes:
         for name, value in (("background", req.background), ("output_format", req.output_format)):
             if value is not None:
                 raise invalid(f"`{name}` is supported only by the gpt-image models, not {model}", param=name)
-        body["response_format"] = req.response_format
+        if req.response_format_given:
+            body["response_format"] = req.response_format
         if req.style is not None:
             body["style"] = req.style
     return _encoder.encode(body)
@@ -67,7 +71,7 @@ def parse_images(body: bytes, upstream: str) -> ImageResult:
     if resp.usage is not None:
         usage = Usage(input_tokens=resp.usage.input_tokens, output_tokens=resp.usage.output_tokens)
     return ImageResult(
-        created=resp.created,
+        created=resp.created or int(time.time()),
         images=images,
         usage=usage,
         size=resp.size,

@@ -45,7 +45,7 @@ class ImagesUsage(msgspec.Struct, kw_only=True):
 
 
 class ImagesResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
-    created: int
+    created: int = 0  # xAI's reply has none
     data: list[ImageObject] = []
     usage: ImagesUsage | None = None
     background: str | None = None
