@@ -56,6 +56,8 @@ def env(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 up["models"] = [*up["models"], "dall-e-*"]
             if up["name"] == "mock-gemini":
                 up["models"] = [*up["models"], "imagen-*"]
+        # An operator's own per-image price (the catalogue has imagen-3.0 at $0.03).
+        cfg["prices"] = {"imagen-3.0-generate-002": {"input": 0, "output": 0, "per_image": {"*": 0.25}}}
         gw = start_gateway(cfg, workdir, b)
         try:
             yield Env(gw)
@@ -204,6 +206,13 @@ def test_gemini_imagen_predict(env: Env, mocks: MockUpstreams) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.images.generate(model="imagen-4.0-generate-001", prompt=PROMPT, n=5)
     assert e.value.body["param"] == "n"  # type: ignore[index]
+
+
+def test_configured_per_image_price_overrides_the_catalogue(env: Env) -> None:
+    key_id, client = env.key(credit=5.0)
+    client.images.generate(model="imagen-3.0-generate-002", prompt=PROMPT, n=2)
+    assert env.record(key_id)["cost"] == pytest.approx(0.5)
+    assert env.spent(key_id) == pytest.approx(0.5)
 
 
 # -- metering -------------------------------------------------------------------------------------------
