@@ -606,10 +606,7 @@ class GeminiProvider(HttpProvider):
             url = f"{self._root()}/{resource}:streamGenerateContent?alt=sse"
         else:
             url = f"{self._root()}/{resource}:generateContent"
-        headers = {"content-type": "application/json", **self.upstream.headers}
-        if self.upstream.api_key:
-            # The key goes in a header, never in ``?key=``: URLs end up in logs.
-            headers["x-goog-api-key"] = self.upstream.api_key
+        headers = self._headers()
         if req.extra and req.inbound_protocol == self.family:
             raw = msgspec.to_builtins(body)
             raw.update(req.extra)
