@@ -15,6 +15,9 @@ class Price(msgspec.Struct, kw_only=True, omit_defaults=True):
     cached_input: float | None = None  # None: cached reads cost the full input price
     cache_write: float | None = None  # None: cache writes cost the full input price
     batch_discount: float = 0.5  # fraction of the price charged for batch requests
+    # Image generation billed per image (dall-e, grok-2-image, Imagen): USD per image by "<quality>:<size>",
+    # "<size>", "<quality>" or "*" (see core.image_gen.per_image_rate). None: billed per token (gpt-image-1).
+    per_image: dict[str, float] | None = None
 
 
 class ModelInfo(msgspec.Struct, kw_only=True):
@@ -30,6 +33,19 @@ def _anthropic(inp: float, out: float) -> Price:
     # Anthropic's published cache multipliers: reads 0.1x input, 5-minute writes 1.25x input.
     return Price(input=inp, output=out, cached_input=round(inp * 0.1, 6), cache_write=round(inp * 1.25, 6))
 
+
+def _per_image(table: dict[str, float]) -> Price:
+    return Price(input=0.0, output=0.0, per_image=table)
+
+
+DALL_E_3 = {
+    "standard:1024x1024": 0.04,
+    "standard:1024x1792": 0.08,
+    "standard:1792x1024": 0.08,
+    "hd:1024x1024": 0.08,
+    "hd:1024x1792": 0.12,
+    "hd:1792x1024": 0.12,
+}
 
 MODELS: dict[str, ModelInfo] = {
     "gpt-4.1": ModelInfo(
@@ -80,6 +96,16 @@ MODELS: dict[str, ModelInfo] = {
     "mistral-medium-latest": ModelInfo(provider="mistral", context=128_000),
     "gemini-2.5-pro": ModelInfo(provider="gemini", context=1_048_576, max_output=65_536),
     "gemini-2.5-flash": ModelInfo(provider="gemini", context=1_048_576, max_output=65_536),
+    # Image generation (POST /v1/images/generations). gpt-image-1 bills text input and image output per token.
+    "gpt-image-1": ModelInfo(provider="openai", price=Price(input=5.0, cached_input=1.25, output=40.0)),
+    "gpt-image-1-mini": ModelInfo(provider="openai", price=Price(input=2.0, cached_input=0.2, output=8.0)),
+    "dall-e-3": ModelInfo(provider="openai", price=_per_image(DALL_E_3)),
+    "dall-e-2": ModelInfo(provider="openai", price=_per_image({"256x256": 0.016, "512x512": 0.018, "1024x1024": 0.02})),
+    "grok-2-image": ModelInfo(provider="xai", price=_per_image({"*": 0.07})),
+    "imagen-3.0-generate-002": ModelInfo(provider="gemini", price=_per_image({"*": 0.03})),
+    "imagen-4.0-generate-001": ModelInfo(provider="gemini", price=_per_image({"*": 0.04})),
+    "imagen-4.0-ultra-generate-001": ModelInfo(provider="gemini", price=_per_image({"*": 0.06})),
+    "imagen-4.0-fast-generate-001": ModelInfo(provider="gemini", price=_per_image({"*": 0.02})),
     "smollm2-135m-instruct": ModelInfo(
         provider="local", context=8192, price=Price(input=0.0, output=0.0), max_output=8_192
     ),

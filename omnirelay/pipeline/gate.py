@@ -71,9 +71,13 @@ class Gate(ABC):
         """Who is calling: 401 for a caller the gate does not let in. ``admit`` completes the admission."""
 
     @abstractmethod
-    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+    async def admit(
+        self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan, reserve: float | None = None
+    ) -> list[Route]:
         """May the caller make this request: the models of ``plan`` it may not call are dropped (403 when none
-        is left), then rate limits and credit (429), holding a reservation until settle. The routes to try."""
+        is left), then rate limits and credit (429), holding a reservation until settle. The routes to try.
+        ``reserve``: the worst-case cost in USD when the caller knows it better than a chat request's token
+        estimate (an image generation request: per image)."""
 
     def permitted(self, admission: Admission, req: ChatRequest, plan: Plan) -> list[Route]:
         """The routes of ``plan`` the caller may call (403 when none), without limits or a reservation: for

@@ -15,6 +15,7 @@ import msgspec
 
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import StreamEvent
+from omnirelay.core.image_gen import ImageRequest, ImageResult
 from omnirelay.core.types import ChatRequest, ChatResponse
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 Capability = Literal["chat", "embeddings", "images", "count_tokens", "batches"]
 CHAT: frozenset[Capability] = frozenset({"chat"})
 COUNT_TOKENS: frozenset[Capability] = frozenset({"count_tokens"})
+IMAGES: frozenset[Capability] = frozenset({"images"})
 
 
 class UpstreamRequest(msgspec.Struct, kw_only=True):
@@ -85,6 +87,16 @@ class HttpProvider(ABC):
     def parse_count_tokens(self, body: bytes) -> int:
         """The input-token count in a successful token-count reply. Raises GatewayError('upstream')."""
         raise GatewayError("upstream", f"upstream {self.upstream.name} cannot count tokens")
+
+    # -- images: only providers declaring the capability implement these ------------------------------
+
+    def build_image_request(self, req: ImageRequest, model: str) -> UpstreamRequest:
+        """The upstream's image generation request for ``req`` sent to ``model``."""
+        raise GatewayError("invalid_request", f"upstream {self.upstream.name} cannot generate images", status=400)
+
+    def parse_image_response(self, body: bytes, req: ImageRequest) -> ImageResult:
+        """The images of a successful image generation reply. Raises GatewayError('upstream')."""
+        raise GatewayError("upstream", f"upstream {self.upstream.name} cannot generate images")
 
 
 class EngineProvider(ABC):

@@ -56,6 +56,7 @@ from omnirelay.core.events import (
     UsageReport,
 )
 from omnirelay.core.ids import new_id, now
+from omnirelay.core.image_gen import ImageRequest, ImageResult
 from omnirelay.core.reasoning import budget_of, effort_of
 from omnirelay.core.types import (
     ChatRequest,
@@ -70,7 +71,8 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, IMAGES, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.imagen import imagen_body, parse_imagen
 from omnirelay.wire import gemini as w
 from omnirelay.wire.sse import SSEDecoder
 
@@ -564,7 +566,7 @@ class GeminiStreamParser(StreamParser):
 
 class GeminiProvider(HttpProvider):
     family = "gemini"
-    capabilities = CHAT
+    capabilities = CHAT | IMAGES
 
     def _root(self) -> str:
         base = (self.upstream.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -575,6 +577,28 @@ class GeminiProvider(HttpProvider):
     def _legacy_schema(self) -> bool:
         return self.upstream.options.get("schema_mode") == "legacy"
 
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.upstream.headers}
+        if self.upstream.api_key:
+            # The key goes in a header, never in ``?key=``: URLs end up in logs.
+            headers["x-goog-api-key"] = self.upstream.api_key
+        return headers
+
+    def build_image_request(self, req: ImageRequest, model: str) -> UpstreamRequest:
+        """Imagen's ``:predict`` (the Gemini API's image generation endpoint for ``imagen-*`` models)."""
+        if not model.removeprefix("models/").startswith("imagen-"):
+            raise GatewayError(
+                "invalid_request",
+                f"model {model} on upstream {self.upstream.name} cannot generate images through "
+                "/v1/images/generations: on the Gemini API only Imagen models (imagen-*) can",
+                param="model",
+            )
+        resource = model if model.startswith("models/") else "models/" + model
+        return UpstreamRequest(url=f"{self._root()}/{resource}:predict", headers=self._headers(), body=imagen_body(req))
+
+    def parse_image_response(self, body: bytes, req: ImageRequest) -> ImageResult:
+        return parse_imagen(body, self.upstream.name)
+
     def build_request(self, req: ChatRequest, model: str) -> UpstreamRequest:
         body = build_body(req, model, self._legacy_schema())
         resource = model if model.startswith(("models/", "tunedModels/")) else "models/" + model
@@ -582,10 +606,7 @@ class GeminiProvider(HttpProvider):
             url = f"{self._root()}/{resource}:streamGenerateContent?alt=sse"
         else:
             url = f"{self._root()}/{resource}:generateContent"
-        headers = {"content-type": "application/json", **self.upstream.headers}
-        if self.upstream.api_key:
-            # The key goes in a header, never in ``?key=``: URLs end up in logs.
-            headers["x-goog-api-key"] = self.upstream.api_key
+        headers = self._headers()
         if req.extra and req.inbound_protocol == self.family:
             raw = msgspec.to_builtins(body)
             raw.update(req.extra)

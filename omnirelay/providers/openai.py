@@ -39,6 +39,7 @@ from omnirelay.core.events import (
     UsageReport,
 )
 from omnirelay.core.ids import new_id, now
+from omnirelay.core.image_gen import ImageRequest, ImageResult
 from omnirelay.core.reasoning import effort_of
 from omnirelay.core.types import (
     ChatRequest,
@@ -52,7 +53,8 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, IMAGES, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.openai_images import image_body, parse_images
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -87,6 +89,10 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     drop: frozenset[str] = frozenset()
     rules: tuple[ModelRule, ...] = ()
 
+
+# The presets whose servers have ``POST /images/generations`` (OpenAI's, xAI's grok-2-image; "custom": any
+# OpenAI-compatible server the operator points at).
+IMAGE_PRESETS = frozenset({"openai", "xai", "custom"})
 
 _SAMPLING = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"})
 _NO_RULE = ModelRule(prefixes=())
@@ -381,7 +387,7 @@ class OpenAIStreamParser(StreamParser):
 
 class OpenAIProvider(HttpProvider):
     family: ClassVar[str] = "openai"
-    capabilities = CHAT
+    capabilities = CHAT | IMAGES
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -390,6 +396,7 @@ class OpenAIProvider(HttpProvider):
         if not base:
             raise ValueError(f"upstream {upstream.name!r}: base_url is required for preset {upstream.preset!r}")
         self.url = base.rstrip("/") + "/chat/completions"
+        self.images_url = base.rstrip("/") + "/images/generations"
         headers = {"content-type": "application/json"}
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
@@ -640,6 +647,21 @@ class OpenAIProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(req.model)
+
+    def build_image_request(self, req: ImageRequest, model: str) -> UpstreamRequest:
+        preset = self.upstream.preset or "openai"
+        if preset not in IMAGE_PRESETS:
+            raise GatewayError(
+                "invalid_request",
+                f"upstream {self.upstream.name} (preset {preset}) has no image generation endpoint; image models "
+                f"are served by presets {', '.join(sorted(IMAGE_PRESETS))}",
+                param="model",
+            )
+        body = image_body(req, model, xai=preset == "xai")
+        return UpstreamRequest(url=self.images_url, headers=self.headers, body=body)
+
+    def parse_image_response(self, body: bytes, req: ImageRequest) -> ImageResult:
+        return parse_images(body, self.upstream.name)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)

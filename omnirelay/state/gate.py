@@ -322,7 +322,9 @@ class KeyGate(Gate):
             raise _auth_error(f"API key {rec.id} expired.")
         return KeyAdmission(key_id=rec.id, key_name=rec.name, key=cached)
 
-    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+    async def admit(
+        self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan, reserve: float | None = None
+    ) -> list[Route]:
         cached: CachedKey | None = admission.key if isinstance(admission, KeyAdmission) else None
         if cached is None:
             return [route for _name, route in plan]
@@ -330,7 +332,7 @@ class KeyGate(Gate):
         routes = self._permitted(cached, req, plan)
         rec = cached.record
         if rec.rpm is not None or rec.tpm is not None or rec.credit_units is not None:
-            await self._limit(admission, cached, req, protocol, routes)
+            await self._limit(admission, cached, req, protocol, routes, reserve)
         return routes
 
     def permitted(self, admission: Admission, req: ChatRequest, plan: Plan) -> list[Route]:
@@ -427,7 +429,13 @@ class KeyGate(Gate):
         return math.ceil(worst)
 
     async def _limit(
-        self, admission: KeyAdmission, cached: CachedKey, req: ChatRequest, protocol: str, routes: list[Route]
+        self,
+        admission: KeyAdmission,
+        cached: CachedKey,
+        req: ChatRequest,
+        protocol: str,
+        routes: list[Route],
+        reserve: float | None = None,
     ) -> None:
         rec = cached.record
         # A compound request's own tokens are its calls', each counted (and reserved for) as it is made.
@@ -441,7 +449,13 @@ class KeyGate(Gate):
             est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
             spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
-            reserve_units=self._reserve_units(req, est_in, routes) if rec.credit_units is not None else 0,
+            reserve_units=(
+                0
+                if rec.credit_units is None
+                else math.ceil(reserve * UNITS_PER_USD)
+                if reserve is not None
+                else self._reserve_units(req, est_in, routes)
+            ),
             reserve_ttl_s=self.reserve_ttl_s,
         )
         shared = False

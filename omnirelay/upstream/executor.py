@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator
 from omnirelay.config import Timeouts, UpstreamConfig
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import StreamEvent, StreamFailure
+from omnirelay.core.image_gen import ImageRequest, ImageResult
 from omnirelay.core.redact import Scrubber, secrets_of
 from omnirelay.core.types import ChatRequest, ChatResponse
 from omnirelay.providers.base import HttpProvider, UpstreamRequest
@@ -116,7 +117,9 @@ class HttpExecutor:
         timeouts: Timeouts,
         ureq: UpstreamRequest | None = None,
     ) -> Reply:
-        ureq = ureq or provider.build_request(req, model)
+        return await self._send(provider, ureq or provider.build_request(req, model), timeouts)
+
+    async def _send(self, provider: HttpProvider, ureq: UpstreamRequest, timeouts: Timeouts) -> Reply:
         return await self.client.open(
             ureq.method,
             ureq.url,
@@ -162,6 +165,30 @@ class HttpExecutor:
             raise self._error_of(provider, reply, body)
         try:
             return provider.parse_count_tokens(body)
+        except GatewayError as err:
+            raise err.redact(self._scrubber(provider).scrub) from None
+        except Exception as exc:
+            raise _unreadable(name, exc) from None
+
+    async def generate_images(
+        self, provider: HttpProvider, req: ImageRequest, model: str, timeouts: Timeouts
+    ) -> ImageResult:
+        """The images ``model`` generates for ``req`` (a provider with the ``images`` capability); failures are
+        mapped and scrubbed as a chat call's are."""
+        name = provider.upstream.name
+        ureq = provider.build_image_request(req, model)
+        try:
+            reply = await self._send(provider, ureq, timeouts)
+            try:
+                body = await reply.read()
+            finally:
+                reply.close()
+        except UpstreamHTTPError as exc:
+            raise _gateway_error(name, exc, "closed the connection mid-reply") from None
+        if reply.status >= 400:
+            raise self._error_of(provider, reply, body)
+        try:
+            return provider.parse_image_response(body, req)
         except GatewayError as err:
             raise err.redact(self._scrubber(provider).scrub) from None
         except Exception as exc:

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.mocks.images import png_b64
 from tests.mocks.script import ScriptedReply, ScriptedToolCall, split
 from tests.mocks.server import MockState, last_user_text
 
@@ -167,33 +168,75 @@ def _missing_signature(contents: list[Any]) -> str | None:
     return None
 
 
+# Imagen's output size per aspect ratio (the Gemini API's Imagen guide).
+IMAGEN_SIZES = {"1:1": (1024, 1024), "3:4": (896, 1280), "4:3": (1280, 896), "9:16": (768, 1408), "16:9": (1408, 768)}
+
+
+def _key_error(request: web.Request) -> web.Response | None:
+    key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if not key:
+        return error_response(
+            403,
+            "Method doesn't allow unregistered callers (callers without established identity). "
+            "Please use API Key or other form of API consumer identity to call this API.",
+        )
+    if key.startswith("bad"):
+        return error_response(
+            400,
+            "API key not valid. Please pass a valid API key.",
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                    "metadata": {"service": "generativelanguage.googleapis.com"},
+                }
+            ],
+        )
+    return None
+
+
+def _predict(state: MockState, model: str, body: Any) -> web.Response:
+    """``models/{imagen model}:predict``: ``{"predictions": [{"mimeType", "bytesBase64Encoded"}]}``."""
+    if not model.startswith("imagen-"):
+        return error_response(
+            404, f"models/{model} is not found for API version v1beta, or is not supported for predict."
+        )
+    instances = body.get("instances") if isinstance(body, dict) else None
+    if not instances or not isinstance(instances[0], dict) or not instances[0].get("prompt"):
+        return error_response(400, "Missing prompt in instances.")
+    params = body.get("parameters") or {}
+    count = params.get("sampleCount", 4)
+    if not isinstance(count, int) or not 1 <= count <= 4:
+        return error_response(400, f"Number of images to generate must be between 1 and 4, got {count}.")
+    ratio = params.get("aspectRatio", "1:1")
+    if ratio not in IMAGEN_SIZES:
+        return error_response(400, f"Unsupported aspect ratio: {ratio}.")
+    reply = state.next_reply("")
+    if reply.error_status is not None:
+        return error_response(reply.error_status, reply.error_message)
+    width, height = IMAGEN_SIZES[ratio]
+    prompt = instances[0]["prompt"]
+    predictions = [
+        {"mimeType": "image/png", "bytesBase64Encoded": png_b64(prompt, i, width, height)} for i in range(count)
+    ]
+    return web.Response(
+        text=json.dumps({"predictions": predictions}, indent=2) + "\n", headers={"Content-Type": JSON_TYPE}
+    )
+
+
 def make_app(state: MockState) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
         target = request.match_info["target"]
         model, _, method = target.partition(":")
-        if method not in ("generateContent", "streamGenerateContent"):
+        if method not in ("generateContent", "streamGenerateContent", "predict"):
             return error_response(404, f"Method not found: {method}")
-        key = request.headers.get("x-goog-api-key") or request.query.get("key")
-        if not key:
-            return error_response(
-                403,
-                "Method doesn't allow unregistered callers (callers without established identity). "
-                "Please use API Key or other form of API consumer identity to call this API.",
-            )
-        if key.startswith("bad"):
-            return error_response(
-                400,
-                "API key not valid. Please pass a valid API key.",
-                [
-                    {
-                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                        "reason": "API_KEY_INVALID",
-                        "domain": "googleapis.com",
-                        "metadata": {"service": "generativelanguage.googleapis.com"},
-                    }
-                ],
-            )
+        refused = _key_error(request)
+        if refused is not None:
+            return refused
+        if method == "predict":
+            return _predict(state, model, body)
         if not isinstance(body, dict) or not body.get("contents"):
             return error_response(400, "* GenerateContentRequest.contents: contents is not specified\n")
         if model.startswith("gemini-3"):

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.mocks.images import png_b64
 from tests.mocks.openai_responses_mock import ResponseRender
 from tests.mocks.script import ScriptedReply, split
 from tests.mocks.server import MockState, last_user_text
@@ -142,23 +143,132 @@ def last_input_text(items: list[Any]) -> str:
     return ""
 
 
+def _no_key() -> web.Response:
+    return web.json_response(
+        {
+            "error": {
+                "message": "You didn't provide an API key. You need to provide your API key in an "
+                "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": None,
+            }
+        },
+        status=401,
+    )
+
+
+def _invalid(message: str, param: str | None = None, code: str | None = None) -> web.Response:
+    err = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return web.json_response({"error": err}, status=400)
+
+
+# Sizes each image model accepts, and gpt-image-1's output tokens per image by quality and size (OpenAI's table).
+IMAGE_SIZES = {
+    "dall-e-2": ("256x256", "512x512", "1024x1024"),
+    "dall-e-3": ("1024x1024", "1792x1024", "1024x1792"),
+    "gpt-image-1": ("1024x1024", "1536x1024", "1024x1536", "auto"),
+}
+GPT_IMAGE_TOKENS = {
+    "low": {"1024x1024": 272, "1024x1536": 408, "1536x1024": 400},
+    "medium": {"1024x1024": 1056, "1024x1536": 1584, "1536x1024": 1568},
+    "high": {"1024x1024": 4160, "1024x1536": 6240, "1536x1024": 6208},
+}
+
+
+def _image_reply(body: dict[str, Any]) -> web.Response:
+    """``POST /v1/images/generations`` as OpenAI (gpt-image-1, dall-e-2/3) and xAI (grok-2-image) answer it."""
+    model = str(body.get("model") or "dall-e-2")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        return _invalid("Missing required parameter: 'prompt'.", "prompt", "missing_required_parameter")
+    n = int(body.get("n") or 1)
+    if model.startswith("grok-"):
+        for field in ("size", "quality", "style"):
+            if field in body:
+                return _invalid(f"Argument not supported: {field}", field)
+        fmt = body.get("response_format") or "url"
+        data = [_image_object(fmt, prompt, i, 1024, 768, revised=True) for i in range(n)]
+        return web.json_response({"data": data})
+    family = "gpt-image-1" if model.startswith("gpt-image") else model
+    sizes = IMAGE_SIZES.get(family)
+    if sizes is None:
+        return _invalid(f"Invalid value for 'model' = {model}.", "model", "invalid_value")
+    size = str(body.get("size") or ("1024x1024" if family != "gpt-image-1" else "auto"))
+    if size not in sizes:
+        return _invalid(
+            f"Invalid value: '{size}'. Supported values are: {', '.join(repr(s) for s in sizes)}.",
+            "size",
+            "invalid_value",
+        )
+    if family == "dall-e-3" and n != 1:
+        return _invalid("You must provide n=1 for this model.")
+    created = int(time.time())
+    if family != "gpt-image-1":
+        fmt = body.get("response_format") or "url"
+        width, height = (int(v) for v in size.split("x"))
+        revised = family == "dall-e-3"
+        return web.json_response(
+            {"created": created, "data": [_image_object(fmt, prompt, i, width, height, revised) for i in range(n)]}
+        )
+    if "response_format" in body:
+        return _invalid("Unknown parameter: 'response_format'.", "response_format", "unknown_parameter")
+    quality = str(body.get("quality") or "auto")
+    shown_quality = "high" if quality == "auto" else quality
+    shown_size = "1024x1024" if size == "auto" else size
+    width, height = (int(v) for v in shown_size.split("x"))
+    text_tokens = len(prompt.split()) + 6
+    out_tokens = n * GPT_IMAGE_TOKENS[shown_quality][shown_size]
+    return web.json_response(
+        {
+            "created": created,
+            "background": body.get("background") or "opaque",
+            "data": [{"b64_json": png_b64(prompt, i, width, height)} for i in range(n)],
+            "output_format": body.get("output_format") or "png",
+            "quality": shown_quality,
+            "size": shown_size,
+            "usage": {
+                "input_tokens": text_tokens,
+                "input_tokens_details": {"image_tokens": 0, "text_tokens": text_tokens},
+                "output_tokens": out_tokens,
+                "total_tokens": text_tokens + out_tokens,
+            },
+        }
+    )
+
+
+def _image_object(fmt: str, prompt: str, i: int, width: int, height: int, revised: bool) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    if fmt == "b64_json":
+        obj["b64_json"] = png_b64(prompt, i, width, height)
+    else:
+        obj["url"] = f"https://images.mock.invalid/img-{secrets.token_hex(8)}.png?se=2030-01-01&sig=mock"
+    if revised:
+        obj["revised_prompt"] = f"A detailed rendering of {prompt}"
+    return obj
+
+
 def make_app(state: MockState) -> web.Application:
+    async def images(request: web.Request) -> web.Response:
+        body = await state.record(request)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            return _no_key()
+        reply = state.next_reply("")
+        if reply.error_status is not None:
+            err, headers = _error_body(reply.error_status, reply.error_message, str(body.get("model", "")))
+            if reply.retry_after is not None:
+                headers["retry-after"] = str(int(reply.retry_after))
+            return web.json_response(err, status=reply.error_status, headers=headers)
+        if reply.malformed:
+            return web.Response(body=b'{"created": 1, "data": [{"b64_', content_type="application/json")
+        return _image_reply(body if isinstance(body, dict) else {})
+
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
         auth = request.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not auth[7:].strip():
-            return web.json_response(
-                {
-                    "error": {
-                        "message": "You didn't provide an API key. You need to provide your API key in an "
-                        "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": None,
-                    }
-                },
-                status=401,
-            )
+            return _no_key()
         model: str = body.get("model", "")
         reply = state.next_reply("echo: " + last_user_text(body.get("messages", [])))
         if reply.delay_s:
@@ -261,5 +371,6 @@ def make_app(state: MockState) -> web.Application:
     for prefix in ("/v1", ""):
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/responses", responses)
+        app.router.add_post(prefix + "/images/generations", images)
         app.router.add_get(prefix + "/models", models)
     return app

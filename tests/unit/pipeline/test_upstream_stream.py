@@ -26,7 +26,9 @@ class OpenGate(Gate):
     def authenticate(self, token: str | None) -> Admission:
         return Admission()
 
-    async def admit(self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan) -> list[Route]:
+    async def admit(
+        self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan, reserve: float | None = None
+    ) -> list[Route]:
         return [route for _name, route in plan]
 
     async def settle(self, admission: Admission, record: UsageRecord) -> None:
