@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET
 
+from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
@@ -52,7 +53,16 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import (
+    CHAT,
+    EMBEDDINGS,
+    Capability,
+    HttpProvider,
+    StreamParser,
+    UpstreamRequest,
+    cannot_embed,
+)
+from omnirelay.providers.openai_embeddings import embeddings_body, parse_embeddings_reply
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -86,6 +96,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     top_k: bool = False
     drop: frozenset[str] = frozenset()
     rules: tuple[ModelRule, ...] = ()
+    embeddings: bool = True  # serves ``/embeddings``
+    embeddings_base64: bool = False  # sends vectors as base64 when asked (else floats are asked for)
+    dimensions_field: str | None = "dimensions"  # the request field for the vector length (None: not sent)
 
 
 _SAMPLING = frozenset({"temperature", "top_p", "presence_penalty", "frequency_penalty", "logprobs", "top_logprobs"})
@@ -96,6 +109,7 @@ PRESETS: dict[str, Preset] = {
         base_url="https://api.openai.com/v1",
         max_tokens_field="max_completion_tokens",
         developer_role=True,
+        embeddings_base64=True,
         rules=(
             ModelRule(prefixes=("gpt-5-chat",)),
             # Reasoning models: effort instead of sampling controls, which they reject.
@@ -111,6 +125,7 @@ PRESETS: dict[str, Preset] = {
     "xai": Preset(
         base_url="https://api.x.ai/v1",
         max_tokens_field="max_completion_tokens",
+        embeddings=False,
         rules=(
             ModelRule(
                 prefixes=("grok-3-mini",),
@@ -127,6 +142,7 @@ PRESETS: dict[str, Preset] = {
     "deepseek": Preset(
         base_url="https://api.deepseek.com",
         content_parts=False,
+        embeddings=False,
         rules=(ModelRule(prefixes=("deepseek-reasoner",), drop=frozenset({"logprobs", "top_logprobs"})),),
     ),
     "mistral": Preset(
@@ -136,6 +152,7 @@ PRESETS: dict[str, Preset] = {
         message_names=False,
         tool_call_ids="alnum9",
         drop=frozenset({"user"}),
+        dimensions_field="output_dimension",  # codestral-embed; mistral-embed has one fixed length
     ),
     "vllm": Preset(base_url="http://127.0.0.1:8000/v1", reasoning_effort=True, reasoning_input=True, top_k=True),
     "ollama": Preset(base_url="http://127.0.0.1:11434/v1", reasoning_effort=True, reasoning_input=True),
@@ -381,7 +398,7 @@ class OpenAIStreamParser(StreamParser):
 
 class OpenAIProvider(HttpProvider):
     family: ClassVar[str] = "openai"
-    capabilities = CHAT
+    capabilities = CHAT | EMBEDDINGS
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -390,6 +407,7 @@ class OpenAIProvider(HttpProvider):
         if not base:
             raise ValueError(f"upstream {upstream.name!r}: base_url is required for preset {upstream.preset!r}")
         self.url = base.rstrip("/") + "/chat/completions"
+        self.embeddings_url = base.rstrip("/") + "/embeddings"
         headers = {"content-type": "application/json"}
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
@@ -640,6 +658,24 @@ class OpenAIProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(req.model)
+
+    # -- embeddings ------------------------------------------------------------------------------------
+
+    def supports(self, capability: Capability) -> bool:
+        if capability == "embeddings":
+            return self.preset.embeddings
+        return capability in self.capabilities
+
+    def build_embeddings(self, req: EmbeddingRequest, model: str) -> UpstreamRequest:
+        preset = self.preset
+        if not preset.embeddings:
+            raise cannot_embed(self.upstream.name, model)
+        send_user = "user" not in preset.drop
+        body = embeddings_body(req, model, preset.embeddings_base64, preset.dimensions_field, send_user)
+        return UpstreamRequest(url=self.embeddings_url, headers=dict(self.headers), body=body)
+
+    def parse_embeddings(self, body: bytes, req: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        return parse_embeddings_reply(body, req)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)
