@@ -50,8 +50,10 @@ def _inputs(value: Any) -> tuple[list[str], list[list[int]]]:
         value = [value]
     if len(value) > MAX_INPUTS:
         raise invalid(f"`input` may hold at most {MAX_INPUTS} items, got {len(value)}", "input")
-    if all(isinstance(v, str) for v in value):
+    if isinstance(value[0], str):
         for i, text in enumerate(value):
+            if not isinstance(text, str):
+                raise invalid(f"`input[{i}]` must be a string like the items before it", f"input[{i}]")
             if not text:
                 raise invalid(f"`input[{i}]` must not be an empty string", f"input[{i}]")
         return value, []

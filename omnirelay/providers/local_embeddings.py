@@ -77,6 +77,7 @@ class _Encoder:
                 raise GatewayError("upstream", f"local embedding model file not found: {path}")
         self.tokenizer: Any = tokenizers.Tokenizer.from_file(tokenizer_path)
         self.tokenizer.enable_truncation(MAX_SEQUENCE)
+        self.tokenizer.no_padding()  # the file pads to a fixed length; batches are padded here, masked
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
