@@ -171,7 +171,7 @@ def test_a_model_that_cannot_embed_is_a_400_naming_it(env: Env, model: str, mock
 
 
 def test_bad_input_is_a_400_naming_the_field(env: Env) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"model": SMALL, "input": ""}, "input[0]"),
         ({"model": SMALL, "input": ["ok", ""]}, "input[1]"),
         ({"model": SMALL, "input": []}, "input"),

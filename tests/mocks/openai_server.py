@@ -186,7 +186,7 @@ def _embeddings_reply(body: dict[str, Any]) -> web.Response:
             return web.json_response(
                 {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}, status=422
             )
-    raw = body.get("input")
+    raw: Any = body.get("input")
     inputs: list[Any] = (
         [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
     )
