@@ -266,3 +266,15 @@ def test_local_embedding_model_does_not_chat(env: Env) -> None:
     with pytest.raises(openai.BadRequestError) as err:
         env.oai().chat.completions.create(model=LOCAL, messages=[{"role": "user", "content": "hi"}])
     assert "/v1/embeddings" in err.value.message
+
+
+def test_a_gateway_without_configuration_embeds_offline(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No config file, no keys, no network: the default upstreams include the bundled embedding model."""
+    gw = Gateway({"server": {}}, tmp_path_factory.mktemp("default-embeddings"), env={"OPENAI_API_KEY": ""}).start()
+    try:
+        client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0, timeout=60)
+        assert LOCAL in [m.id for m in client.models.list()]
+        resp = client.embeddings.create(model=LOCAL, input=list(SIMILAR))
+        assert [len(d.embedding) for d in resp.data] == [384, 384]
+    finally:
+        gw.stop()
