@@ -1,7 +1,7 @@
 """``POST /v1/embeddings`` through the running gateway with the official openai SDK (``client.embeddings.create``)
 and raw httpx: OpenAI, Gemini (``embedContent`` / ``batchEmbedContents``), Mistral and Ollama presets against
 the mocks, and the offline all-MiniLM-L6-v2 model for real; metered like chat (key, allow-list, RPM, credit,
-exact charge, one usage record with protocol ``openai_embeddings``)."""
+exact charge, one usage record with protocol ``openai_embeddings``), on SQLite and on PostgreSQL + Redis."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from tests.gateway import Gateway
 from tests.mocks.openai_server import mock_token_count, mock_vector
 from tests.mocks.server import MockUpstreams
-from tests.state_helpers import Admin, backend, start_gateway, state_config
+from tests.state_helpers import BACKENDS, Admin, backend, start_gateway, state_config
 
 SMALL = "text-embedding-3-small"  # 0.02 USD per million input tokens (catalogue)
 LOCAL = "all-minilm-l6-v2"
@@ -41,10 +41,12 @@ class Env:
         return self.http.post("/v1/embeddings", json=body, headers=headers)
 
 
-@pytest.fixture(scope="module")
-def env(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    workdir = tmp_path_factory.mktemp("embeddings")
-    with backend("sqlite", workdir) as b:
+@pytest.fixture(scope="module", params=BACKENDS)
+def env(
+    request: pytest.FixtureRequest, mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    workdir = tmp_path_factory.mktemp(f"embeddings-{request.param}")
+    with backend(request.param, workdir) as b:
         cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
         ups = cfg["upstreams"]
         ups[0]["models"] = [*ups[0]["models"], "text-embedding-*"]
