@@ -274,9 +274,18 @@ def _check_routing(cfg: Config) -> None:
 def default_upstreams() -> list[dict[str, Any]]:
     """What runs with no config file: the bundled local model, plus every provider whose key is in the
     environment."""
-    ups: list[dict[str, Any]] = [{"name": "local", "provider": "local", "models": ["smollm2-135m-instruct"]}]
+    ups: list[dict[str, Any]] = [
+        {"name": "local", "provider": "local", "models": ["smollm2-135m-instruct"]},
+        {"name": "local-embeddings", "provider": "local_embeddings", "models": ["all-minilm-l6-v2"]},
+    ]
     known = [
-        ("openai", "openai", "openai", "OPENAI_API_KEY", ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*"]),
+        (
+            "openai",
+            "openai",
+            "openai",
+            "OPENAI_API_KEY",
+            ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "text-embedding-*"],
+        ),
         ("anthropic", "anthropic", None, "ANTHROPIC_API_KEY", ["claude-*"]),
         ("gemini", "gemini", None, "GEMINI_API_KEY", ["gemini-*"]),
         ("xai", "openai", "xai", "XAI_API_KEY", ["grok-*"]),

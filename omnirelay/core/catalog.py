@@ -47,6 +47,11 @@ DALL_E_3 = {
     "hd:1792x1024": 0.12,
 }
 
+
+def _embedding(inp: float) -> Price:
+    return Price(input=inp, output=0.0)
+
+
 MODELS: dict[str, ModelInfo] = {
     "gpt-4.1": ModelInfo(
         provider="openai", context=1_047_576, price=Price(input=2.0, cached_input=0.5, output=8.0), max_output=32_768
@@ -109,6 +114,13 @@ MODELS: dict[str, ModelInfo] = {
     "smollm2-135m-instruct": ModelInfo(
         provider="local", context=8192, price=Price(input=0.0, output=0.0), max_output=8_192
     ),
+    # Embedding models: input tokens only (the providers' public price pages; not in REFERENCE.md).
+    "text-embedding-3-small": ModelInfo(provider="openai", context=8192, price=_embedding(0.02), max_output=0),
+    "text-embedding-3-large": ModelInfo(provider="openai", context=8192, price=_embedding(0.13), max_output=0),
+    "text-embedding-ada-002": ModelInfo(provider="openai", context=8192, price=_embedding(0.10), max_output=0),
+    "gemini-embedding-001": ModelInfo(provider="gemini", context=2048, price=_embedding(0.15), max_output=0),
+    "mistral-embed": ModelInfo(provider="mistral", context=8192, price=_embedding(0.10), max_output=0),
+    "all-minilm-l6-v2": ModelInfo(provider="local", context=256, price=_embedding(0.0), max_output=0),
 }
 
 # Other spellings of the same model: cloud-platform ids and aggregator variants.

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from omnirelay.config import Timeouts
 from omnirelay.core.catalog import THINKING_SUFFIX
+from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.estimate import estimated_usage
 from omnirelay.core.events import (
@@ -36,7 +37,7 @@ from omnirelay.core.types import ChatRequest, ChatResponse, Reasoning, Usage
 from omnirelay.core.usage_bounds import sane_usage
 from omnirelay.pipeline.context import CallContext
 from omnirelay.pipeline.gate import COMPOUND_PROVIDER, Gate, Plan
-from omnirelay.providers.base import EngineProvider, HttpProvider
+from omnirelay.providers.base import EngineProvider, HttpProvider, cannot_embed
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
 
@@ -56,6 +57,10 @@ class Executor(Protocol):
     def stream(
         self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts
     ) -> AsyncIterator[StreamEvent]: ...
+
+    async def embed(
+        self, provider: HttpProvider, req: EmbeddingRequest, model: str, timeouts: Timeouts
+    ) -> EmbeddingResponse: ...
 
 
 # Looks at a request before it is planned and may route it elsewhere as a whole (None: plan it as usual). The
@@ -177,6 +182,31 @@ class CallPipeline:
         )
         ctx.record.ttft_ms = (time.perf_counter() - ctx.t0) * 1000.0
         return UpstreamStream(self, ctx, events, head, lease)
+
+    async def embed(self, ctx: CallContext, req: EmbeddingRequest) -> EmbeddingResponse:
+        """The vectors of ``req`` from the first channel of the admitted plan that answers, retrying on another
+        like a chat call; the record gets the input tokens and their cost. Every channel the plan may reach must
+        serve embeddings (400 naming the model otherwise: a chat-only model is not silently skipped)."""
+        for route in ctx.plan:
+            for channel in route.channels:
+                if not self._provider(channel).supports("embeddings"):
+                    raise cannot_embed(channel.upstream.name, route.public_name)
+
+        async def call(channel: Channel, timeouts: Timeouts) -> EmbeddingResponse:
+            provider = self._provider(channel)
+            if isinstance(provider, HttpProvider):
+                return await self.executor.embed(provider, req, channel.model, timeouts)
+            try:
+                return await asyncio.wait_for(provider.embed(req, channel.model), timeout=timeouts.total)
+            except TimeoutError:
+                raise GatewayError("timeout", f"local model {channel.model} timed out") from None
+
+        resp, _lease = await self.dispatcher.run(ctx.plan, call, ctx.note_attempt, tenant=ctx.tenant)
+        ctx.record.ttft_ms = (time.perf_counter() - ctx.t0) * 1000.0
+        usage = sane_usage(Usage(input_tokens=resp.input_tokens))  # bounded before it is shown or charged
+        resp.input_tokens = usage.input_tokens
+        self.settle_usage(ctx, usage, None)
+        return resp
 
     def _provider(self, channel: Channel) -> HttpProvider | EngineProvider:
         return self.providers[channel.upstream.name]

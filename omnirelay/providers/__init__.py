@@ -19,6 +19,7 @@ PROVIDER_MODULES: dict[str, str] = {
     "anthropic": "omnirelay.providers.anthropic",
     "gemini": "omnirelay.providers.gemini",
     "local": "omnirelay.providers.local",
+    "local_embeddings": "omnirelay.providers.local_embeddings",
 }
 
 

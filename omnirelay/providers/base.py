@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 import msgspec
 
+from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import StreamEvent
 from omnirelay.core.image_gen import ImageRequest, ImageResult
@@ -28,6 +29,19 @@ Capability = Literal["chat", "embeddings", "images", "count_tokens", "batches"]
 CHAT: frozenset[Capability] = frozenset({"chat"})
 COUNT_TOKENS: frozenset[Capability] = frozenset({"count_tokens"})
 IMAGES: frozenset[Capability] = frozenset({"images"})
+
+EMBEDDINGS: frozenset[Capability] = frozenset({"embeddings"})
+
+
+def cannot_embed(upstream: str, model: str) -> GatewayError:
+    """The 400 for an embeddings request to a model whose upstream has no embeddings endpoint."""
+    return GatewayError(
+        "invalid_request",
+        f"model {model} (upstream {upstream}) does not support embeddings",
+        param="model",
+        code="model_not_supported",
+        retryable=False,
+    )
 
 
 class UpstreamRequest(msgspec.Struct, kw_only=True):
@@ -98,6 +112,21 @@ class HttpProvider(ABC):
         """The images of a successful image generation reply. Raises GatewayError('upstream')."""
         raise GatewayError("upstream", f"upstream {self.upstream.name} cannot generate images")
 
+    # -- embeddings: only providers declaring the capability implement these --------------------------
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether this upstream serves ``capability`` (a provider may narrow its class's by configuration)."""
+        return capability in self.capabilities
+
+    def build_embeddings(self, req: EmbeddingRequest, model: str) -> UpstreamRequest:
+        """The upstream's embeddings request for ``req`` sent to ``model``."""
+        raise cannot_embed(self.upstream.name, model)
+
+    def parse_embeddings(self, body: bytes, req: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        """The vectors (in input order) and token count of a successful embeddings reply. Raises
+        GatewayError('upstream') on malformed bodies."""
+        raise cannot_embed(self.upstream.name, model)
+
 
 class EngineProvider(ABC):
     """An in-process model."""
@@ -113,6 +142,13 @@ class EngineProvider(ABC):
 
     @abstractmethod
     def stream(self, req: ChatRequest, model: str) -> AsyncIterator[StreamEvent]: ...
+
+    def supports(self, capability: Capability) -> bool:
+        return capability in self.capabilities
+
+    async def embed(self, req: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        """The vectors of ``req``'s inputs (an engine with the ``embeddings`` capability)."""
+        raise cannot_embed(self.upstream.name, model)
 
     async def aclose(self) -> None:
         """Release what the engine holds (threads, model memory)."""

@@ -44,6 +44,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from omnirelay.core.embeddings import (
+    EmbeddingRequest,
+    EmbeddingResponse,
+    estimate_input_tokens,
+    fit_dimensions,
+    l2_normalized,
+)
 from omnirelay.core.errors import GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
@@ -71,7 +78,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, IMAGES, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, EMBEDDINGS, IMAGES, HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.providers.imagen import imagen_body, parse_imagen
 from omnirelay.wire import gemini as w
 from omnirelay.wire.sse import SSEDecoder
@@ -82,6 +89,8 @@ _response_decoder = msgspec.json.Decoder(w.GenerateContentResponse)
 _chunk_decoder = msgspec.json.Decoder(w.StreamChunk)
 _error_decoder = msgspec.json.Decoder(w.ErrorBody)
 _encoder = msgspec.json.Encoder()
+_embed_decoder = msgspec.json.Decoder(w.EmbedContentResponse)
+_batch_embed_decoder = msgspec.json.Decoder(w.BatchEmbedContentsResponse)
 
 FINISH_REASONS: dict[str, FinishReason] = {
     "STOP": "stop",
@@ -566,7 +575,7 @@ class GeminiStreamParser(StreamParser):
 
 class GeminiProvider(HttpProvider):
     family = "gemini"
-    capabilities = CHAT | IMAGES
+    capabilities = CHAT | IMAGES | EMBEDDINGS
 
     def _root(self) -> str:
         base = (self.upstream.base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -645,6 +654,51 @@ class GeminiProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return GeminiStreamParser(req, req.model)
+
+    # -- embeddings: one input is an embedContent call, several one batchEmbedContents call ---------------
+
+    def build_embeddings(self, req: EmbeddingRequest, model: str) -> UpstreamRequest:
+        if not req.texts:
+            raise invalid("Gemini embedding models take text input, not token arrays", param="input")
+        resource = model if model.startswith(("models/", "tunedModels/")) else "models/" + model
+        requests = [
+            w.EmbedContentRequest(
+                content=w.Content(parts=[w.Part(text=text)]),
+                model=resource,
+                output_dimensionality=req.dimensions,
+            )
+            for text in req.texts
+        ]
+        if len(requests) == 1:
+            url, body = f"{self._root()}/{resource}:embedContent", _encoder.encode(requests[0])
+        else:
+            url = f"{self._root()}/{resource}:batchEmbedContents"
+            body = _encoder.encode(w.BatchEmbedContentsRequest(requests=requests))
+        return UpstreamRequest(url=url, headers=self._headers(), body=body)
+
+    def parse_embeddings(self, body: bytes, req: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        try:
+            if req.count == 1:
+                one = _embed_decoder.decode(body)
+                embeddings, usage = [one.embedding], one.usage_metadata
+            else:
+                batch = _batch_embed_decoder.decode(body)
+                embeddings, usage = batch.embeddings, batch.usage_metadata
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise GatewayError("upstream", f"Gemini sent a malformed embeddings response: {exc}") from None
+        if len(embeddings) != req.count or any(not e.values for e in embeddings):
+            raise GatewayError("upstream", f"Gemini returned {len(embeddings)} embeddings for {req.count} inputs")
+        # The Gemini API reports no token count for embeddings (Vertex does): the input is estimated then.
+        exact = usage is not None and usage.prompt_token_count > 0
+        vectors = fit_dimensions([e.values for e in embeddings], req.dimensions)
+        if req.dimensions is not None:  # Gemini normalises only full-length vectors; OpenAI's callers expect unit
+            vectors = [l2_normalized(v) for v in vectors]
+        return EmbeddingResponse(
+            model=req.model,
+            vectors=vectors,
+            input_tokens=usage.prompt_token_count if usage is not None and exact else estimate_input_tokens(req),
+            exact_usage=exact,
+        )
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)

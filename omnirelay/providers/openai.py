@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import msgspec
 from msgspec import UNSET
 
+from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError, invalid, retry_after_header, upstream_status_error
 from omnirelay.core.events import (
     ChoiceEnd,
@@ -53,7 +54,17 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, IMAGES, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import (
+    CHAT,
+    EMBEDDINGS,
+    IMAGES,
+    Capability,
+    HttpProvider,
+    StreamParser,
+    UpstreamRequest,
+    cannot_embed,
+)
+from omnirelay.providers.openai_embeddings import embeddings_body, parse_embeddings_reply
 from omnirelay.providers.openai_images import image_body, parse_images
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
@@ -88,6 +99,9 @@ class Preset(msgspec.Struct, frozen=True, kw_only=True):
     top_k: bool = False
     drop: frozenset[str] = frozenset()
     rules: tuple[ModelRule, ...] = ()
+    embeddings: bool = True  # serves ``/embeddings``
+    embeddings_base64: bool = False  # sends vectors as base64 when asked (else floats are asked for)
+    dimensions_field: str | None = "dimensions"  # the request field for the vector length (None: not sent)
 
 
 # The presets whose servers have ``POST /images/generations`` (OpenAI's, xAI's grok-2-image; "custom": any
@@ -102,6 +116,7 @@ PRESETS: dict[str, Preset] = {
         base_url="https://api.openai.com/v1",
         max_tokens_field="max_completion_tokens",
         developer_role=True,
+        embeddings_base64=True,
         rules=(
             ModelRule(prefixes=("gpt-5-chat",)),
             # Reasoning models: effort instead of sampling controls, which they reject.
@@ -117,6 +132,7 @@ PRESETS: dict[str, Preset] = {
     "xai": Preset(
         base_url="https://api.x.ai/v1",
         max_tokens_field="max_completion_tokens",
+        embeddings=False,
         rules=(
             ModelRule(
                 prefixes=("grok-3-mini",),
@@ -133,6 +149,7 @@ PRESETS: dict[str, Preset] = {
     "deepseek": Preset(
         base_url="https://api.deepseek.com",
         content_parts=False,
+        embeddings=False,
         rules=(ModelRule(prefixes=("deepseek-reasoner",), drop=frozenset({"logprobs", "top_logprobs"})),),
     ),
     "mistral": Preset(
@@ -142,6 +159,7 @@ PRESETS: dict[str, Preset] = {
         message_names=False,
         tool_call_ids="alnum9",
         drop=frozenset({"user"}),
+        dimensions_field="output_dimension",  # codestral-embed; mistral-embed has one fixed length
     ),
     "vllm": Preset(base_url="http://127.0.0.1:8000/v1", reasoning_effort=True, reasoning_input=True, top_k=True),
     "ollama": Preset(base_url="http://127.0.0.1:11434/v1", reasoning_effort=True, reasoning_input=True),
@@ -387,7 +405,7 @@ class OpenAIStreamParser(StreamParser):
 
 class OpenAIProvider(HttpProvider):
     family: ClassVar[str] = "openai"
-    capabilities = CHAT | IMAGES
+    capabilities = CHAT | IMAGES | EMBEDDINGS
 
     def __init__(self, upstream: UpstreamConfig) -> None:
         super().__init__(upstream)
@@ -397,6 +415,7 @@ class OpenAIProvider(HttpProvider):
             raise ValueError(f"upstream {upstream.name!r}: base_url is required for preset {upstream.preset!r}")
         self.url = base.rstrip("/") + "/chat/completions"
         self.images_url = base.rstrip("/") + "/images/generations"
+        self.embeddings_url = base.rstrip("/") + "/embeddings"
         headers = {"content-type": "application/json"}
         if upstream.api_key:
             headers["authorization"] = f"Bearer {upstream.api_key}"
@@ -662,6 +681,24 @@ class OpenAIProvider(HttpProvider):
 
     def parse_image_response(self, body: bytes, req: ImageRequest) -> ImageResult:
         return parse_images(body, self.upstream.name)
+
+    # -- embeddings ------------------------------------------------------------------------------------
+
+    def supports(self, capability: Capability) -> bool:
+        if capability == "embeddings":
+            return self.preset.embeddings
+        return capability in self.capabilities
+
+    def build_embeddings(self, req: EmbeddingRequest, model: str) -> UpstreamRequest:
+        preset = self.preset
+        if not preset.embeddings:
+            raise cannot_embed(self.upstream.name, model)
+        send_user = "user" not in preset.drop
+        body = embeddings_body(req, model, preset.embeddings_base64, preset.dimensions_field, send_user)
+        return UpstreamRequest(url=self.embeddings_url, headers=dict(self.headers), body=body)
+
+    def parse_embeddings(self, body: bytes, req: EmbeddingRequest, model: str) -> EmbeddingResponse:
+        return parse_embeddings_reply(body, req)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)

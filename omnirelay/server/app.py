@@ -19,6 +19,7 @@ from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
 from omnirelay.server.count_tokens import TokenCounter
+from omnirelay.server.embeddings import EmbeddingsEndpoint
 from omnirelay.server.images import ImageGenerator
 from omnirelay.server.models import ModelDirectory
 from omnirelay.server.relay import Relay
@@ -43,6 +44,7 @@ class App:
         self.relay = Relay(self.routes, self.providers, self.executor, self.gate)
         self.counter = TokenCounter(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.images = ImageGenerator(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
+        self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
@@ -58,7 +60,8 @@ class App:
         health = Mount("", [Endpoint("GET", "/health", self.health)], OPENAI.render_error)
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
-        return [*protocols, count, models, health, admin, stored_responses, self.images.mount()]
+        embeddings = self.embeddings.mount()
+        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
+from typing import TypeVar
 
 from omnirelay.config import Timeouts, UpstreamConfig
+from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.image_gen import ImageRequest, ImageResult
@@ -39,6 +41,8 @@ from omnirelay.upstream.http1 import (
 from omnirelay.wire.sse import SSEEventTooLarge
 
 log = logging.getLogger("omnirelay.upstream")
+
+T = TypeVar("T")
 
 
 def _gateway_error(name: str, exc: UpstreamHTTPError, midway: str) -> GatewayError:
@@ -152,9 +156,24 @@ class HttpExecutor:
 
     async def count_tokens(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> int:
         """The upstream's own count of ``req``'s input tokens (a provider with the ``count_tokens`` capability)."""
+        ureq = provider.build_count_tokens(req, model)
+        body = await self._exchange(provider, timeouts, ureq)
+        return self._parsed(provider, lambda: provider.parse_count_tokens(body))
+
+    async def embed(
+        self, provider: HttpProvider, req: EmbeddingRequest, model: str, timeouts: Timeouts
+    ) -> EmbeddingResponse:
+        """The vectors of ``req``'s inputs from ``model`` (a provider with the ``embeddings`` capability), with
+        the same error mapping and secret scrubbing as a chat call."""
+        ureq = provider.build_embeddings(req, model)
+        body = await self._exchange(provider, timeouts, ureq)
+        return self._parsed(provider, lambda: provider.parse_embeddings(body, req, model))
+
+    async def _exchange(self, provider: HttpProvider, timeouts: Timeouts, ureq: UpstreamRequest) -> bytes:
+        """Send ``ureq`` and read the whole reply: its body, or the upstream's error (scrubbed) raised."""
         name = provider.upstream.name
         try:
-            reply = await self._open(provider, req, model, timeouts, provider.build_count_tokens(req, model))
+            reply = await self._send(provider, ureq, timeouts)
             try:
                 body = await reply.read()
             finally:
@@ -163,12 +182,15 @@ class HttpExecutor:
             raise _gateway_error(name, exc, "closed the connection mid-reply") from None
         if reply.status >= 400:
             raise self._error_of(provider, reply, body)
+        return body
+
+    def _parsed(self, provider: HttpProvider, parse: Callable[[], T]) -> T:
         try:
-            return provider.parse_count_tokens(body)
+            return parse()
         except GatewayError as err:
             raise err.redact(self._scrubber(provider).scrub) from None
         except Exception as exc:
-            raise _unreadable(name, exc) from None
+            raise _unreadable(provider.upstream.name, exc) from None
 
     async def generate_images(
         self, provider: HttpProvider, req: ImageRequest, model: str, timeouts: Timeouts

@@ -170,3 +170,33 @@ class StreamChunk(GenerateContentResponse):
     """One SSE ``data:`` payload. Google may end a stream with an error object instead of a response."""
 
     error: Status | None = None
+
+
+# --- embeddings: models/{model}:embedContent and :batchEmbedContents ----------------------------------------
+# Reference: https://ai.google.dev/api/embeddings
+
+
+class EmbedContentRequest(_Wire):
+    content: Content
+    model: str | None = None  # required in each request of a batch ("models/{model}")
+    task_type: str | None = None
+    title: str | None = None
+    output_dimensionality: int | None = None
+
+
+class BatchEmbedContentsRequest(_Wire):
+    requests: list[EmbedContentRequest]
+
+
+class ContentEmbedding(_Wire):
+    values: list[float] = []
+
+
+class EmbedContentResponse(_Wire):
+    embedding: ContentEmbedding
+    usage_metadata: UsageMetadata | None = None
+
+
+class BatchEmbedContentsResponse(_Wire):
+    embeddings: list[ContentEmbedding] = []
+    usage_metadata: UsageMetadata | None = None

@@ -7,7 +7,12 @@
   starting with ``bad`` -> 400 INVALID_ARGUMENT / API_KEY_INVALID, as Google answers a wrong key.
 
 Thought parts are returned only when the request set ``thinkingConfig.includeThoughts``, like the real API;
-the thought signature rides on the first non-thought part. Function calls arrive whole, in one chunk.
+the thought signature rides on the first non-thought part.
+
+* ``POST /v1beta/models/{model}:embedContent`` and ``:batchEmbedContents`` (each request naming
+  ``models/{model}``, as the URL does): ``{"embedding": {"values": [...]}}`` and ``{"embeddings": [...]}``, no
+  token count (the Gemini API reports none); ``outputDimensionality`` shortens the vector, which then is not
+  normalised (only full-length ones are). Function calls arrive whole, in one chunk.
 
 Gemini 3 models (``gemini-3*``) always think: the first ``functionCall`` part of each reply carries a
 ``thoughtSignature`` whether or not thoughts were asked for, and a request whose current turn (the model turns
@@ -25,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.mocks.images import png_b64
+from tests.mocks.openai_server import mock_vector
 from tests.mocks.script import ScriptedReply, ScriptedToolCall, split
 from tests.mocks.server import MockState, last_user_text
 
@@ -225,18 +231,61 @@ def _predict(state: MockState, model: str, body: Any) -> web.Response:
     )
 
 
+# Embedding models and their full vector length; only full-length vectors come back normalised (as documented).
+EMBEDDING_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768}
+
+
+def _embed_one(request: Any, model: str, where: str) -> dict[str, Any] | web.Response:
+    """One EmbedContentRequest's ContentEmbedding, or the 400 Google answers it with."""
+    if not isinstance(request, dict) or not (request.get("content") or {}).get("parts"):
+        return error_response(400, f"* {where}content: contents is not specified\n")
+    if where and request.get("model") != f"models/{model}":
+        return error_response(400, f"Model in {where.rstrip('.')} does not match the model in the URL.")
+    text = " ".join(p.get("text", "") for p in request["content"]["parts"])
+    full = EMBEDDING_DIMENSIONS[model]
+    wanted = request.get("outputDimensionality")
+    vector = mock_vector(text, full)
+    return {"values": vector[: int(wanted)] if wanted else vector}
+
+
+def _embeddings(body: Any, model: str, method: str) -> web.Response:
+    if model not in EMBEDDING_DIMENSIONS:
+        return error_response(
+            404, f"models/{model} is not found for API version v1beta, or is not supported for {method}."
+        )
+    if method == "embedContent":
+        found = _embed_one(body, model, "")
+        if isinstance(found, web.Response):
+            return found
+        out: dict[str, Any] = {"embedding": found}
+    else:
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not requests:
+            return error_response(400, "* BatchEmbedContentsRequest.requests: requests is not specified\n")
+        embeddings = []
+        for i, one in enumerate(requests):
+            found = _embed_one(one, model, f"requests[{i}].")
+            if isinstance(found, web.Response):
+                return found
+            embeddings.append(found)
+        out = {"embeddings": embeddings}
+    return web.Response(text=json.dumps(out, indent=2) + "\n", headers={"Content-Type": JSON_TYPE})
+
+
 def make_app(state: MockState) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
         target = request.match_info["target"]
         model, _, method = target.partition(":")
-        if method not in ("generateContent", "streamGenerateContent", "predict"):
+        if method not in ("generateContent", "streamGenerateContent", "predict", "embedContent", "batchEmbedContents"):
             return error_response(404, f"Method not found: {method}")
         refused = _key_error(request)
         if refused is not None:
             return refused
         if method == "predict":
             return _predict(state, model, body)
+        if method in ("embedContent", "batchEmbedContents"):
+            return _embeddings(body, model, method)
         if not isinstance(body, dict) or not body.get("contents"):
             return error_response(400, "* GenerateContentRequest.contents: contents is not specified\n")
         if model.startswith("gemini-3"):

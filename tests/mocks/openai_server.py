@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import math
+import random
 import secrets
+import struct
 import time
 from typing import Any
 
@@ -248,6 +253,87 @@ def _image_object(fmt: str, prompt: str, i: int, width: int, height: int, revise
     return obj
 
 
+# Embedding models the mock serves, and the length of their vectors (OpenAI's, Mistral's, an Ollama model's).
+EMBEDDING_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+    "mistral-embed": 1024,
+    "nomic-embed-text": 768,
+}
+# Mistral's API rejects fields it does not define (``extra_forbidden``).
+MISTRAL_EMBEDDING_FIELDS = frozenset({"model", "input", "output_dimension", "output_dtype", "encoding_format"})
+
+
+def mock_token_count(item: str | list[int]) -> int:
+    """The tokens the mock bills for one input: token arrays as they are, text one token per word (or part)."""
+    if isinstance(item, list):
+        return len(item)
+    return sum(max(1, -(-len(word) // 6)) for word in item.split()) or 1
+
+
+def mock_vector(item: str | list[int], dims: int) -> list[float]:
+    """A unit vector summing one pseudo-random dense vector per word (seeded by the word), so texts that share
+    words are close and every prefix of the vector carries signal (as a real model's does)."""
+    words = item.lower().split() if isinstance(item, str) else [str(t) for t in item]
+    vec = [0.0] * dims
+    for word in words:
+        rng = random.Random(hashlib.sha256(word.strip(".,!?").encode()).digest())
+        for k in range(dims):
+            vec[k] += rng.gauss(0.0, 1.0)
+    norm = math.sqrt(sum(x * x for x in vec)) or 1.0
+    return [x / norm for x in vec]
+
+
+def _embedding_error(message: str, param: str | None, status: int = 400) -> web.Response:
+    err = {"message": message, "type": "invalid_request_error", "param": param, "code": None}
+    return web.json_response({"error": err}, status=status)
+
+
+def _embeddings_reply(body: dict[str, Any]) -> web.Response:
+    model = body.get("model", "")
+    if model not in EMBEDDING_DIMENSIONS:
+        err, _ = _error_body(404, "", model)
+        return web.json_response(err, status=404)
+    if model.startswith("mistral"):
+        extra = sorted(set(body) - MISTRAL_EMBEDDING_FIELDS)
+        if extra:
+            detail = [
+                {"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"} for k in extra
+            ]
+            return web.json_response(
+                {"object": "error", "message": {"detail": detail}, "type": "invalid_request_error"}, status=422
+            )
+    raw: Any = body.get("input")
+    inputs: list[Any] = (
+        [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+    )
+    if not inputs or any(item in ("", []) for item in inputs):
+        return _embedding_error(
+            "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference.",
+            None,
+        )
+    dims = EMBEDDING_DIMENSIONS[model]
+    wanted = body.get("dimensions") if "dimensions" in body else body.get("output_dimension")
+    if wanted is not None:
+        if model in ("text-embedding-ada-002", "mistral-embed"):
+            return _embedding_error("This model does not support specifying dimensions.", "dimensions")
+        dims = int(wanted)
+    as_base64 = body.get("encoding_format") == "base64"
+    data = []
+    for i, item in enumerate(inputs):
+        vec = mock_vector(item, dims)
+        embedding: Any = base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode() if as_base64 else vec
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(mock_token_count(item) for item in inputs)
+    usage: dict[str, Any] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    out: dict[str, Any] = {"object": "list", "data": data, "model": model, "usage": usage}
+    if model.startswith("mistral"):
+        out["id"] = secrets.token_hex(16)
+        usage["completion_tokens"] = 0
+    return web.json_response(out, headers={"x-request-id": "req_" + secrets.token_hex(16)})
+
+
 def make_app(state: MockState) -> web.Application:
     async def images(request: web.Request) -> web.Response:
         body = await state.record(request)
@@ -263,6 +349,18 @@ def make_app(state: MockState) -> web.Application:
         if reply.malformed:
             return web.Response(body=b'{"created": 1, "data": [{"b64_', content_type="application/json")
         return _image_reply(body if isinstance(body, dict) else {})
+
+    async def embeddings(request: web.Request) -> web.Response:
+        body = await state.record(request)
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or not auth[7:].strip():
+            err, _ = _error_body(401, "You didn't provide an API key.", "")
+            return web.json_response(err, status=401)
+        reply = state.next_reply("")
+        if reply.error_status is not None:
+            err, headers = _error_body(reply.error_status, reply.error_message, body.get("model", ""))
+            return web.json_response(err, status=reply.error_status, headers=headers)
+        return _embeddings_reply(body)
 
     async def chat(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
@@ -372,5 +470,7 @@ def make_app(state: MockState) -> web.Application:
         app.router.add_post(prefix + "/chat/completions", chat)
         app.router.add_post(prefix + "/responses", responses)
         app.router.add_post(prefix + "/images/generations", images)
+
+        app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", models)
     return app

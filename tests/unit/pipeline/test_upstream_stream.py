@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from omnirelay.config import Config, parse_config
+from omnirelay.core.embeddings import EmbeddingResponse
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import ChoiceEnd, StreamEvent, StreamFailure, StreamStart, TextDelta, UsageReport
 from omnirelay.core.records import UsageRecord
@@ -40,6 +41,9 @@ class NoExecutor:
         raise AssertionError("not called")
 
     def stream(self, *args: object) -> AsyncIterator[StreamEvent]:
+        raise AssertionError("not called")
+
+    async def embed(self, *args: object) -> EmbeddingResponse:
         raise AssertionError("not called")
 
 
