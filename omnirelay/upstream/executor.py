@@ -113,16 +113,6 @@ class HttpExecutor:
             return _unreadable(provider.upstream.name, exc)
         return err.redact(scrubber.scrub)
 
-    async def _open(
-        self,
-        provider: HttpProvider,
-        req: ChatRequest,
-        model: str,
-        timeouts: Timeouts,
-        ureq: UpstreamRequest | None = None,
-    ) -> Reply:
-        return await self._send(provider, ureq or provider.build_request(req, model), timeouts)
-
     async def _send(self, provider: HttpProvider, ureq: UpstreamRequest, timeouts: Timeouts) -> Reply:
         return await self.client.open(
             ureq.method,
@@ -136,23 +126,8 @@ class HttpExecutor:
         )
 
     async def complete(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> ChatResponse:
-        name = provider.upstream.name
-        try:
-            reply = await self._open(provider, req, model, timeouts)
-            try:
-                body = await reply.read()
-            finally:
-                reply.close()
-        except UpstreamHTTPError as exc:
-            raise _gateway_error(name, exc, "closed the connection mid-reply") from None
-        if reply.status >= 400:
-            raise self._error_of(provider, reply, body)
-        try:
-            return provider.parse_response(body, req)
-        except GatewayError as err:
-            raise err.redact(self._scrubber(provider).scrub) from None
-        except Exception as exc:
-            raise _unreadable(name, exc) from None
+        body = await self._exchange(provider, timeouts, provider.build_request(req, model))
+        return self._parsed(provider, lambda: provider.parse_response(body, req))
 
     async def count_tokens(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> int:
         """The upstream's own count of ``req``'s input tokens (a provider with the ``count_tokens`` capability)."""
@@ -197,24 +172,8 @@ class HttpExecutor:
     ) -> ImageResult:
         """The images ``model`` generates for ``req`` (a provider with the ``images`` capability); failures are
         mapped and scrubbed as a chat call's are."""
-        name = provider.upstream.name
-        ureq = provider.build_image_request(req, model)
-        try:
-            reply = await self._send(provider, ureq, timeouts)
-            try:
-                body = await reply.read()
-            finally:
-                reply.close()
-        except UpstreamHTTPError as exc:
-            raise _gateway_error(name, exc, "closed the connection mid-reply") from None
-        if reply.status >= 400:
-            raise self._error_of(provider, reply, body)
-        try:
-            return provider.parse_image_response(body, req)
-        except GatewayError as err:
-            raise err.redact(self._scrubber(provider).scrub) from None
-        except Exception as exc:
-            raise _unreadable(name, exc) from None
+        body = await self._exchange(provider, timeouts, provider.build_image_request(req, model))
+        return self._parsed(provider, lambda: provider.parse_image_response(body, req))
 
     def stream(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> EventStream:
         """Events of one streamed reply. Errors before the first event raise (the caller may retry);
@@ -228,7 +187,7 @@ class HttpExecutor:
         name = provider.upstream.name
         parser = provider.stream_parser(req)
         try:
-            reply = await self._open(provider, req, model, timeouts)
+            reply = await self._send(provider, provider.build_request(req, model), timeouts)
         except UpstreamHTTPError as exc:
             raise _gateway_error(name, exc, "closed the connection before replying") from None
         try:
