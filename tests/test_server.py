@@ -83,8 +83,11 @@ def test_models_list_puts_plain_models_first(openai_only: Gateway, mocks: MockUp
     oai = openai.OpenAI(base_url=openai_only.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
     ids = [m.id for m in oai.models.list()]
     plain = [m for m in ids if split_virtual(m) is None]
-    assert plain and ids[: len(plain)] == sorted(plain)  # every plain model, in name order, before any other
-    assert ids[len(plain) :] == sorted(f"{mode}:{m}" for mode in MODES for m in plain)
+    image_models = {"gpt-image-1", "gpt-image-1-mini"}  # catalogue image models that gpt-* also matches
+    chat = [m for m in plain if m not in image_models]
+    assert chat and ids[: len(chat)] == sorted(chat)  # every plain chat model, in name order, before any other
+    assert ids[len(chat) : len(plain)] == sorted(image_models)  # then the models that do not chat
+    assert ids[len(plain) :] == sorted(f"{mode}:{m}" for mode in MODES for m in chat)  # compound: chat models only
     claude = anthropic.Anthropic(base_url=openai_only.url, api_key="sk-test", max_retries=0, timeout=30)
     assert [m.id for m in claude.models.list().data] == ids
     # A newcomer's first call, on the first model listed: a plain answer from the upstream, no reasoning.
@@ -93,6 +96,25 @@ def test_models_list_puts_plain_models_first(openai_only: Gateway, mocks: MockUp
     assert message.content == "echo: hi"
     assert (message.model_extra or {}).get("reasoning_content") is None
     assert [r.body["model"] for r in mocks.requests("openai")] == [ids[0]]
+
+
+def test_default_models_list_starts_with_the_bundled_chat_model(tmp_path: Path) -> None:
+    """The no-config setup serves the bundled chat model and the bundled embedding model: the chat model comes
+    first, and no compound mode is offered over the embedding model (it cannot chat)."""
+    cfg = {
+        "upstreams": [
+            {"name": "local", "provider": "local", "models": ["smollm2-135m-instruct"]},
+            {"name": "local-embeddings", "provider": "local_embeddings", "models": ["all-minilm-l6-v2"]},
+        ]
+    }
+    gw = Gateway(cfg, tmp_path).start()
+    try:
+        oai = openai.OpenAI(base_url=gw.url + "/v1", api_key="sk-test", max_retries=0, timeout=30)
+        ids = [m.id for m in oai.models.list()]
+    finally:
+        gw.stop()
+    assert ids[:2] == ["smollm2-135m-instruct", "all-minilm-l6-v2"]
+    assert sorted(ids[2:]) == sorted(f"{mode}:smollm2-135m-instruct" for mode in MODES)
 
 
 def test_models_list_anthropic_sdk(claude: anthropic.Anthropic) -> None:

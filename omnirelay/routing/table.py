@@ -39,6 +39,8 @@ from omnirelay.config import (
 )
 from omnirelay.core.catalog import ALIASES, MODELS
 from omnirelay.core.errors import GatewayError
+from omnirelay.core.image_gen import IMAGE_MODEL_PREFIXES
+from omnirelay.providers import provider_class
 from omnirelay.routing.balancer import Balancer
 from omnirelay.routing.breaker import Breaker, BreakerBoard
 from omnirelay.routing.limits import Slots
@@ -297,9 +299,26 @@ class RouteTable:
             for known in MODELS:
                 if up.serves(known):
                     seen.setdefault(known, up.name)
-        for name, owner in list(seen.items()):  # every routable model also as each registered mode
-            for mode in self._virtual:
-                seen.setdefault(f"{mode}:{name}", owner)
-        # Plain models first, the virtual (compound) ones after: a client that takes the first model listed gets
-        # a plain answer, not a think/heavy/deepsearch run. Each group in name order.
-        return sorted(seen.items(), key=lambda item: (self.split_virtual(item[0]) is not None, item[0]))
+        chat = {name: self._chats(name, owner) for name, owner in seen.items()}
+        for name, owner in list(seen.items()):  # every chat model also as each registered mode
+            if chat[name]:
+                for mode in self._virtual:
+                    seen.setdefault(f"{mode}:{name}", owner)
+        # Plain chat models first, then the embedding and image models, then the virtual (compound) ones: a
+        # client that takes the first model listed and chats with it gets a plain answer, not a refusal or a
+        # think/heavy/deepsearch run. Each group in name order.
+        return sorted(
+            seen.items(),
+            key=lambda item: (self.split_virtual(item[0]) is not None, not chat.get(item[0], True), item[0]),
+        )
+
+    def _chats(self, name: str, owner: str) -> bool:
+        """Whether ``name`` (served by upstream ``owner``) answers chat: its upstream's provider has the chat
+        capability and the catalogue does not know it as an embedding or image model."""
+        up = next((u for u in self.config.upstreams if u.name == owner), None)
+        if up is not None and "chat" not in provider_class(up.provider).capabilities:
+            return False
+        info = MODELS.get(name)
+        if info is not None and (info.max_output == 0 or (info.price is not None and info.price.per_image)):
+            return False
+        return not name.rsplit("/", 1)[-1].startswith(IMAGE_MODEL_PREFIXES)
