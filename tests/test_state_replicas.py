@@ -103,10 +103,18 @@ def test_two_replicas_share_credit_and_limits(mocks: MockUpstreams, pg: Backend,
     try:
         admin = Admin(gws[0].url)
         kid, secret = admin.create_key(credit=PER_CALL * n, rpm=1000)
-        # The second replica knows the key once its cache refreshed: until then the key is unknown there (401);
-        # after, a request for a model nobody serves passes the key check and is refused for the model (404,
-        # free, recorded under that model only).
-        wait_until(lambda: _status(gws[1], secret, "no-such-model") == 404, 5, "the key known to replica 2")
+        # A request for a model nobody serves is free (404, recorded under that model only), so it probes
+        # replica 2's view of the keys. Replica 2 was open (no key had been issued when it last refreshed), and
+        # an open gateway serves any key, known or not: wait until it is closed (a wrong key gets 401) and knows
+        # this key (404 for the model).
+        wait_until(
+            lambda: (
+                _status(gws[1], secret + "-wrong", "no-such-model") == 401
+                and _status(gws[1], secret, "no-such-model") == 404
+            ),
+            5,
+            "replica 2 closed and knowing the key",
+        )
         # Every answer is slow enough that many requests are in flight at once on both replicas.
         mocks.push("openai", *[ScriptedReply(delay_s=0.3) for _ in range(200)])
 
