@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
 
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.events import StreamEvent
@@ -114,3 +117,40 @@ def _nests_deeper(value: Any, limit: int) -> bool:
                     below.append(item)
         level = below
     return False
+
+
+T = TypeVar("T")
+
+# A base64 data URL: media type, parameters, payload.
+DATA_URL = re.compile(r"^data:([^;,]+)?((?:;[^;,]+)*);base64,(.*)$", re.DOTALL)
+_PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
+_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
+
+
+def openai_validation_error(exc: msgspec.ValidationError) -> GatewayError:
+    """msgspec names the failing path (``$.messages[2].content``, or a missing field); OpenAI's ``param`` is that
+    path."""
+    text = str(exc)
+    match = _PATH_IN_ERROR.search(text)
+    path = match.group(1) if match else ""
+    missing = _MISSING_FIELD.search(text)
+    if missing:
+        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
+    message = _PATH_IN_ERROR.sub("", text)
+    if path:
+        message = f"{message} at '{path}'"
+    return invalid(message, param=path or None)
+
+
+def decode_openai_body(decode: Callable[[bytes], T], body: bytes) -> T:
+    """``decode(body)`` for an OpenAI-format endpoint, every decoding failure a 400 naming the problem: a field
+    that does not validate (``param`` its path), a body that is not JSON (also what an unmodelled field with
+    invalid UTF-8 fails with when only ``_extras`` decodes it), or nesting past msgspec's depth."""
+    try:
+        return decode(body)
+    except msgspec.ValidationError as exc:
+        raise openai_validation_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise invalid(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise invalid("the request body nests arrays and objects too deeply") from None

@@ -11,7 +11,6 @@ OpenAI's (and DeepSeek's) do.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -49,7 +48,7 @@ from omnirelay.core.types import (
     ToolChoice,
     Usage,
 )
-from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
+from omnirelay.protocols.base import DATA_URL, InboundProtocol, StreamEncoder, check_nesting, decode_openai_body
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import encode_event
 
@@ -108,25 +107,6 @@ _ERROR_TYPES: dict[ErrorKind, tuple[str, str | None]] = {
     "internal": ("server_error", None),
 }
 
-_PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
-_DATA_URL = re.compile(r"^data:([^;,]+)?((?:;[^;,]+)*);base64,(.*)$", re.DOTALL)
-
-
-def _validation_error(exc: msgspec.ValidationError) -> GatewayError:
-    """msgspec names the failing path (``$.messages[2].content``); OpenAI's ``param`` is that path."""
-    text = str(exc)
-    match = _PATH_IN_ERROR.search(text)
-    path = match.group(1) if match else ""
-    missing = _MISSING_FIELD.search(text)
-    if missing:
-        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-    message = _PATH_IN_ERROR.sub("", text)
-    if path:
-        message = f"{message} at '{path}'"
-    return invalid(message, param=path or None)
-
-
 # -- request -------------------------------------------------------------------------------------------
 
 
@@ -137,7 +117,7 @@ def _image_part(image: wire.ImageURL, param: str) -> ImagePart:
         if not url.startswith(("http://", "https://")):
             raise invalid("image_url.url must be an http(s) URL or a base64 data: URL", param=param)
         return ImagePart(url=url, detail=detail)
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match is None or not match.group(3):
         raise invalid("image data: URLs must be base64 encoded (data:<media type>;base64,<data>)", param=param)
     return ImagePart(data=match.group(3), media_type=match.group(1) or "image/png", detail=detail)
@@ -421,15 +401,7 @@ class OpenAIChatProtocol(InboundProtocol):
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
-        try:
-            req = _parse_request(body)
-        except msgspec.ValidationError as exc:
-            raise _validation_error(exc) from None
-        except msgspec.DecodeError as exc:
-            # Also what an unmodelled field fails with when only ``_extras`` decodes it (invalid UTF-8).
-            raise invalid(f"the request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise invalid("the request body nests arrays and objects too deeply") from None
+        req = decode_openai_body(_parse_request, body)
         check_nesting(req)
         return req
 

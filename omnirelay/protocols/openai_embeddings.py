@@ -5,13 +5,13 @@ asked. Errors render in OpenAI's shape. No I/O; the endpoint is ``server.embeddi
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 
 from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse, encode_base64
-from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.errors import invalid
+from omnirelay.protocols.base import decode_openai_body
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI_CHAT
 from omnirelay.wire import openai_embeddings as wire
 
@@ -20,20 +20,9 @@ EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
 MAX_INPUTS = 2048  # OpenAI's limit on the inputs of one request
 MAX_TOKEN_ID = 2**31 - 1
 
-_PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 _decoder = msgspec.json.Decoder(wire.EmbeddingCreateParams)
 _encoder = msgspec.json.Encoder()
 render_error = OPENAI_CHAT.render_error
-
-
-def _validation_error(exc: msgspec.ValidationError) -> GatewayError:
-    """msgspec names the failing path (``$.dimensions``, or a missing field); OpenAI's ``param`` is that path."""
-    text = str(exc)
-    match = _PATH_IN_ERROR.search(text)
-    missing = _MISSING_FIELD.search(text)
-    param = missing.group(1) if missing else (match.group(1) if match else None)
-    return invalid(_PATH_IN_ERROR.sub("", text) + (f" at '{param}'" if param else ""), param=param or None)
 
 
 def _is_token(value: Any) -> bool:
@@ -66,14 +55,7 @@ def _inputs(value: Any) -> tuple[list[str], list[list[int]]]:
 
 
 def parse_request(body: bytes) -> EmbeddingRequest:
-    try:
-        params = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise _validation_error(exc) from None
-    except msgspec.DecodeError as exc:
-        raise invalid(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise invalid("the request body nests arrays and objects too deeply") from None
+    params = decode_openai_body(_decoder.decode, body)
     if not params.model:
         raise invalid("`model` is required", "model")
     if params.dimensions is not None and params.dimensions < 1:

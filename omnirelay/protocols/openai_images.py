@@ -16,6 +16,7 @@ import msgspec
 
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.image_gen import MAX_IMAGES, ImageRequest, ImageResult, data_url
+from omnirelay.protocols.base import decode_openai_body
 from omnirelay.wire import openai_images as wire
 
 PATHS = ("/v1/images/generations", "/images/generations")
@@ -29,13 +30,7 @@ _encoder = msgspec.json.Encoder()
 def parse_image_request(body: bytes) -> ImageRequest:
     """The body as an ``ImageRequest``; 400 naming the field on bad input. ``model`` may be missing (the
     endpoint then names the configuration that is missing)."""
-    try:
-        raw = _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        path = str(exc).rpartition("at `$.")[2].rstrip("`") if "at `$." in str(exc) else None
-        raise invalid(f"Invalid image generation request: {exc}", param=path) from None
-    except msgspec.DecodeError:
-        raise invalid("The request body is not valid JSON") from None
+    raw = decode_openai_body(_decoder.decode, body)
     if not raw.prompt.strip():
         raise invalid("`prompt` must not be empty", param="prompt")
     n = 1 if raw.n is None else raw.n

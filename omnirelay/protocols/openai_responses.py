@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from omnirelay.core.errors import ErrorKind, GatewayError, invalid
+from omnirelay.core.errors import ErrorKind, GatewayError
 from omnirelay.core.ids import new_id, now
 from omnirelay.core.types import ChatRequest, ChatResponse, Citation, Message
-from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder, check_nesting
-from omnirelay.protocols.openai_responses_input import NAME, parse, template_of, validation_error
+from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder, check_nesting, decode_openai_body
+from omnirelay.protocols.openai_responses_input import NAME, parse, template_of
 from omnirelay.protocols.openai_responses_store import ResponsesHooks
 from omnirelay.protocols.openai_responses_stream import ResponsesStreamEncoder, ResponseTemplate, status_of, usage_of
 from omnirelay.wire import openai_responses as wire
@@ -81,14 +81,7 @@ class OpenAIResponsesProtocol(InboundProtocol):
         self.hooks = hooks
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
-        try:
-            req = parse(body)
-        except msgspec.ValidationError as exc:
-            raise validation_error(exc) from None
-        except msgspec.DecodeError as exc:
-            raise invalid(f"the request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise invalid("the request body nests arrays and objects too deeply") from None
+        req = decode_openai_body(parse, body)
         check_nesting(req)
         return req
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from typing import Any
 
 import msgspec
 
-from omnirelay.core.errors import GatewayError, invalid
+from omnirelay.core.errors import invalid
 from omnirelay.core.types import (
     ChatRequest,
     ImagePart,
@@ -31,6 +30,7 @@ from omnirelay.core.types import (
     ToolCall,
     ToolChoice,
 )
+from omnirelay.protocols.base import DATA_URL
 from omnirelay.protocols.openai_responses_stream import ResponseTemplate
 from omnirelay.wire import openai_responses as wire
 
@@ -72,24 +72,6 @@ NAMESPACE_SEPARATOR = "__"
 WEB_SEARCH_TYPES = frozenset({"web_search", "web_search_preview", "web_search_2025_08_26"})
 _TEXT_FILE_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
 
-_PATH_IN_ERROR = re.compile(r" - at `\$\.?(.*)`$")
-_MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
-_DATA_URL = re.compile(r"^data:([^;,]+)?((?:;[^;,]+)*);base64,(.*)$", re.DOTALL)
-
-
-def validation_error(exc: msgspec.ValidationError) -> GatewayError:
-    """msgspec names the failing path (``$.input[2].content``); OpenAI's ``param`` is that path."""
-    text = str(exc)
-    match = _PATH_IN_ERROR.search(text)
-    path = match.group(1) if match else ""
-    missing = _MISSING_FIELD.search(text)
-    if missing:
-        path = f"{path}.{missing.group(1)}" if path else missing.group(1)
-    message = _PATH_IN_ERROR.sub("", text)
-    if path:
-        message = f"{message} at '{path}'"
-    return invalid(message, param=path or None)
-
 
 # -- input items -> messages ------------------------------------------------------------------------------------
 
@@ -100,7 +82,7 @@ def _image(part: wire.InputImage, param: str) -> ImagePart:
         raise invalid("input_image needs an image_url (file ids are not supported)", param=f"{param}.image_url")
     if url.startswith(("http://", "https://")):
         return ImagePart(url=url, detail=part.detail)
-    match = _DATA_URL.match(url)
+    match = DATA_URL.match(url)
     if match is None or not match.group(3):
         raise invalid("input_image.image_url must be an http(s) URL or a base64 data: URL", param=f"{param}.image_url")
     return ImagePart(data=match.group(3), media_type=match.group(1) or "image/png", detail=part.detail)
@@ -108,7 +90,7 @@ def _image(part: wire.InputImage, param: str) -> ImagePart:
 
 def _file(part: wire.InputFile, param: str) -> TextPart:
     """A text file, inlined as text (every upstream reads that); other files are refused by name."""
-    match = _DATA_URL.match(part.file_data or "")
+    match = DATA_URL.match(part.file_data or "")
     media_type = (match.group(1) or "") if match else ""
     if match is None or not media_type.startswith(_TEXT_FILE_TYPES):
         raise invalid(
