@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import msgspec
 
@@ -155,3 +155,32 @@ class EngineProvider(ABC):
 
 
 Provider = HttpProvider | EngineProvider
+
+
+def openai_error_fields(status: int, body: bytes) -> tuple[str, str | None, str | None, str | None]:
+    """message, type, code, param of an OpenAI-shaped error body, whatever the server's dialect (vLLM, Ollama,
+    and the like put it differently) (or a summary of a
+    non-JSON body)."""
+    try:
+        data: Any = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        text = body.decode("utf-8", errors="replace").strip()
+        if not text or text.startswith("<"):
+            return f"HTTP {status} with a non-JSON body ({len(body)} bytes)", None, None, None
+        return " ".join(text.split())[:300], None, None, None
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, str):
+            return err[:500], None, None, None
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or err.get("msg")
+            if not isinstance(message, str):
+                message = msgspec.json.encode(message).decode()[:500] if message else f"HTTP {status}"
+            etype, code, param = err.get("type"), err.get("code"), err.get("param")
+            return (
+                message,
+                etype if isinstance(etype, str) else None,
+                code if isinstance(code, str) else None,
+                param if isinstance(param, str) else None,
+            )
+    return f"HTTP {status}", None, None, None

@@ -63,6 +63,7 @@ from omnirelay.providers.base import (
     StreamParser,
     UpstreamRequest,
     cannot_embed,
+    openai_error_fields,
 )
 from omnirelay.providers.openai_embeddings import embeddings_body, parse_embeddings_reply
 from omnirelay.providers.openai_images import image_body, parse_images
@@ -229,34 +230,6 @@ def resolve_preset(upstream: UpstreamConfig) -> Preset:
 # -- errors --------------------------------------------------------------------------------------------
 
 
-def _error_fields(status: int, body: bytes) -> tuple[str, str | None, str | None, str | None]:
-    """message, type, code, param of an error body, whatever the server's dialect (or a summary of a
-    non-JSON body)."""
-    try:
-        data: Any = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        text = body.decode("utf-8", errors="replace").strip()
-        if not text or text.startswith("<"):
-            return f"HTTP {status} with a non-JSON body ({len(body)} bytes)", None, None, None
-        return " ".join(text.split())[:300], None, None, None
-    if isinstance(data, dict):
-        err = data.get("error", data)
-        if isinstance(err, str):
-            return err[:500], None, None, None
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or err.get("msg")
-            if not isinstance(message, str):
-                message = _encoder.encode(message).decode()[:500] if message else f"HTTP {status}"
-            etype, code, param = err.get("type"), err.get("code"), err.get("param")
-            return (
-                message,
-                etype if isinstance(etype, str) else None,
-                code if isinstance(code, str) else None,
-                param if isinstance(param, str) else None,
-            )
-    return f"HTTP {status}", None, None, None
-
-
 # -- responses -----------------------------------------------------------------------------------------
 
 
@@ -338,7 +311,7 @@ class OpenAIStreamParser(StreamParser):
 
     def _chunk(self, c: wire.ChatCompletionChunk, out: list[StreamEvent]) -> None:
         if c.error is not UNSET and c.error:
-            message, _t, _c, _p = _error_fields(502, _encoder.encode({"error": c.error}))
+            message, _t, _c, _p = openai_error_fields(502, _encoder.encode({"error": c.error}))
             raise GatewayError("upstream", f"upstream error mid-stream: {message}")
         if not self.started:
             self.started = True
@@ -632,7 +605,7 @@ class OpenAIProvider(HttpProvider):
         except (msgspec.DecodeError, msgspec.ValidationError):
             raise GatewayError("upstream", "upstream returned a malformed chat completion (not valid JSON)") from None
         if not r.choices:
-            message, _t, _c, _p = _error_fields(502, body)
+            message, _t, _c, _p = openai_error_fields(502, body)
             raise GatewayError("upstream", f"upstream returned no choices: {message}")
         choices = []
         for c in r.choices:
@@ -702,7 +675,7 @@ class OpenAIProvider(HttpProvider):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)
-        message, etype, code, param = _error_fields(status, body)
+        message, etype, code, param = openai_error_fields(status, body)
         if status == 429 and "insufficient_quota" in (code, etype):
             # This account has no credit left; another channel may still have some.
             return GatewayError("quota", message, code="insufficient_quota", retry_after=retry_after, retryable=True)

@@ -51,7 +51,7 @@ from omnirelay.core.types import (
     ToolCall,
     Usage,
 )
-from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.base import CHAT, HttpProvider, StreamParser, UpstreamRequest, openai_error_fields
 from omnirelay.wire import openai_responses_reply as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -214,22 +214,6 @@ def message_of(r: wire.ReplyResponse) -> Message:
     if joined:
         msg.content.append(TextPart(text=joined))
     return msg
-
-
-def error_fields(status: int, body: bytes) -> tuple[str, str | None, str | None]:
-    """message, code, param of an OpenAI-shaped error body (or a summary of another body)."""
-    try:
-        data: Any = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        text = " ".join(body.decode("utf-8", errors="replace").split())
-        if not text or text.startswith("<"):
-            return f"HTTP {status} with a non-JSON body ({len(body)} bytes)", None, None
-        return text[:300], None, None
-    err = data.get("error", data) if isinstance(data, dict) else None
-    if isinstance(err, dict) and isinstance(err.get("message"), str):
-        code, param = err.get("code"), err.get("param")
-        return err["message"][:500], code if isinstance(code, str) else None, param if isinstance(param, str) else None
-    return f"HTTP {status}", None, None
 
 
 class ResponsesStreamParser(StreamParser):
@@ -452,7 +436,7 @@ class OpenAIResponsesProvider(HttpProvider):
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         retry_after = retry_after_header(headers)
-        message, code, param = error_fields(status, body)
+        message, _type, code, param = openai_error_fields(status, body)
         if status == 429 and code == "insufficient_quota":
             return GatewayError("quota", message, code="insufficient_quota", retry_after=retry_after, retryable=True)
         err = upstream_status_error(status, message, retry_after)
