@@ -334,6 +334,25 @@ def _embeddings_reply(body: dict[str, Any]) -> web.Response:
     return web.json_response(out, headers={"x-request-id": "req_" + secrets.token_hex(16)})
 
 
+async def _send_sse(
+    request: web.Request, frames: list[bytes], reply: ScriptedReply, request_id: str
+) -> web.StreamResponse:
+    """Stream ``frames`` as OpenAI does (chunked ``text/event-stream``); a reply scripted to be cut off drops the
+    connection after ``truncate_after_chunks`` frames, without the terminating chunk."""
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8", "x-request-id": request_id})
+    resp.enable_chunked_encoding()
+    await resp.prepare(request)
+    for sent, frame in enumerate(frames):
+        if reply.truncate_after_chunks is not None and sent >= reply.truncate_after_chunks:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            return resp
+        await resp.write(frame)
+    await resp.write_eof()
+    return resp
+
+
 def make_app(state: MockState) -> web.Application:
     async def images(request: web.Request) -> web.Response:
         body = await state.record(request)
@@ -404,21 +423,7 @@ def make_app(state: MockState) -> web.Application:
         frames = _chunks(reply, base, n, include_usage, model)
         if reply.malformed:
             frames.insert(1, b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "oo\n\n')
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream; charset=utf-8", "x-request-id": request_id}
-        )
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        for sent, frame in enumerate(frames):
-            if reply.truncate_after_chunks is not None and sent >= reply.truncate_after_chunks:
-                # Drop the connection without the terminating chunk: the client sees a cut-off body.
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()
-                return resp
-            await resp.write(frame)
-        await resp.write_eof()
-        return resp
+        return await _send_sse(request, frames, reply, request_id)
 
     async def responses(request: web.Request) -> web.StreamResponse:
         body = await state.record(request)
@@ -441,20 +446,7 @@ def make_app(state: MockState) -> web.Application:
         if not body.get("stream"):
             return web.json_response(render.object(), headers={"x-request-id": request_id})
         frames = render.frames()
-        resp = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream; charset=utf-8", "x-request-id": request_id}
-        )
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        for sent, frame in enumerate(frames):
-            if reply.truncate_after_chunks is not None and sent >= reply.truncate_after_chunks:
-                transport = request.transport
-                if transport is not None:
-                    transport.abort()
-                return resp
-            await resp.write(frame)
-        await resp.write_eof()
-        return resp
+        return await _send_sse(request, frames, reply, request_id)
 
     async def models(request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")
