@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages the tests need that are missing (bubblewrap: the python tool's sandbox).
+# Install the Debian packages the tests need that are missing (bubblewrap: the python tool's sandbox; chromium:
+# the console's browser tests, driven by Playwright at /usr/bin/chromium).
 # Idempotent and quick when everything is there: apt-get update runs only when something must be installed.
 set -eu
-packages=(bubblewrap)
+packages=(bubblewrap chromium)
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
