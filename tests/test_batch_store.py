@@ -94,9 +94,9 @@ async def test_cancel_finalize_list_and_delete(store: Store) -> None:
     await b.create(_job("batch_2", created=t - 1), _items(2))
     await b.create(_job("batch_3", key_id="k2", created=t), _items(1))
     await b.start_validated(t)
-    assert [j.id for j in await b.list("k1", "openai")] == ["batch_2", "batch_1"]
-    assert [j.id for j in await b.list("k1", "openai", after="batch_2")] == ["batch_1"]
-    assert [j.id for j in await b.list("k1", None, before="batch_1")] == ["batch_2"]
+    assert [j.id for j in await b.page("k1", "openai")] == ["batch_2", "batch_1"]
+    assert [j.id for j in await b.page("k1", "openai", after="batch_2")] == ["batch_1"]
+    assert [j.id for j in await b.page("k1", None, before="batch_1")] == ["batch_2"]
     claimed = await b.claim("r1", t, 30, 1)
     assert [(c.batch_id, c.index) for c in claimed] == [("batch_1", 0)]
     job = await b.cancel("batch_1", "k1", t)

@@ -14,6 +14,8 @@ from typing import Literal
 
 import msgspec
 
+Bytes = bytes  # ``StoredFile.bytes`` (OpenAI's field name) hides the type inside the class
+
 # OpenAI's statuses; the Anthropic shape maps them onto in_progress / canceling / ended.
 BatchStatus = Literal[
     "validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"
@@ -31,7 +33,7 @@ class StoredFile(msgspec.Struct, kw_only=True):
     bytes: int
     lines: int
     created_at: float
-    content: bytes = b""  # empty when read without content
+    content: Bytes = b""  # empty when read without content
 
 
 class BatchCounts(msgspec.Struct, kw_only=True):
@@ -117,7 +119,7 @@ class FileStore(ABC):
         """None when missing or owned by another key; ``content`` False leaves ``content`` empty."""
 
     @abstractmethod
-    async def list(self, key_id: str | None, purpose: str | None, after: str | None, limit: int) -> list[StoredFile]:
+    async def page(self, key_id: str | None, purpose: str | None, after: str | None, limit: int) -> list[StoredFile]:
         """The owner's files, newest first, those after the file ``after`` in that order."""
 
     @abstractmethod
@@ -138,7 +140,7 @@ class BatchStore(ABC):
         """Whoever owns it (the command line, the runner)."""
 
     @abstractmethod
-    async def list(
+    async def page(
         self,
         key_id: str | None,
         api: BatchApi | None,

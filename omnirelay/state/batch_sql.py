@@ -88,7 +88,7 @@ class SqlFiles(FileStore):
             return None
         return _file(rows[0], bytes(rows[0][7]) if content else b"")
 
-    async def list(self, key_id: str | None, purpose: str | None, after: str | None, limit: int) -> list[StoredFile]:
+    async def page(self, key_id: str | None, purpose: str | None, after: str | None, limit: int) -> list[StoredFile]:
         owner, args = _owner(key_id)
         where = owner
         if purpose is not None:
@@ -224,7 +224,7 @@ class SqlBatches(BatchStore):
         rows = await self.db.fetch(f"SELECT {JOB_COLUMNS} FROM batches WHERE id = ?", [batch_id])
         return (await self._with_counts([_job(rows[0])]))[0] if rows else None
 
-    async def list(
+    async def page(
         self,
         key_id: str | None,
         api: BatchApi | None,
