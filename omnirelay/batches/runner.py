@@ -1,0 +1,133 @@
+"""The batch runner: a background task in each gateway process that claims items from the job table, runs them
+(``ItemExecutor``) and finalizes batches whose items are all done.
+
+Several processes (workers, replicas) run one each over the same database: an item is leased to one runner at
+a time (``BatchStore.claim``), the lease renewed while the item runs and retaken by any runner once it lapses
+(its runner was killed), and a result is recorded at most once. Concurrency is ``batches.concurrency`` while the
+gateway is otherwise idle and ``batches.busy_concurrency`` while interactive requests are in flight, so batches
+take what interactive traffic leaves.
+
+Per tick it also moves validated batches to in_progress, closes the items of expired or cancelled batches,
+refreshes the credit batches hold (``on_held``) and finalizes what is due (``finalize.finalize_batch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from omnirelay.batches.execute import ItemExecutor
+from omnirelay.batches.finalize import finalize_batch
+from omnirelay.config import BatchesConfig
+from omnirelay.core.batches import BatchStore, ClaimedItem, FileStore, ItemResult
+from omnirelay.core.ids import new_id
+
+log = logging.getLogger("omnirelay.batches.runner")
+
+_INTERNAL_ERROR = (
+    b'{"error":{"message":"internal error in the gateway","type":"server_error","param":null,"code":null}}'
+)
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        batches: BatchStore,
+        files: FileStore,
+        executor: ItemExecutor,
+        settings: BatchesConfig,
+        busy: Callable[[], int],
+        on_held: Callable[[dict[str, int]], None],
+    ) -> None:
+        self.batches = batches
+        self.files = files
+        self.executor = executor
+        self.settings = settings
+        self.busy = busy
+        self.on_held = on_held
+        self.owner = new_id("runner_")
+        self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_tick = 0.0
+        self._last_renew = 0.0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="batch-runner")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._task, *self.running.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = None
+        self.running.clear()
+
+    def notify(self) -> None:
+        """Work arrived (a batch was created or cancelled here): look now rather than at the next poll."""
+        self._last_tick = 0.0
+        self._wake.set()
+
+    def limit(self) -> int:
+        s = self.settings
+        return min(s.busy_concurrency, s.concurrency) if self.busy() > 0 else s.concurrency
+
+    async def _run(self) -> None:
+        while True:
+            claimed = 0
+            try:
+                now = time.time()
+                if now - self._last_tick >= self.settings.poll_s:
+                    self._last_tick = now
+                    await self.tick(now)
+                if now - self._last_renew >= self.settings.lease_s / 3:
+                    self._last_renew = now
+                    await self.batches.renew(self.owner, list(self.running), now + self.settings.lease_s)
+                claimed = await self.claim_some(now)
+            except Exception as exc:  # the database away: keep trying, items stay leased or pending
+                log.warning("batch runner: %s", exc)
+            if claimed:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_s)
+            self._wake.clear()
+
+    async def claim_some(self, now: float) -> int:
+        free = self.limit() - len(self.running)
+        if free <= 0:
+            return 0
+        items = await self.batches.claim(self.owner, now, self.settings.lease_s, free)
+        for item in items:
+            key = (item.batch_id, item.index)
+            self.running[key] = asyncio.create_task(self._run_item(item), name=f"batch-item-{item.batch_id}")
+        return len(items)
+
+    async def _run_item(self, item: ClaimedItem) -> None:
+        try:
+            try:
+                result = await self.executor.run(item)
+            except Exception:
+                log.exception("batch %s item %d failed in the gateway", item.batch_id, item.index)
+                result = ItemResult(outcome="errored", status_code=500, body=_INTERNAL_ERROR)
+            if not await self.batches.finish(item.batch_id, item.index, result):
+                log.info("batch %s item %d: a result was recorded already", item.batch_id, item.index)
+        except Exception as exc:  # not recorded: the lease lapses and the item runs again (charged once)
+            log.warning("batch %s item %d: recording its result failed: %s", item.batch_id, item.index, exc)
+        finally:
+            self.running.pop((item.batch_id, item.index), None)
+            self._last_tick = 0.0  # its batch may be due
+            self._wake.set()
+
+    async def tick(self, now: float) -> None:
+        await self.batches.start_validated(now)
+        await self.batches.close_open_items(now)
+        self.on_held(await self.batches.held_units())
+        stale = self.settings.lease_s
+        for job in await self.batches.due(now, stale):
+            if await self.batches.begin_finalizing(job.id, now, stale):
+                await finalize_batch(self.batches, job, time.time())
