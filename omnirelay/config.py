@@ -170,7 +170,7 @@ class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class BatchesConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The Files and Batch APIs and the runner that executes batches in each gateway process (omnirelay.batches)."""
 
-    run: bool = True  # execute batch items in this process (the endpoints answer either way)
+    run: bool = True  # execute batch items in this process (the endpoints, expiry and finalizing work either way)
     concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8  # items in flight per process when idle
     busy_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2  # ...while interactive requests are in flight
     max_file_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024  # an upload above it gets 413

@@ -43,8 +43,7 @@ class Batches:
         return [self.openai.mount(), self.anthropic.mount()]
 
     async def start(self) -> None:
-        if self.settings.run:
-            self.runner.start()
+        self.runner.start()
 
     async def stop(self) -> None:
         await self.runner.stop()

@@ -98,6 +98,8 @@ class BatchRunner:
             self._wake.clear()
 
     async def claim_some(self, now: float) -> int:
+        if not self.settings.run:
+            return 0
         free = self.limit() - len(self.running)
         if free <= 0:
             return 0

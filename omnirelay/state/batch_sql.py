@@ -175,7 +175,7 @@ _CLAIM = (
 )
 _FINISH = (
     "UPDATE batch_items SET state = 'done', outcome = ?, status_code = ?, result = ?, request_id = ?, cost_units = ?,"
-    " lease_owner = NULL, lease_expires = NULL WHERE batch_id = ? AND idx = ? AND state <> 'done'"
+    " lease_expires = NULL WHERE batch_id = ? AND idx = ? AND state <> 'done'"
 )
 _DUE = (
     "SELECT {cols} FROM batches WHERE (status IN ('in_progress', 'cancelling') AND NOT EXISTS"
