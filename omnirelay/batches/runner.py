@@ -54,6 +54,7 @@ class BatchRunner:
         self._task: asyncio.Task[None] | None = None
         self._last_tick = 0.0
         self._last_renew = 0.0
+        self._open = True  # some batch has not ended, as of the last tick (or a notify since)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-runner")
@@ -71,6 +72,7 @@ class BatchRunner:
     def notify(self) -> None:
         """Work arrived (a batch was created or cancelled here): look now rather than at the next poll."""
         self._last_tick = 0.0
+        self._open = True
         self._wake.set()
 
     def limit(self) -> int:
@@ -98,7 +100,7 @@ class BatchRunner:
             self._wake.clear()
 
     async def claim_some(self, now: float) -> int:
-        if not self.settings.run:
+        if not self.settings.run or not self._open:
             return 0
         free = self.limit() - len(self.running)
         if free <= 0:
@@ -126,6 +128,10 @@ class BatchRunner:
             self._wake.set()
 
     async def tick(self, now: float) -> None:
+        self._open = bool(self.running) or await self.batches.any_open()
+        if not self._open:  # the usual case: one read, no write transaction
+            self.on_held({})
+            return
         await self.batches.start_validated(now)
         await self.batches.close_open_items(now)
         self.on_held(await self.batches.held_units())

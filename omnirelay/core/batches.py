@@ -160,6 +160,10 @@ class BatchStore(ABC):
         """Mark it cancelling and its pending items canceled (a batch already ending is left as it is)."""
 
     @abstractmethod
+    async def any_open(self) -> bool:
+        """Whether some batch has not ended (one read: an idle runner does nothing else)."""
+
+    @abstractmethod
     async def start_validated(self, now: float) -> int:
         """validating -> in_progress; how many."""
 

@@ -280,6 +280,9 @@ class SqlBatches(BatchStore):
                 )
         return await self.get_any(batch_id)
 
+    async def any_open(self) -> bool:
+        return bool(await self.db.fetch(f"SELECT 1 FROM batches WHERE status NOT IN {_ENDED} LIMIT 1"))
+
     async def start_validated(self, now: float) -> int:
         async with self.db.transaction() as tx:
             return await tx.execute(
