@@ -14,14 +14,13 @@ import json
 import shutil
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
 
-from bench.procs import Service, free_port, tree_cpu_seconds
 from bench.install import RUN
+from bench.procs import Service, free_port, tree_cpu_seconds
 from bench.targets import ROOT, UPSTREAM_KEY, create_key
 
 
@@ -86,7 +85,7 @@ def one_batch(client: httpx.Client, gateway: Service, n: int) -> tuple[float, fl
         state = client.get(f"/v1/batches/{batch_id}").json()
         if state["status"] in ("completed", "failed", "expired", "cancelled"):
             break
-        time.sleep(0.05)
+        time.sleep(0.2)
     elapsed = time.monotonic() - t0
     cpu = tree_cpu_seconds(gateway.pid) - cpu0
     counts = state["request_counts"]

@@ -55,12 +55,14 @@ class BatchRunner:
         self._last_tick = 0.0
         self._last_renew = 0.0
         self._open = True  # some batch has not ended, as of the last tick (or a notify since)
+        self._results: list[tuple[str, int, ItemResult]] = []  # finished items whose results are not written yet
+        self._writer: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batch-runner")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self.running.values()) if t is not None]
+        tasks = [t for t in (self._task, self._writer, *self.running.values()) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -113,19 +115,28 @@ class BatchRunner:
 
     async def _run_item(self, item: ClaimedItem) -> None:
         try:
-            try:
-                result = await self.executor.run(item)
-            except Exception:
-                log.exception("batch %s item %d failed in the gateway", item.batch_id, item.index)
-                result = ItemResult(outcome="errored", status_code=500, body=_INTERNAL_ERROR)
-            if not await self.batches.finish(item.batch_id, item.index, result):
-                log.info("batch %s item %d: a result was recorded already", item.batch_id, item.index)
-        except Exception as exc:  # not recorded: the lease lapses and the item runs again (charged once)
-            log.warning("batch %s item %d: recording its result failed: %s", item.batch_id, item.index, exc)
+            result = await self.executor.run(item)
+        except Exception:
+            log.exception("batch %s item %d failed in the gateway", item.batch_id, item.index)
+            result = ItemResult(outcome="errored", status_code=500, body=_INTERNAL_ERROR)
         finally:
             self.running.pop((item.batch_id, item.index), None)
-            self._last_tick = 0.0  # its batch may be due
-            self._wake.set()
+        self._results.append((item.batch_id, item.index, result))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_results(), name="batch-results")
+
+    async def _write_results(self) -> None:
+        """Group commit: the results that finished together go in one transaction (the usage record of each is
+        journalled already, so a result lost here only makes its item run again, charged once)."""
+        await asyncio.sleep(0)  # let the items finishing in this tick join
+        while self._results:
+            batch, self._results = self._results, []
+            try:
+                await self.batches.finish_many(batch)
+            except Exception as exc:  # not recorded: the leases lapse and the items run again
+                log.warning("recording %d batch results failed: %s", len(batch), exc)
+        self._last_tick = 0.0  # their batches may be due
+        self._wake.set()
 
     async def tick(self, now: float) -> None:
         self._open = bool(self.running) or await self.batches.any_open()

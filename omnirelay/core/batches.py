@@ -180,6 +180,10 @@ class BatchStore(ABC):
         """Record an item's result unless one was recorded already; whether this call recorded it."""
 
     @abstractmethod
+    async def finish_many(self, results: list[tuple[str, int, ItemResult]]) -> None:
+        """``finish`` for several items (batch id, index, result) in one transaction."""
+
+    @abstractmethod
     async def close_open_items(self, now: float) -> None:
         """Expired batches: their pending items become expired; cancelling batches: their running items whose
         lease expired become canceled."""

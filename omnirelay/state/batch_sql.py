@@ -179,7 +179,7 @@ _FINISH = (
 )
 _DUE = (
     "SELECT {cols} FROM batches WHERE (status IN ('in_progress', 'cancelling') AND NOT EXISTS"
-    " (SELECT 1 FROM batch_items i WHERE i.batch_id = batches.id AND i.state <> 'done'))"
+    " (SELECT 1 FROM batch_items i WHERE i.state IN ('pending', 'running') AND i.batch_id = batches.id))"
     " OR (status = 'finalizing' AND finalizing_at < ?) OR (status = 'cancelling' AND finalizing_at < ?)"
 )
 
@@ -329,6 +329,11 @@ class SqlBatches(BatchStore):
         async with self.db.transaction() as tx:
             return await tx.execute(_FINISH, args) > 0
 
+    async def finish_many(self, results: list[tuple[str, int, ItemResult]]) -> None:
+        rows = [(r.outcome, r.status_code, r.body, r.request_id, r.cost_units, b, i) for b, i, r in results]
+        async with self.db.transaction() as tx:
+            await tx.executemany(_FINISH, rows)
+
     async def close_open_items(self, now: float) -> None:
         async with self.db.transaction() as tx:
             await tx.execute(
@@ -399,6 +404,6 @@ class SqlBatches(BatchStore):
     async def held_units(self) -> dict[str, int]:
         rows = await self.db.fetch(
             "SELECT b.key_id, COALESCE(SUM(i.reserve_units), 0) FROM batch_items i JOIN batches b"
-            " ON b.id = i.batch_id WHERE i.state <> 'done' AND b.key_id IS NOT NULL GROUP BY b.key_id"
+            " ON b.id = i.batch_id WHERE i.state IN ('pending', 'running') AND b.key_id IS NOT NULL GROUP BY b.key_id"
         )
         return {r[0]: int(r[1]) for r in rows if int(r[1])}

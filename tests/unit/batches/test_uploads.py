@@ -69,8 +69,8 @@ def test_embedding_lines_are_checked_by_the_embeddings_protocol() -> None:
 
 def test_multipart_form() -> None:
     body = (
-        b"--XyZ\r\ncontent-disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n"
-        b"--XyZ\r\ncontent-disposition: form-data; name=\"file\"; filename=\"in.jsonl\"\r\n"
+        b'--XyZ\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nbatch\r\n'
+        b'--XyZ\r\ncontent-disposition: form-data; name="file"; filename="in.jsonl"\r\n'
         b"content-type: application/jsonl\r\n\r\n" + _line() + b"\n\r\n--XyZ--\r\n"
     )
     parts = parse_form("multipart/form-data; boundary=XyZ", body)
