@@ -10,11 +10,13 @@ from collections.abc import Callable
 from omnirelay.batches.anthropic_api import AnthropicBatchesApi
 from omnirelay.batches.create import BatchCreator
 from omnirelay.batches.execute import ItemExecutor
+from omnirelay.batches.native_runner import NativeBatches
 from omnirelay.batches.openai_api import OpenAIBatchesApi
 from omnirelay.batches.runner import BatchRunner
 from omnirelay.config import Config
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.state.gate import KeyGate
+from omnirelay.upstream.executor import HttpExecutor
 from omnirelay.web.routes import Mount
 
 
@@ -22,11 +24,14 @@ class Batches:
     """The endpoints and the runner, built once at start. ``busy`` counts the requests in flight (the runner
     yields to them)."""
 
-    def __init__(self, config: Config, gate: KeyGate, pipeline: CallPipeline, busy: Callable[[], int]) -> None:
+    def __init__(
+        self, config: Config, gate: KeyGate, pipeline: CallPipeline, executor: HttpExecutor, busy: Callable[[], int]
+    ) -> None:
         self.settings = settings = config.batches
         store = gate.store
+        native = NativeBatches(store.batches, pipeline, gate, executor)
         self.runner = BatchRunner(
-            store.batches, store.files, ItemExecutor(pipeline, gate), settings, busy, self._held(gate)
+            store.batches, store.files, ItemExecutor(pipeline, gate), settings, busy, self._held(gate), native
         )
         creator = BatchCreator(store.batches, gate, pipeline, settings, self.runner.notify)
         self.openai = OpenAIBatchesApi(store.files, store.batches, gate, creator, settings)

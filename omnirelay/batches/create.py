@@ -11,13 +11,15 @@ import time
 from collections.abc import Callable
 
 from omnirelay.batches.execute import DEFAULT_BATCH_DISCOUNT
-from omnirelay.batches.targets import parse_item
+from omnirelay.batches.native import native_capable
+from omnirelay.batches.targets import EMBEDDINGS, parse_item
 from omnirelay.config import BatchesConfig
 from omnirelay.core.batches import BatchApi, BatchItem, BatchJob, BatchStore
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.ids import new_id
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.gate import Admission
+from omnirelay.routing.table import Route
 from omnirelay.state.gate import KeyAdmission, KeyGate
 from omnirelay.state.keys import to_usd
 
@@ -63,7 +65,7 @@ class BatchCreator:
         self.settings = settings
         self.notify = notify
 
-    def _item(self, admission: Admission, endpoint: str, index: int, entry: Entry) -> tuple[BatchItem, str]:
+    def _item(self, admission: Admission, endpoint: str, index: int, entry: Entry) -> tuple[BatchItem, str, str | None]:
         """The item, with its worst-case cost reserved. A body its endpoint cannot decode refuses the batch (400
         naming where); a model that is unknown or not allowed to the key fails that request alone when it runs
         (as it would interactively), so it reserves nothing."""
@@ -82,7 +84,15 @@ class BatchCreator:
             price = self.gate.price(None, req.model)
             discount = price.batch_discount if price is not None else DEFAULT_BATCH_DISCOUNT
             units = math.ceil(self.gate.worst_case_units(req, routes) * discount)
-        return BatchItem(index=index, custom_id=entry.custom_id, body=entry.body, reserve_units=units), req.model
+        item = BatchItem(index=index, custom_id=entry.custom_id, body=entry.body, reserve_units=units)
+        return item, req.model, self._native(endpoint, routes)
+
+    def _native(self, endpoint: str, routes: list[Route]) -> str | None:
+        """The upstream whose own batch API may run this request: its only channel, with ``native_batches``."""
+        if endpoint == EMBEDDINGS or len(routes) != 1 or len(routes[0].channels) != 1:
+            return None
+        upstream = routes[0].channels[0].upstream.name
+        return upstream if native_capable(self.pipeline.providers.get(upstream)) else None
 
     async def create(
         self,
@@ -100,10 +110,12 @@ class BatchCreator:
             raise invalid(f"a batch holds at most {self.settings.max_requests} requests", param="requests")
         items: list[BatchItem] = []
         models: set[str] = set()
+        natives: set[str | None] = set()
         for index, entry in enumerate(entries):
-            item, model = self._item(admission, endpoint, index, entry)
+            item, model, native = self._item(admission, endpoint, index, entry)
             items.append(item)
             models.add(model)
+            natives.add(native)
         reserved = sum(i.reserve_units for i in items)
         await self._check_credit(admission, reserved)
         now = time.time()
@@ -120,6 +132,7 @@ class BatchCreator:
             metadata=metadata,
             reserved_units=reserved,
             models=sorted(models),
+            native_upstream=natives.pop() if len(natives) == 1 else None,  # every request to that one upstream
         )
         await self.batches.create(job, items)
         self.notify()

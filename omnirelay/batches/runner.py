@@ -21,8 +21,9 @@ from collections.abc import Callable
 
 from omnirelay.batches.execute import ItemExecutor
 from omnirelay.batches.finalize import finalize_batch
+from omnirelay.batches.native_runner import NativeBatches
 from omnirelay.config import BatchesConfig
-from omnirelay.core.batches import BatchStore, ClaimedItem, FileStore, ItemResult
+from omnirelay.core.batches import BatchJob, BatchStore, ClaimedItem, FileStore, ItemResult
 from omnirelay.core.ids import new_id
 
 log = logging.getLogger("omnirelay.batches.runner")
@@ -41,6 +42,7 @@ class BatchRunner:
         settings: BatchesConfig,
         busy: Callable[[], int],
         on_held: Callable[[dict[str, int]], None],
+        native: NativeBatches | None = None,
     ) -> None:
         self.batches = batches
         self.files = files
@@ -48,6 +50,8 @@ class BatchRunner:
         self.settings = settings
         self.busy = busy
         self.on_held = on_held
+        self.native = native
+        self._native_turns: dict[str, asyncio.Task[None]] = {}  # batch id -> its turn at the upstream running
         self.owner = new_id("runner_")
         self.running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -62,7 +66,7 @@ class BatchRunner:
         self._task = asyncio.create_task(self._run(), name="batch-runner")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, self._writer, *self.running.values()) if t is not None]
+        tasks = [t for t in (self._task, self._writer, *self.running.values(), *self._native_turns.values()) if t]
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -150,3 +154,16 @@ class BatchRunner:
         for job in await self.batches.due(now, stale):
             if await self.batches.begin_finalizing(job.id, now, stale):
                 await finalize_batch(self.batches, job, time.time())
+        if self.native is not None and self.settings.run:
+            for job in await self.batches.claim_native(self.owner, now, self.native.hold_s, 4):
+                if job.id not in self._native_turns:  # a turn still running here keeps its batch
+                    task = asyncio.create_task(self._native_turn(self.native, job), name=f"batch-native-{job.id}")
+                    self._native_turns[job.id] = task
+
+    async def _native_turn(self, native: NativeBatches, job: BatchJob) -> None:
+        try:
+            await native.advance(job)
+        finally:
+            self._native_turns.pop(job.id, None)
+            self._last_tick = 0.0
+            self._wake.set()

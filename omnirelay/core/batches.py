@@ -68,6 +68,8 @@ class BatchJob(msgspec.Struct, kw_only=True):
     error_file_id: str | None = None
     reserved_units: int = 0  # the worst case of every item, held from the key's credit while items are open
     models: list[str] = []
+    native_upstream: str | None = None  # set: submitted to this upstream's own batch API (batches/native.py)
+    native_id: str | None = None  # the batch's id at that upstream, once submitted
     counts: BatchCounts = msgspec.field(default_factory=BatchCounts)  # filled in on read
 
     @property
@@ -198,12 +200,25 @@ class BatchStore(ABC):
         """Take the finalization of a batch (one runner wins)."""
 
     @abstractmethod
+    async def open_items(self, batch_id: str) -> list[BatchItem]:
+        """The items not done yet (pending), in index order."""
+
+    @abstractmethod
     async def done_items(self, batch_id: str) -> list[DoneItem]:
         """Every done item, in index order."""
 
     @abstractmethod
     async def finalize(self, job: BatchJob, status: BatchStatus, files: list[StoredFile], now: float) -> None:
         """Store the result files (kept if already there) and end the batch with ``status``."""
+
+    @abstractmethod
+    async def claim_native(self, owner: str, now: float, hold_s: float, limit: int) -> list[BatchJob]:
+        """Lease in-progress batches run by an upstream's batch API whose lease lapsed (the time to look at
+        them again) to ``owner`` until ``now + hold_s``."""
+
+    @abstractmethod
+    async def set_native_id(self, batch_id: str, native_id: str) -> bool:
+        """Record the upstream's id of a batch once (False: one was recorded already)."""
 
     @abstractmethod
     async def held_units(self) -> dict[str, int]:

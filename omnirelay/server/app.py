@@ -47,7 +47,7 @@ class App:
         self.images = ImageGenerator(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
         self.in_flight = 0  # requests being answered: the batch runner yields to them
-        self.batches = Batches(config, self.gate, self.relay.pipeline, lambda: self.in_flight)
+        self.batches = Batches(config, self.gate, self.relay.pipeline, self.executor, lambda: self.in_flight)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.

@@ -36,10 +36,16 @@ _TABLES = (
         output_file_id TEXT,
         error_file_id TEXT,
         reserved_units {INT} NOT NULL DEFAULT 0,
-        models TEXT NOT NULL DEFAULT '[]'
+        models TEXT NOT NULL DEFAULT '[]',
+        native_upstream TEXT,
+        native_id TEXT,
+        lease_owner TEXT,
+        lease_expires {REAL}
     )""",
     "CREATE INDEX batches_key_created ON batches (key_id, created_at)",
     "CREATE INDEX batches_status ON batches (status)",
+    # native_upstream: the upstream whose own batch API runs this batch (native_id: its batch id there); the
+    # runner holding lease_owner until lease_expires polls it next. lease_owner of a done item: who ran it.
     # One row per request. state: pending | running | done; outcome (when done): succeeded | errored |
     # canceled | expired; result: the reply or error body; request_id: the usage record's (batch id + index,
     # so a re-run item never charges twice).

@@ -32,7 +32,7 @@ FILE_META = "id, key_id, purpose, filename, bytes, lines, created_at"
 JOB_COLUMNS = (
     "id, key_id, api, endpoint, input_file_id, completion_window, status, created_at, expires_at, in_progress_at,"
     " finalizing_at, completed_at, failed_at, expired_at, cancelling_at, cancelled_at, metadata, output_file_id,"
-    " error_file_id, reserved_units, models"
+    " error_file_id, reserved_units, models, native_upstream, native_id"
 )
 _JOB_COUNT = JOB_COLUMNS.count(",") + 1
 ITEM_COLUMNS = "batch_id, idx, custom_id, body, reserve_units"
@@ -131,6 +131,8 @@ def _job_values(j: BatchJob) -> tuple[Any, ...]:
         j.error_file_id,
         j.reserved_units,
         msgspec.json.encode(j.models).decode(),
+        j.native_upstream,
+        j.native_id,
     )
 
 
@@ -157,6 +159,8 @@ def _job(row: Row) -> BatchJob:
         error_file_id=row[18],
         reserved_units=int(row[19]),
         models=_models_decoder.decode(row[20]),
+        native_upstream=row[21],
+        native_id=row[22],
     )
 
 
@@ -169,7 +173,8 @@ _COUNTS = (
 _CLAIM = (
     "UPDATE batch_items SET state = 'running', lease_owner = ?, lease_expires = ?, attempts = attempts + 1"
     " WHERE (batch_id, idx) IN (SELECT i.batch_id, i.idx FROM batch_items i JOIN batches b ON b.id = i.batch_id"
-    " WHERE b.status = 'in_progress' AND (i.state = 'pending' OR (i.state = 'running' AND i.lease_expires < ?))"
+    " WHERE b.status = 'in_progress' AND b.native_upstream IS NULL"
+    " AND (i.state = 'pending' OR (i.state = 'running' AND i.lease_expires < ?))"
     " ORDER BY b.created_at, i.batch_id, i.idx LIMIT ?{skip_locked})"
     " RETURNING batch_id, idx, custom_id, body, attempts"
 )
@@ -365,6 +370,14 @@ class SqlBatches(BatchStore):
                 > 0
             )
 
+    async def open_items(self, batch_id: str) -> list[BatchItem]:
+        rows = await self.db.fetch(
+            "SELECT idx, custom_id, body, reserve_units FROM batch_items WHERE state = 'pending' AND batch_id = ?"
+            " ORDER BY idx",
+            [batch_id],
+        )
+        return [BatchItem(index=int(r[0]), custom_id=r[1], body=bytes(r[2]), reserve_units=int(r[3])) for r in rows]
+
     async def done_items(self, batch_id: str) -> list[DoneItem]:
         rows = await self.db.fetch(
             "SELECT idx, custom_id, outcome, status_code, result, request_id, cost_units FROM batch_items"
@@ -400,6 +413,24 @@ class SqlBatches(BatchStore):
                 f" WHERE id = ? AND status NOT IN {_ENDED}",
                 [status, now, output, errors, job.id],
             )
+
+    async def claim_native(self, owner: str, now: float, hold_s: float, limit: int) -> list[BatchJob]:
+        # The alias ``i`` is what the dialect's row lock names (Db.skip_locked).
+        pick = (
+            "SELECT i.id FROM batches i WHERE i.native_upstream IS NOT NULL AND i.status = 'in_progress'"
+            f" AND (i.lease_expires IS NULL OR i.lease_expires < ?) ORDER BY i.created_at LIMIT ?{self.db.skip_locked}"
+        )
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                f"UPDATE batches SET lease_owner = ?, lease_expires = ? WHERE id IN ({pick}) RETURNING {JOB_COLUMNS}",
+                [owner, now + hold_s, now, limit],
+            )
+        return [_job(r) for r in rows]
+
+    async def set_native_id(self, batch_id: str, native_id: str) -> bool:
+        async with self.db.transaction() as tx:
+            sql = "UPDATE batches SET native_id = ? WHERE id = ? AND native_id IS NULL"
+            return await tx.execute(sql, [native_id, batch_id]) > 0
 
     async def held_units(self) -> dict[str, int]:
         rows = await self.db.fetch(
