@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import asyncpg
 import httpx
 import openai
@@ -179,6 +180,24 @@ def test_batch_credit_reserved_refused_and_owner_checked(mocks: MockUpstreams, t
             with pytest.raises(openai.NotFoundError):
                 _client(gw, other).files.content(inputs[0].id)
             assert batch_id not in [x.id for x in _client(gw, other).batches.list()]
+            mine = anthropic.Anthropic(base_url=gw.url, api_key=secret, max_retries=0)
+            theirs = anthropic.Anthropic(base_url=gw.url, api_key=other, max_retries=0)
+            params: Any = {
+                "model": "claude-sonnet-4-20250514",
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "x"}],
+            }
+            m = mine.messages.batches.create(requests=[{"custom_id": "one", "params": params}])
+            for call in (
+                theirs.messages.batches.retrieve,
+                theirs.messages.batches.cancel,
+                theirs.messages.batches.delete,
+            ):
+                with pytest.raises(anthropic.NotFoundError):
+                    call(m.id)
+            assert m.id not in [x.id for x in theirs.messages.batches.list()]
+            assert [x.id for x in mine.messages.batches.list()] == [m.id]
+            mine.messages.batches.cancel(m.id)
             with pytest.raises(openai.APIStatusError) as big:
                 client.files.create(file=("in.jsonl", io.BytesIO(_input(100))), purpose="batch")
             assert big.value.status_code == 413
