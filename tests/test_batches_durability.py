@@ -100,7 +100,7 @@ def test_sigkill_mid_batch_then_restart(mocks: MockUpstreams, kind: str, tmp_pat
             admin = Admin(gw.url)
             kid, secret = admin.create_key(credit=1.0)
             # Slow replies so that the kill lands mid-batch; each echoes its request's text.
-            mocks.push("openai", *[ScriptedReply(echo=True, delay_s=0.05) for _ in range(n)])
+            mocks.push("openai", *[ScriptedReply(echo=True, delay_s=0.1) for _ in range(n)])
             client = _client(gw, secret)
             batch_id = _submit(client, n)
             wait_until(lambda: _completed(client, batch_id) >= 40, 30, "40 requests done")
@@ -129,7 +129,7 @@ def pg(tmp_path: Path) -> Any:
 
 def test_two_replicas_share_one_batch(mocks: MockUpstreams, pg: Backend, tmp_path: Path) -> None:
     n = 120
-    mocks.push("openai", *[ScriptedReply(echo=True, delay_s=0.05) for _ in range(n)])
+    mocks.push("openai", *[ScriptedReply(echo=True, delay_s=0.1) for _ in range(n)])
     gws = [start_gateway(_config(mocks), tmp_path / f"gw{i}", pg) for i in range(2)]
     try:
         admin = Admin(gws[0].url)
