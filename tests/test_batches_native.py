@@ -13,6 +13,7 @@ import anthropic
 import openai
 import pytest
 
+from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
 from tests.polling import wait_until
 from tests.state_helpers import Admin, backend, start_gateway, state_config
@@ -107,6 +108,37 @@ def test_anthropic_message_batch_natively(env: tuple[str, str, Admin, str], mock
     assert "/v1/messages/batches" in _paths(mocks, "anthropic")
     results = {r.custom_id: r.result for r in client.messages.batches.results(batch.id)}
     assert results["a1"].type == "succeeded" and results["a1"].message.content[0].text == "echo: hey 1"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("model", "family"), [("gpt-4.1", "openai"), ("claude-sonnet-4-20250514", "anthropic")])
+def test_cancel_reaches_the_upstream(
+    env: tuple[str, str, Admin, str], mocks: MockUpstreams, model: str, family: str
+) -> None:
+    url, secret, admin, kid = env
+    mocks.push(family, *[ScriptedReply(echo=True, delay_s=0.3) for _ in range(20)])
+    client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+    lines = [
+        {"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": model, "max_tokens": 9, "messages": [{"role": "user", "content": f"c{i}"}]}}
+        for i in range(20)
+    ]  # fmt: skip
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+    f = client.files.create(file=("c.jsonl", io.BytesIO(data)), purpose="batch")
+    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    run_path = "/v1/chat/completions" if family == "openai" else "/v1/messages"
+    poll = "/v1/batches/batch_" if family == "openai" else "/v1/messages/batches/msgbatch_"
+    # A poll comes only once the upstream's batch id is recorded: then a cancel is passed on.
+    wait_until(lambda: any(p.startswith(poll) for p in _paths(mocks, family)), 15, "the upstream's batch polled")
+    client.batches.cancel(batch.id)
+    done = wait_until(lambda: _ended(client, batch.id), 30, "the cancelled batch to end")
+    assert done.status == "cancelled"
+    assert any(p.endswith("/cancel") for p in _paths(mocks, family)), "the cancel was not passed on"
+    ran = _paths(mocks, family).count(run_path)
+    assert 0 < ran < 20 and done.request_counts.completed == ran
+    err = [json.loads(x) for x in client.files.content(done.error_file_id).text.splitlines()]
+    assert len(err) == 20 - ran and {e["error"]["code"] for e in err} == {"batch_cancelled"}
+    records = [r for r in admin.usage(key=kid, limit=1000) if r["request_id"].startswith(batch.id)]
+    assert len(records) == ran  # only what ran is charged
 
 
 def test_a_mixed_batch_runs_here(env: tuple[str, str, Admin, str], mocks: MockUpstreams) -> None:

@@ -91,6 +91,9 @@ class OpenAINative:
     def poll(self, native_id: str) -> UpstreamRequest:
         return _get(f"{self.base}/batches/{native_id}", self.template)
 
+    def cancel(self, native_id: str) -> UpstreamRequest:
+        return _json(f"{self.base}/batches/{native_id}/cancel", self.template, {})
+
     def content(self, file_id: str) -> UpstreamRequest:
         return _get(f"{self.base}/files/{file_id}/content", self.template)
 
@@ -153,6 +156,9 @@ class AnthropicNative:
 
     def poll(self, native_id: str) -> UpstreamRequest:
         return _get(f"{self.base}/batches/{native_id}", self.template)
+
+    def cancel(self, native_id: str) -> UpstreamRequest:
+        return _json(f"{self.base}/batches/{native_id}/cancel", self.template, {})
 
     def results(self, url: str) -> UpstreamRequest:
         return _get(url, self.template)

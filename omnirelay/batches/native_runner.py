@@ -2,8 +2,9 @@
 poll interval at a time (``BatchStore.claim_native``); each turn either submits it (the upstream's batch id is
 recorded once) or polls it, and once the upstream's batch has ended, reads every result with the provider's
 parser, renders it as the batch's endpoint would, charges it at the batch price (usage records as for items run
-here, request id batch id + index) and records it. A turn that fails (the upstream away) is tried again at the
-next lease."""
+here, request id batch id + index) and records it. A cancelled batch is cancelled at the upstream (asked each turn
+until it has ended there) and its results read the same way: what never ran is canceled. A turn that fails (the
+upstream away) is tried again at the next lease."""
 
 from __future__ import annotations
 
@@ -90,6 +91,8 @@ class NativeBatches:
             if not await self.batches.set_native_id(job.id, native_id):
                 log.error("batch %s was submitted twice to %s (%s is extra)", job.id, provider.upstream.name, native_id)
             return
+        if job.status == "cancelling":  # asked again each turn until the upstream's batch has ended
+            await self.executor.exchange(provider, api.cancel(job.native_id), timeouts)
         if isinstance(api, OpenAINative):
             state = msgspec.json.decode(
                 await self.executor.exchange(provider, api.poll(job.native_id), timeouts), type=OpenAIBatchState
@@ -144,8 +147,9 @@ class NativeBatches:
         self, job: BatchJob, provider: HttpProvider, prepared: list[Prepared], results: dict[int, NativeResult]
     ) -> None:
         done: list[tuple[str, int, ItemResult]] = []
+        missing: NativeResult = ("canceled" if job.status == "cancelling" else "expired", 0, b"")
         for p in prepared:
-            outcome, status, body = results.get(p.index, ("expired", 0, b""))
+            outcome, status, body = results.get(p.index, missing)
             if outcome in ("canceled", "expired"):
                 done.append((job.id, p.index, ItemResult(outcome=outcome)))  # type: ignore[arg-type]
                 continue

@@ -277,11 +277,11 @@ class SqlBatches(BatchStore):
                 " WHERE id = ? AND status IN ('validating', 'in_progress')",
                 [now, batch_id],
             )
-            if changed:
+            if changed:  # a batch an upstream runs is cancelled there (native_runner), its results read as usual
                 await tx.execute(
-                    "UPDATE batch_items SET state = 'done', outcome = 'canceled'"
-                    " WHERE batch_id = ? AND state = 'pending'",
-                    [batch_id],
+                    "UPDATE batch_items SET state = 'done', outcome = 'canceled' WHERE batch_id = ?"
+                    " AND state = 'pending' AND (SELECT native_id FROM batches WHERE id = ?) IS NULL",
+                    [batch_id, batch_id],
                 )
         return await self.get_any(batch_id)
 
@@ -417,8 +417,9 @@ class SqlBatches(BatchStore):
     async def claim_native(self, owner: str, now: float, hold_s: float, limit: int) -> list[BatchJob]:
         # The alias ``i`` is what the dialect's row lock names (Db.skip_locked).
         pick = (
-            "SELECT i.id FROM batches i WHERE i.native_upstream IS NOT NULL AND i.status = 'in_progress'"
-            f" AND (i.lease_expires IS NULL OR i.lease_expires < ?) ORDER BY i.created_at LIMIT ?{self.db.skip_locked}"
+            "SELECT i.id FROM batches i WHERE i.native_upstream IS NOT NULL"
+            " AND i.status IN ('in_progress', 'cancelling') AND"
+            f" (i.lease_expires IS NULL OR i.lease_expires < ?) ORDER BY i.created_at LIMIT ?{self.db.skip_locked}"
         )
         async with self.db.transaction() as tx:
             rows = await tx.fetch(

@@ -42,6 +42,7 @@ class OpenAIBatches:
         app.router.add_get("/v1/files/{id}/content", self.content)
         app.router.add_post("/v1/batches", self.create)
         app.router.add_get("/v1/batches/{id}", self.retrieve)
+        app.router.add_post("/v1/batches/{id}/cancel", self.cancel)
 
     async def upload(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -89,6 +90,8 @@ class OpenAIBatches:
         bad: list[bytes] = []
         async with aiohttp.ClientSession() as session:
             for raw in data.splitlines():
+                if batch["status"] == "cancelling":  # what has not run is left out of both files
+                    break
                 line = json.loads(raw)
                 async with session.post(base + line["url"], json=line["body"], headers=headers) as resp:
                     reply = await resp.json()
@@ -101,9 +104,20 @@ class OpenAIBatches:
                 file_id = "file-" + secrets.token_hex(12)
                 self.files[file_id] = b"\n".join(lines) + b"\n"
                 batch[field] = file_id
-        batch["request_counts"] = {"total": len(good) + len(bad), "completed": len(good), "failed": len(bad)}
-        batch["status"] = "completed"
-        batch["completed_at"] = int(time.time())
+        batch["request_counts"] = {"total": len(data.splitlines()), "completed": len(good), "failed": len(bad)}
+        ended = "cancelled" if batch["status"] == "cancelling" else "completed"
+        batch["status"] = ended
+        batch[f"{ended}_at"] = int(time.time())
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        _record(self.state, request, None)
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return _openai_error(404, f"No such Batch object: {request.match_info['id']}")
+        if batch["status"] in ("validating", "in_progress"):
+            batch["status"] = "cancelling"
+            batch["cancelling_at"] = int(time.time())
+        return web.json_response(batch)
 
     async def retrieve(self, request: web.Request) -> web.Response:
         _record(self.state, request, None)
@@ -128,6 +142,7 @@ class AnthropicBatches:
         app.router.add_post("/v1/messages/batches", self.create)
         app.router.add_get("/v1/messages/batches/{id}", self.retrieve)
         app.router.add_get("/v1/messages/batches/{id}/results", self.results_of)
+        app.router.add_post("/v1/messages/batches/{id}/cancel", self.cancel)
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -157,6 +172,11 @@ class AnthropicBatches:
         counts = batch["request_counts"]
         async with aiohttp.ClientSession() as session:
             for r in requests:
+                if batch["processing_status"] == "canceling":
+                    counts["canceled"] += 1
+                    counts["processing"] -= 1
+                    lines.append(json.dumps({"custom_id": r["custom_id"], "result": {"type": "canceled"}}).encode())
+                    continue
                 async with session.post(base + "/v1/messages", json=r["params"], headers=headers) as resp:
                     reply = await resp.json()
                 if resp.status == 200:
@@ -177,6 +197,16 @@ class AnthropicBatches:
         batch = self.batches.get(request.match_info["id"])
         if batch is None:
             return _anthropic_error(404, "not_found_error", "batch not found")
+        return web.json_response(batch)
+
+    async def cancel(self, request: web.Request) -> web.Response:
+        _record(self.state, request, None)
+        batch = self.batches.get(request.match_info["id"])
+        if batch is None:
+            return _anthropic_error(404, "not_found_error", "batch not found")
+        if batch["processing_status"] == "in_progress":
+            batch["processing_status"] = "canceling"
+            batch["cancel_initiated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         return web.json_response(batch)
 
     async def results_of(self, request: web.Request) -> web.Response:
