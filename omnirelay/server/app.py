@@ -64,17 +64,8 @@ class App:
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
-        return [
-            *protocols,
-            count,
-            embeddings,
-            models,
-            health,
-            admin,
-            stored_responses,
-            self.images.mount(),
-            *self.batches.mounts(),
-        ]
+        mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        return [*mounts, *self.batches.mounts()]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
