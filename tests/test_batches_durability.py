@@ -130,7 +130,10 @@ def pg(tmp_path: Path) -> Any:
 def test_two_replicas_share_one_batch(mocks: MockUpstreams, pg: Backend, tmp_path: Path) -> None:
     n = 120
     mocks.push("openai", *[ScriptedReply(echo=True, delay_s=0.1) for _ in range(n)])
-    gws = [start_gateway(_config(mocks), tmp_path / f"gw{i}", pg) for i in range(2)]
+    cfg = _config(mocks)
+    # Closed from the start: a replica that has not loaded the new key yet answers 401, not as an open gateway.
+    cfg["server"] = {**cfg.get("server", {}), "open": False}
+    gws = [start_gateway(cfg, tmp_path / f"gw{i}", pg) for i in range(2)]
     try:
         admin = Admin(gws[0].url)
         kid, secret = admin.create_key(credit=1.0)
