@@ -137,7 +137,7 @@ def test_two_replicas_share_one_batch(mocks: MockUpstreams, pg: Backend, tmp_pat
     try:
         admin = Admin(gws[0].url)
         kid, secret = admin.create_key(credit=1.0)
-        wait_until(lambda: httpx.get(gws[1].url + "/v1/models", headers={"authorization": f"Bearer {secret}"})
+        wait_until(lambda: httpx.get(gws[1].url + "/v1/batches", headers={"authorization": f"Bearer {secret}"})
                    .status_code == 200, 10, "the key on the second replica")  # fmt: skip
         batch_id = _submit(_client(gws[0], secret), n)
         done = wait_until(lambda: _ended(_client(gws[1], secret), batch_id), 60, "the batch to end")
