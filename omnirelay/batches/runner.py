@@ -74,6 +74,10 @@ class BatchRunner:
                 await task
         self._task = None
         self.running.clear()
+        try:  # what was cut short runs again at once elsewhere, not after its lease (charged once either way)
+            await self.batches.release(self.owner)
+        except Exception as exc:
+            log.warning("releasing the batch items of %s failed (their leases lapse instead): %s", self.owner, exc)
 
     def notify(self) -> None:
         """Work arrived (a batch was created or cancelled here): look now rather than at the next poll."""

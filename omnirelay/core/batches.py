@@ -178,6 +178,10 @@ class BatchStore(ABC):
     async def renew(self, owner: str, items: list[tuple[str, int]], until: float) -> None: ...
 
     @abstractmethod
+    async def release(self, owner: str) -> int:
+        """Put the items ``owner`` is running back to pending (a runner stopping cleanly); how many."""
+
+    @abstractmethod
     async def finish(self, batch_id: str, index: int, result: ItemResult) -> bool:
         """Record an item's result unless one was recorded already; whether this call recorded it."""
 

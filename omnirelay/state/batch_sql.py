@@ -328,6 +328,14 @@ class SqlBatches(BatchStore):
                 [(until, b, i, owner) for b, i in items],
             )
 
+    async def release(self, owner: str) -> int:
+        async with self.db.transaction() as tx:
+            return await tx.execute(
+                "UPDATE batch_items SET state = 'pending', lease_owner = NULL, lease_expires = NULL"
+                " WHERE state = 'running' AND lease_owner = ?",
+                [owner],
+            )
+
     async def finish(self, batch_id: str, index: int, result: ItemResult) -> bool:
         r = result
         args = [r.outcome, r.status_code, r.body, r.request_id, r.cost_units, batch_id, index]

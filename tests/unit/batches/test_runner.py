@@ -53,6 +53,14 @@ async def test_runner_yields_to_interactive_traffic_and_finalizes(tmp_path: Path
     try:
         await wait_until_async(lambda: executor.running == 2, 5, "two items while busy")
         assert held[-1] == {"k": 200}
+        # A clean stop hands its items back at once: a new runner takes them without waiting for the lease.
+        await runner.stop()
+        again = await store.batches.claim("other", time.time(), 5, 100)
+        assert len(again) == 20 and all(c.attempts <= 2 for c in again)
+        assert await store.batches.release("other") == 20
+        runner = BatchRunner(store.batches, store.files, executor, settings, lambda: busy["n"], held.append)
+        runner.start()
+        await wait_until_async(lambda: executor.running == 2, 5, "two items while busy, again")
         busy["n"] = 0
         runner.notify()
         await wait_until_async(lambda: executor.running == 6, 5, "six items once idle")
