@@ -91,7 +91,7 @@ def _check_charges(admin: Admin, kid: str, batch_id: str, n: int) -> None:
     assert spent == pytest.approx(total, abs=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["sqlite"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
 def test_sigkill_mid_batch_then_restart(mocks: MockUpstreams, kind: str, tmp_path: Path) -> None:
     n = 200
     with backend(kind, tmp_path) as b:
