@@ -446,6 +446,9 @@ class KeyGate(Gate):
         # A compound request's own tokens are its calls', each counted (and reserved for) as it is made.
         compound = len(routes) == 1 and _is_virtual(routes[0])
         est_in = 0 if compound else estimate_request_tokens(req)
+        # What open batches hold counts as spent here; not with Redis, which seeds its shared counter from
+        # spent_units once (a hold would stay in it for good).
+        held = self.held_units.get(rec.id, 0) if self.shared is None else 0
         lim = Limits(
             key_id=rec.id,
             request_id=new_id(""),
@@ -453,7 +456,7 @@ class KeyGate(Gate):
             tpm=rec.tpm,
             est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
-            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0) + self.held_units.get(rec.id, 0),
+            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0) + held,
             reserve_units=(
                 0
                 if rec.credit_units is None
