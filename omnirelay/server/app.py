@@ -7,6 +7,7 @@ import logging
 import os
 
 from omnirelay.admin import admin_mount
+from omnirelay.batches import Batches
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.protocols import inbound_protocols
@@ -45,6 +46,8 @@ class App:
         self.counter = TokenCounter(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.images = ImageGenerator(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
+        self.in_flight = 0  # requests being answered: the batch runner yields to them
+        self.batches = Batches(config, self.gate, self.relay.pipeline, self.executor, lambda: self.in_flight)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
@@ -61,7 +64,8 @@ class App:
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
-        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        return [*mounts, *self.batches.mounts()]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
@@ -73,10 +77,12 @@ class App:
         await self.executor.start()
         await self.gate.start()
         await self.routes.start()
+        await self.batches.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
 
     async def shutdown(self) -> None:
+        await self.batches.stop()
         await self.routes.stop()
         await self.gate.stop()
         await self.executor.stop()
@@ -115,6 +121,7 @@ class App:
         path = request.path.rstrip("/") or "/"
         method = request.method
         route = self.router.match(method, path)
+        self.in_flight += 1
         try:
             if route is None:
                 if self.router.allows_other_method(path):
@@ -128,6 +135,8 @@ class App:
         except Exception:
             log.exception("unhandled error on %s", path)
             await self._send_error(request, GatewayError("internal", "internal error in the gateway"), route, path)
+        finally:
+            self.in_flight -= 1
 
     async def _send_error(self, request: Exchange, err: GatewayError, route: Route | None, path: str) -> None:
         """``err`` in the format of the mount ``route`` came from (no route: of the one owning ``path``)."""

@@ -14,8 +14,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.batch_db import PostgresDb
+from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -98,6 +101,8 @@ class PostgresStore(Store):
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._responses = PostgresResponses(self)
+        self._files = SqlFiles(PostgresDb(self))
+        self._batches = SqlBatches(PostgresDb(self))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -126,6 +131,14 @@ class PostgresStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def files(self) -> FileStore:
+        return self._files
+
+    @property
+    def batches(self) -> BatchStore:
+        return self._batches
 
     async def _migrate(self, target: int | None) -> None:
         async with self.pool.acquire() as conn, conn.transaction():

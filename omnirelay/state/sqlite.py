@@ -11,9 +11,11 @@ the usage journal is deleted once a batch commits: the commit must be on disk by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,11 @@ from typing import Any
 import aiosqlite
 from msgspec.structs import astuple
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.batch_db import SqliteDb
+from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -89,6 +94,8 @@ class SqliteStore(Store):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._responses = SqliteResponses(self)
+        self._files = SqlFiles(SqliteDb(self))
+        self._batches = SqlBatches(SqliteDb(self))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -124,6 +131,28 @@ class SqliteStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def files(self) -> FileStore:
+        return self._files
+
+    @property
+    def batches(self) -> BatchStore:
+        return self._batches
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer inside ``BEGIN IMMEDIATE`` under the write lock: committed when the block ends, rolled
+        back if it raises."""
+        async with self._write_lock:
+            await self._begin()
+            try:
+                yield self.writer
+                await self.writer.execute("COMMIT")
+            except BaseException:
+                if self.writer.in_transaction:
+                    await self.writer.execute("ROLLBACK")
+                raise
 
     async def _writable(self) -> aiosqlite.Connection:
         """The writer, with no transaction left open. Call with the write lock held. A cancel that lands while

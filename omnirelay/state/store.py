@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
 
@@ -184,6 +185,16 @@ class Store(ABC):
     @abstractmethod
     def responses(self) -> ResponseStore:
         """The stored Responses API objects, in this database (usable once the store is open)."""
+
+    @property
+    @abstractmethod
+    def files(self) -> FileStore:
+        """Uploaded files and batch result files (``/v1/files``), in this database."""
+
+    @property
+    @abstractmethod
+    def batches(self) -> BatchStore:
+        """Batch jobs and their items (``omnirelay.batches``), in this database."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...
