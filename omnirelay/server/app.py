@@ -9,6 +9,8 @@ import os
 from omnirelay.admin import admin_mount
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
+from omnirelay.observability.observer import Observability
+from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols import inbound_protocols
 from omnirelay.protocols.anthropic_messages import COUNT_TOKENS_PATHS
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
@@ -47,6 +49,7 @@ class App:
         self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
+        self.observability = Observability(config, self._breaker_states, self._journal_backlog)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
         self.router = Router(self.mounts(), OPENAI.render_error)
 
@@ -61,7 +64,9 @@ class App:
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
-        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        metrics = self.observability.mount(OPENAI.render_error)
+        return mounts if metrics is None else [*mounts, metrics]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
@@ -73,10 +78,12 @@ class App:
         await self.executor.start()
         await self.gate.start()
         await self.routes.start()
+        await self.observability.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
 
     async def shutdown(self) -> None:
+        await self.observability.stop()
         await self.routes.stop()
         await self.gate.stop()
         await self.executor.stop()
@@ -143,11 +150,17 @@ class App:
     # -- handlers --------------------------------------------------------------------------------------
 
     def _chat_handler(self, protocol: InboundProtocol) -> Handler:
-        async def handle(request: Exchange) -> None:
+        async def handle(request: Exchange, observation: Observation | None) -> None:
             body = await request.body(self.max_body)
-            await self.relay.handle(protocol, request, body)
+            await self.relay.handle(protocol, request, body, observation)
 
-        return handle
+        return self.observability.wrap(protocol.name, handle)
+
+    def _breaker_states(self) -> dict[str, str]:
+        return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}
+
+    def _journal_backlog(self) -> int:
+        return len(self.gate.writer.pending)
 
     async def health(self, request: Exchange) -> None:
         await request.respond(200, b'{"status":"ok"}')
