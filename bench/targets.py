@@ -60,7 +60,7 @@ def _omnirelay_argv() -> list[str]:
 
 
 class OmnirelayTarget(Target):
-    def start(self, upstream: str, workers: int, state: bool) -> OmnirelayTarget:
+    def start(self, upstream: str, workers: int, state: bool, metrics: bool = True) -> OmnirelayTarget:
         self.port = free_port()
         workdir = RUN / "omnirelay"
         if workdir.exists():
@@ -78,7 +78,10 @@ class OmnirelayTarget(Target):
                     "models": ["gpt-*"],
                 }
             ],
+            "metrics": {"enabled": metrics},
         }
+        if not metrics:
+            self.notes.append("metrics off (metrics.enabled: false)")
         env = {"OMNIRELAY_DATA_DIR": str(workdir)}
         path = workdir / "omnirelay.yaml"
         if state:

@@ -121,58 +121,49 @@ class Observability:
     # -- per request ---------------------------------------------------------------------------------------
 
     def wrap(self, protocol: str, handler: ObservedHandler) -> Handler:
-        """``handler`` observed (or as it is, ``observation`` None, when nothing observes)."""
-        if not self.active:
-
-            async def unobserved(request: Exchange) -> None:
-                await handler(request, None)
-
-            return unobserved
+        """``handler`` observed (only called while something observes: ``active``). One coroutine around it,
+        not two: every await of the request passes through each frame of the chain."""
+        metrics = self.metrics
+        tracing = self.tracing
 
         async def observed(request: Exchange) -> None:
-            await self._observe(protocol, handler, request)
+            t0 = time.perf_counter()
+            observation = Observation()
+            if metrics is not None:
+                metrics.in_flight += 1
+            traced: TracedCall | None = None
+            token = None
+            if tracing is not None:
+                traced = tracing.request_span(protocol, request.method, request.path, request.headers)
+                token = current_span.set(traced)
+            error: BaseException | None = None
+            try:
+                await handler(request, observation)
+            except BaseException as exc:
+                error = exc
+                raise
+            finally:
+                if token is not None:
+                    current_span.reset(token)
+                if metrics is not None:
+                    metrics.in_flight -= 1
+                try:
+                    self._finished(protocol, request, observation, error, time.perf_counter() - t0, traced)
+                except Exception:  # observing must never fail the request
+                    log.exception("observing a request failed")
 
         return observed
-
-    async def _observe(self, protocol: str, handler: ObservedHandler, request: Exchange) -> None:
-        t0 = time.perf_counter()
-        observation = Observation()
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.in_flight += 1
-        traced: TracedCall | None = None
-        token = None
-        if self.tracing is not None:
-            traced = self.tracing.request_span(protocol, request.method, request.path, request.headers)
-            token = current_span.set(traced)
-        error: BaseException | None = None
-        try:
-            await handler(request, observation)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if token is not None:
-                current_span.reset(token)
-            duration = time.perf_counter() - t0
-            if metrics is not None:
-                metrics.in_flight -= 1
-            status = _status(observation, error)
-            try:
-                self._finished(protocol, request, observation, status, error, duration, traced)
-            except Exception:  # observing must never fail the request
-                log.exception("observing a request failed")
 
     def _finished(
         self,
         protocol: str,
         request: Exchange,
         observation: Observation,
-        status: int,
         error: BaseException | None,
         duration: float,
         traced: TracedCall | None,
     ) -> None:
+        status = _status(observation, error)
         done = self._summary(protocol, observation, status, error, duration)
         if self.metrics is not None:
             self.metrics.finished(done)

@@ -21,7 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -47,14 +47,18 @@ def exporter_endpoint(config: TracingConfig) -> str | None:
 class Tracing:
     """The tracer provider of this worker and the spans of its requests."""
 
-    def __init__(self, config: TracingConfig, provider_names: ProviderNames) -> None:
+    def __init__(
+        self, config: TracingConfig, provider_names: ProviderNames, exporter: SpanExporter | None = None
+    ) -> None:
+        """``exporter``: where spans go (default: OTLP/HTTP to ``tracing.endpoint``)."""
         self.config = config
         self.provider_names = provider_names
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": config.service_name}),
             sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
         )
-        exporter = OTLPSpanExporter(endpoint=exporter_endpoint(config))
+        if exporter is None:
+            exporter = OTLPSpanExporter(endpoint=exporter_endpoint(config))
         self.provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=config.export_delay_ms))
         self.tracer = self.provider.get_tracer("omnirelay")
         self.propagator = TraceContextTextMapPropagator()

@@ -150,11 +150,19 @@ class App:
     # -- handlers --------------------------------------------------------------------------------------
 
     def _chat_handler(self, protocol: InboundProtocol) -> Handler:
-        async def handle(request: Exchange, observation: Observation | None) -> None:
+        if not self.observability.active:  # nothing observes: not even a wrapper on the hot path
+
+            async def handle(request: Exchange) -> None:
+                body = await request.body(self.max_body)
+                await self.relay.handle(protocol, request, body)
+
+            return handle
+
+        async def observed(request: Exchange, observation: Observation | None) -> None:
             body = await request.body(self.max_body)
             await self.relay.handle(protocol, request, body, observation)
 
-        return self.observability.wrap(protocol.name, handle)
+        return self.observability.wrap(protocol.name, observed)
 
     def _breaker_states(self) -> dict[str, str]:
         return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}
