@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from omnirelay.config import MetricsConfig
+from omnirelay.core.records import UsageRecord
 
 # Bucket boundaries as the OpenTelemetry GenAI semantic conventions advise for each instrument.
 TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
@@ -289,6 +290,69 @@ class GatewayMetrics:
         if done.status == 429:
             counted = (done.protocol, done.error_code or done.error_type)
             self.rate_limited[counted] = self.rate_limited.get(counted, 0) + 1
+
+    def served(
+        self,
+        protocol: str,
+        record: UsageRecord,
+        provider: str,
+        overhead_ms: float | None,
+        upstream_s: float,
+        duration_s: float,
+    ) -> None:
+        """``finished`` for the usual case, a request a channel answered with 200: the same counts without the
+        ``Finished`` summary (this runs once per request; see bench/CHANGES.md for what it costs)."""
+        model = record.model_used or ""
+        stream = record.stream
+        key: SeriesKey = (
+            protocol,
+            record.model_requested,
+            model,
+            provider,
+            f"{record.upstream}/{model}",
+            "200",
+            "",
+            "true" if stream else "false",
+            (record.key_id or "") if self.config.key_label else "",
+        )
+        series = self.series.get(key)
+        if series is None:
+            done = Finished(protocol, 200, duration_s)
+            done.request_model, done.response_model, done.provider, done.channel = key[1], model, provider, key[4]
+            done.stream, done.key_id = stream, key[8]
+            done.input_tokens, done.output_tokens = record.usage.input_tokens, record.usage.output_tokens
+            done.cost, done.upstream_s = record.cost, upstream_s
+            done.ttft_s = record.ttft_ms / 1000.0 if record.ttft_ms is not None else None
+            done.overhead_s = overhead_ms / 1000.0 if overhead_ms is not None else None
+            self.finished(done)  # a new label set: the general path decides where it goes
+            return
+        series.requests += 1
+        series.cost += record.cost
+        h = series.duration
+        h.counts[bisect_left(h.bounds, duration_s)] += 1
+        h.total += duration_s
+        h = series.upstream
+        h.counts[bisect_left(h.bounds, upstream_s)] += 1
+        h.total += upstream_s
+        usage = record.usage
+        inp, out = usage.input_tokens, usage.output_tokens
+        if inp or out:
+            h = series.input_tokens
+            h.counts[bisect_left(h.bounds, inp)] += 1
+            h.total += inp
+            h = series.output_tokens
+            h.counts[bisect_left(h.bounds, out)] += 1
+            h.total += out
+        if overhead_ms is not None:
+            overhead = overhead_ms / 1000.0
+            h = series.overhead
+            h.counts[bisect_left(h.bounds, overhead)] += 1
+            h.total += overhead
+        if stream and record.ttft_ms is not None:
+            ttft = record.ttft_ms / 1000.0
+            series.ttft.observe(ttft)
+            if out > 1:
+                series.tpot.observe((duration_s - ttft) / (out - 1))
 
     # -- flushing ------------------------------------------------------------------------------------------
 

@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # the SDK is imported only when tracing is on
 log = logging.getLogger("omnirelay.observability")
 access_log = logging.getLogger("omnirelay.access")
 
-# The relay's handler with its observation: (exchange, observation).
-ObservedHandler = Callable[[Exchange, Observation | None], Awaitable[None]]
+# The relay's handler of one protocol: (exchange, request body, observation).
+ObservedHandler = Callable[[Exchange, bytes, Observation], Awaitable[None]]
 
 MAX_LOGGED_NAME = 200  # a requested model name is the client's text: logged, but not at any length
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -120,11 +120,14 @@ class Observability:
 
     # -- per request ---------------------------------------------------------------------------------------
 
-    def wrap(self, protocol: str, handler: ObservedHandler) -> Handler:
-        """``handler`` observed (only called while something observes: ``active``). One coroutine around it,
-        not two: every await of the request passes through each frame of the chain."""
+    def wrap(self, protocol: str, max_body: int, handler: ObservedHandler) -> Handler:
+        """The endpoint handler: read the body (up to ``max_body``), ``handler`` it, observed (only used while
+        something observes: ``active``). It reads the body itself so that the request's coroutine chain is no
+        longer than without observers: every await of a request passes through each frame of it."""
         metrics = self.metrics
         tracing = self.tracing
+        names = self.provider_names
+        only_metrics = tracing is None and not self.access_log
 
         async def observed(request: Exchange) -> None:
             t0 = time.perf_counter()
@@ -138,17 +141,31 @@ class Observability:
                 token = current_span.set(traced)
             error: BaseException | None = None
             try:
-                await handler(request, observation)
+                await handler(request, await request.body(max_body), observation)
             except BaseException as exc:
                 error = exc
                 raise
             finally:
                 if token is not None:
                     current_span.reset(token)
-                if metrics is not None:
-                    metrics.in_flight -= 1
+                duration = time.perf_counter() - t0
                 try:
-                    self._finished(protocol, request, observation, error, time.perf_counter() - t0, traced)
+                    if metrics is not None:
+                        metrics.in_flight -= 1
+                    record = observation.record
+                    if (
+                        only_metrics
+                        and error is None
+                        and record is not None
+                        and record.status == 200
+                        and record.upstream is not None
+                    ):  # the usual request, counted without building its summary
+                        ctx = observation.ctx
+                        assert metrics is not None and ctx is not None
+                        provider = names.of(record.upstream, record.provider)
+                        metrics.served(protocol, record, provider, ctx.overhead_ms, ctx.upstream_s, duration)
+                    else:
+                        self._finished(protocol, request, observation, error, duration, traced)
                 except Exception:  # observing must never fail the request
                     log.exception("observing a request failed")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 
 from omnirelay.admin import admin_mount
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
 from omnirelay.observability.observer import Observability
-from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols import inbound_protocols
 from omnirelay.protocols.anthropic_messages import COUNT_TOKENS_PATHS
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
@@ -158,11 +158,7 @@ class App:
 
             return handle
 
-        async def observed(request: Exchange, observation: Observation | None) -> None:
-            body = await request.body(self.max_body)
-            await self.relay.handle(protocol, request, body, observation)
-
-        return self.observability.wrap(protocol.name, observed)
+        return self.observability.wrap(protocol.name, self.max_body, partial(self.relay.handle, protocol))
 
     def _breaker_states(self) -> dict[str, str]:
         return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}

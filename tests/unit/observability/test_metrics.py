@@ -130,3 +130,27 @@ def test_rate_limit_rejections_by_code_and_the_gauges() -> None:
 def test_bad_settings_are_refused(section: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({"upstreams": [], **section})
+
+
+def test_the_fast_path_counts_what_the_general_one_does() -> None:
+    from omnirelay.core.records import UsageRecord
+    from omnirelay.core.types import Usage
+
+    fast, general = GatewayMetrics(MetricsConfig()), GatewayMetrics(MetricsConfig())
+    for i, stream in enumerate([False, True, True, False, True]):
+        record = UsageRecord(request_id="r", created_at=0.0, key_id="k", protocol="openai", model_requested="gpt")
+        record.upstream, record.provider, record.model_used, record.stream = "up", "openai", "gpt-4.1", stream
+        record.usage, record.cost, record.ttft_ms = Usage(input_tokens=10 + i, output_tokens=3 * i), 0.5 * i, 40.0
+        fast.served("openai", record, "openai", 0.3, 0.02 * i, 0.1 * i + 0.05)
+        done = Finished("openai", 200, 0.1 * i + 0.05)
+        done.request_model, done.response_model, done.provider, done.channel = "gpt", "gpt-4.1", "openai", "up/gpt-4.1"
+        done.stream, done.input_tokens, done.output_tokens, done.cost = stream, 10 + i, 3 * i, 0.5 * i
+        done.ttft_s, done.overhead_s, done.upstream_s = 0.04, 0.0003, 0.02 * i
+        general.finished(done)
+    fast.flush()
+    general.flush()
+    got, want = _samples(fast.registry()), _samples(general.registry())
+    assert {k: v for k, v in got.items() if not k[0].endswith("_created")} == pytest.approx(
+        {k: v for k, v in want.items() if not k[0].endswith("_created")}
+    )
+    assert any(name == "gen_ai_server_time_per_output_token_count" for name, _ in got)
