@@ -82,7 +82,9 @@ def _metrics_dir() -> str | None:
     """A fresh PROMETHEUS_MULTIPROC_DIR for this run, inherited by every worker, so that /metrics sums all of
     them (prometheus_client reads it when first imported: no process has imported it yet). None when the
     operator set one: theirs is used, and left alone at exit."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if chosen:
+        os.makedirs(chosen, exist_ok=True)
         return None
     path = tempfile.mkdtemp(prefix="omnirelay-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path

@@ -141,7 +141,7 @@ def test_metrics_count_every_workers_traffic(env: Env, mocks: MockUpstreams) -> 
     assert delta(after, before, "gen_ai_server_request_duration_count", error_type="invalid_request", **genai) == 1
     assert delta(after, before, "gen_ai_server_time_to_first_token_count", **genai) == 1
     assert delta(after, before, "gen_ai_server_time_per_output_token_count", **genai) == 1
-    assert delta(after, before, "omnirelay_overhead_seconds_count", protocol="openai") >= 17
+    assert delta(after, before, "omnirelay_overhead_seconds_count", protocol="openai") == 18
     assert delta(after, before, "omnirelay_upstream_duration_seconds_count", channel=ok["channel"]) == 18
     # The cost is the usage records' cost, to the last digit a float sum keeps.
     rows = env.admin.wait_usage(18, key=env.kid)
@@ -192,7 +192,7 @@ def test_metrics_are_open_by_default(gateway: Gateway) -> None:
 # -- the overhead header -------------------------------------------------------------------------------------
 
 
-def test_overhead_header_on_plain_and_streamed_replies(env: Env) -> None:
+def test_overhead_header_on_plain_streamed_and_refused_replies(env: Env, mocks: MockUpstreams) -> None:
     t0 = time.perf_counter()
     raw = env.oai().chat.completions.with_raw_response.create(model="gpt-4.1", messages=ask("hi"))
     elapsed_ms = (time.perf_counter() - t0) * 1000.0
@@ -205,6 +205,12 @@ def test_overhead_header_on_plain_and_streamed_replies(env: Env) -> None:
         streamed = float(resp.headers["x-omnirelay-overhead-ms"])
         list(resp.iter_lines())
     assert 0.0 <= streamed < (time.perf_counter() - t0) * 1000.0
+    mocks.push("openai", ScriptedReply(error_status=400))
+    t0 = time.perf_counter()
+    with pytest.raises(openai.BadRequestError) as caught:
+        env.oai().chat.completions.create(model="gpt-4.1", messages=ask("hi"))
+    refused = float(caught.value.response.headers["x-omnirelay-overhead-ms"])  # an upstream's refusal too
+    assert 0.0 <= refused < (time.perf_counter() - t0) * 1000.0
 
 
 # -- traces ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """What watches the relayed requests: metrics, traces and the JSON access log, composed once at start.
 
-``Observability.wrap`` puts one observer around the relay's handler of each inbound protocol; with metrics,
-tracing and the access log all off there is no observer at all (``wrap`` returns the handler unchanged), and
+``Observability.wrap`` is the endpoint handler of each inbound protocol, the relay's call observed; with
+metrics, tracing and the access log all off the app mounts the relay's plain handler instead (``active``), and
 with tracing off no tracer is ever called. Per request the observer counts it in flight, opens its span (making
 it the current one, under which the pipeline's attempt and sub-call spans hang), and once it is over hands the
 usage record the relay filled in to each of them.

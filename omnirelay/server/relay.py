@@ -93,6 +93,7 @@ class Relay:
             if record.upstream:  # which channel failed last, and after how many attempts
                 err.headers.setdefault("x-omnirelay-channel", f"{record.upstream}/{record.model_used}")
                 err.headers.setdefault("x-omnirelay-attempts", str(record.attempts))
+            err.headers.setdefault("x-omnirelay-overhead-ms", ctx.overhead())
             raise
         finally:
             compound_admission.reset(context)

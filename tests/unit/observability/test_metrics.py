@@ -154,3 +154,12 @@ def test_the_fast_path_counts_what_the_general_one_does() -> None:
         {k: v for k, v in want.items() if not k[0].endswith("_created")}
     )
     assert any(name == "gen_ai_server_time_per_output_token_count" for name, _ in got)
+
+
+def test_key_ids_only_with_key_label() -> None:
+    for key_label in (False, True):
+        metrics = GatewayMetrics(MetricsConfig(key_label=key_label))
+        metrics.finished(_done(0.1, key_id="key_abc" if key_label else "", cost=1.0))
+        metrics.flush()
+        labels = [dict(ls) for (n, ls), _ in _samples(metrics.registry()).items() if n == "omnirelay_cost_usd_total"]
+        assert labels == [{"model": "gpt-4.1", "channel": "up/gpt-4.1", **({"key_id": "key_abc"} if key_label else {})}]
