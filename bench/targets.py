@@ -78,9 +78,9 @@ class OmnirelayTarget(Target):
                     "models": ["gpt-*"],
                 }
             ],
-            "metrics": {"enabled": metrics},
         }
-        if not metrics:
+        if not metrics:  # (on is the default: the key is left out, for a tree that predates it)
+            config["metrics"] = {"enabled": False}
             self.notes.append("metrics off (metrics.enabled: false)")
         env = {"OMNIRELAY_DATA_DIR": str(workdir)}
         path = workdir / "omnirelay.yaml"

@@ -315,3 +315,34 @@ def test_json_access_log_line_per_request(env: Env) -> None:
     log = env.gw.log_path.read_text(errors="replace")
     assert env.secret not in log and SECRET_WORD not in log and ADMIN_KEY not in log
     assert os.path.isdir(env.metrics_dir)
+
+
+def test_traces_go_to_the_environments_endpoint_with_content_when_asked(mocks: MockUpstreams, tmp_path: Path) -> None:
+    """No tracing.endpoint: OTEL_EXPORTER_OTLP_ENDPOINT is where spans go; include_content puts the messages on
+    the request span (and only there)."""
+    collector = OtlpCollector().start()
+    cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
+    cfg["tracing"] = {"enabled": True, "include_content": True, "export_delay_ms": 50}
+    cfg["metrics"] = {"enabled": False}
+    with backend("sqlite", tmp_path) as b:
+        b.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = collector.url
+        gw = start_gateway(cfg, tmp_path, b)
+        try:
+            assert httpx.get(gw.url + "/metrics").status_code == 404  # metrics off: no endpoint
+            _kid, secret = Admin(gw.url).create_key()
+            header, trace_id, _ = traceparent()
+            client = openai.OpenAI(
+                base_url=gw.url + "/v1", api_key=secret, max_retries=0, default_headers={"traceparent": header}
+            )
+            client.chat.completions.create(model="gpt-4.1", messages=ask("with content"))
+
+            def arrived() -> list[CollectedSpan]:
+                return collector.trace(trace_id)
+
+            (request,) = [s for s in wait_until(arrived, what="the request's spans") if s.kind == SERVER]
+            messages = json.loads(request.attributes["gen_ai.input.messages"])
+            assert SECRET_WORD in json.dumps(messages) and messages[0]["role"] == "user"
+            assert request.service == "omnirelay"
+        finally:
+            gw.stop()
+            collector.stop()

@@ -12,6 +12,7 @@ no tracer call while it works.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -141,6 +142,8 @@ class TracedCall:
         if isinstance(error, GatewayError):
             span.set_attribute("error.type", error.kind)
             span.set_status(Status(StatusCode.ERROR, error.message))
+        elif isinstance(error, asyncio.CancelledError | GeneratorExit):  # the engine no longer needed it
+            span.set_attribute("error.type", "cancelled")
         elif error is not None:
             span.set_attribute("error.type", type(error).__name__)
             span.set_status(Status(StatusCode.ERROR))
