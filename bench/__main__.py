@@ -62,6 +62,12 @@ def parser() -> argparse.ArgumentParser:
         default="auto",
         help="omnirelay key store, rate limits and SQLite usage log (auto: on when omnirelay.state exists)",
     )
+    p.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default="on",
+        help="omnirelay's GET /metrics and the per-request counting behind it (metrics.enabled)",
+    )
     p.add_argument("--no-install", action="store_true", help="never apt-get/pip install; skip what is missing")
     p.add_argument("--python-load", action="store_true", help="use the Python client instead of wrk everywhere")
     p.add_argument("--soak", type=float, default=0.0, help="after the run, soak omnirelay for this many seconds")
@@ -88,6 +94,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         targets=args.targets,
         scenarios=args.scenarios,
         state=state,
+        metrics=args.metrics == "on",
         install=not args.no_install,
         use_wrk=not args.python_load,
     )

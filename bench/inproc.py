@@ -14,6 +14,7 @@ import cProfile
 import os
 import pstats
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -71,13 +72,17 @@ async def _drive(app: Any, req: Request, key: str, concurrency: int, count: int)
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout=300)
 
 
-async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
+async def _app(args: argparse.Namespace, upstream: str, workdir: Path, metrics: bool) -> tuple[Any, str]:
+    """A started App over the mock with a key of its own (limits and credit checked on every request)."""
     from omnirelay.config import load_config
     from omnirelay.server.app import App
 
     config_path = workdir / "omnirelay.yaml"
+    server: dict[str, Any] = {"host": "127.0.0.1", "port": 1}
+    if args.access_log:
+        server["access_log"] = "json"
     config = {
-        "server": {"host": "127.0.0.1", "port": 1},
+        "server": server,
         "upstreams": [
             {
                 "name": "mock",
@@ -89,11 +94,20 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
             }
         ],
         "state": {"data_dir": str(workdir)},
+        "metrics": {"enabled": metrics},
     }
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     key = create_key(config_path, {"OMNIRELAY_DATA_DIR": str(workdir)})
     app = App(load_config(str(config_path)))
     await app.startup()
+    return app, key
+
+
+async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
+    if args.ab_metrics:
+        await _ab_metrics(args, upstream, workdir)
+        return
+    app, key = await _app(args, upstream, workdir, args.metrics == "on")
     try:
         for sc in scenarios():
             if sc.key not in args.scenarios:
@@ -122,12 +136,49 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
         await app.shutdown()
 
 
+async def _ab_metrics(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
+    """Metrics on against off in one process: two apps, batches alternating between them (neither always
+    first), so the machine's noise falls on both alike. Prints each one's min and median CPU per request."""
+    apps = {
+        "off": await _app(args, upstream, workdir / "off", False),
+        "on": await _app(args, upstream, workdir / "on", True),
+    }
+    try:
+        for sc in scenarios():
+            if sc.key not in args.scenarios:
+                continue
+            count = args.requests if not sc.stream else max(1, args.requests // 5)
+            per: dict[str, list[float]] = {name: [] for name in apps}
+            for app, key in apps.values():
+                await _drive(app, sc.inbound, key, args.concurrency, 200)  # warm-up
+            for i in range(args.rounds):
+                for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                    app, key = apps[name]
+                    cpu = time.process_time()
+                    await _drive(app, sc.inbound, key, args.concurrency, count)
+                    per[name].append(1e6 * (time.process_time() - cpu) / count)
+            (off_min, off_med), (on_min, on_med) = ((min(per[n]), statistics.median(per[n])) for n in ("off", "on"))
+            print(
+                f"{sc.key:10s} c={args.concurrency} {args.rounds}x{count} req each: metrics off "
+                f"{off_min:.1f} / {off_med:.1f} µs, on {on_min:.1f} / {on_med:.1f} µs CPU/req (min / median): "
+                f"{100 * (on_min / off_min - 1):+.1f} % / {100 * (on_med / off_med - 1):+.1f} %",
+                flush=True,
+            )
+    finally:
+        for app, _key in apps.values():
+            await app.shutdown()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
     p.add_argument("--scenarios", default="openai,stream,anthropic,responses")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--requests", type=int, default=5000, help="non-streaming requests (streams: a fifth)")
     p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--metrics", choices=["on", "off"], default="on", help="GET /metrics and its counting")
+    p.add_argument("--ab-metrics", action="store_true", help="metrics on vs off, alternating in one process")
+    p.add_argument("--rounds", type=int, default=10, help="with --ab-metrics: batches per variant")
+    p.add_argument("--access-log", action="store_true", help="the JSON access log on (lines go to stderr)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--sort", default="tottime")
     p.add_argument("--top", type=int, default=30)
@@ -141,6 +192,11 @@ def main() -> None:
     try:
         mock.wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
         os.environ["OMNIRELAY_DATA_DIR"] = str(workdir)
+        # As under `omnirelay serve`: the metrics in prometheus_client's multiprocess files (set before the app
+        # imports prometheus_client), so the per-request cost measured is the served one.
+        for sub in ("prometheus", "off", "on"):  # the last two: --ab-metrics' apps
+            (workdir / sub).mkdir()
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "prometheus"))
         uvloop.run(_main(args, f"http://127.0.0.1:{port}", workdir))
     finally:
         mock.stop()

@@ -47,6 +47,7 @@ class Settings:
     state: bool
     install: bool
     use_wrk: bool = True
+    metrics: bool = True  # omnirelay's metrics.enabled
 
 
 @dataclass
@@ -117,7 +118,7 @@ def start_target(name: str, settings: Settings, mock: MockTarget) -> Target:
     t0 = time.monotonic()
     target: Target
     if name == "omnirelay":
-        target = OmnirelayTarget("omnirelay").start(mock.url, settings.workers, settings.state)
+        target = OmnirelayTarget("omnirelay").start(mock.url, settings.workers, settings.state, settings.metrics)
     elif name == "pyrelay":
         target = PyRelayTarget("pyrelay").start(mock.url, settings.workers)
     elif name == "litellm":

@@ -60,7 +60,7 @@ def _omnirelay_argv() -> list[str]:
 
 
 class OmnirelayTarget(Target):
-    def start(self, upstream: str, workers: int, state: bool) -> OmnirelayTarget:
+    def start(self, upstream: str, workers: int, state: bool, metrics: bool = True) -> OmnirelayTarget:
         self.port = free_port()
         workdir = RUN / "omnirelay"
         if workdir.exists():
@@ -79,6 +79,9 @@ class OmnirelayTarget(Target):
                 }
             ],
         }
+        if not metrics:  # (on is the default: the key is left out, for a tree that predates it)
+            config["metrics"] = {"enabled": False}
+            self.notes.append("metrics off (metrics.enabled: false)")
         env = {"OMNIRELAY_DATA_DIR": str(workdir)}
         path = workdir / "omnirelay.yaml"
         if state:

@@ -145,6 +145,28 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # key does not open it again. true: open whatever the store holds (a valid key is still honoured, with its
     # limits); false: never. The log says at start which applies.
     open: bool | None = None
+    access_log: str | None = None  # "json": one JSON line per relayed request on the omnirelay.access logger
+
+
+class MetricsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """``GET /metrics`` (Prometheus text, every worker process summed; omnirelay/observability/metrics.py)."""
+
+    enabled: bool = True
+    require_admin_key: bool = False  # true: /metrics answers only the admin key (as the admin API)
+    key_label: bool = False  # true: requests and cost also by key id (one series per key: mind the cardinality)
+    flush_interval_s: float = 1.0  # each worker adds what it counted to the shared files this often
+    max_series: int = 2000  # distinct label sets per worker; past it new ones are counted under model "other"
+
+
+class TracingConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """OpenTelemetry traces over OTLP/HTTP (omnirelay/observability/tracing.py); off unless enabled."""
+
+    enabled: bool = False
+    endpoint: str | None = None  # OTLP/HTTP base URL (…/v1/traces is added); default OTEL_EXPORTER_OTLP_ENDPOINT
+    service_name: str = "omnirelay"
+    sample_ratio: float = 1.0  # of the traces started here; an incoming traceparent's sampled flag wins
+    include_content: bool = False  # true: the request's messages go on its span (gen_ai.input.messages)
+    export_delay_ms: int = 5000  # the batch exporter sends at least this often
 
 
 class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -184,6 +206,8 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     batches: BatchesConfig = msgspec.field(default_factory=BatchesConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    tracing: TracingConfig = msgspec.field(default_factory=TracingConfig)
     upstreams: list[UpstreamConfig] = []
     models: dict[str, ModelRoute] = {}
     aliases: dict[str, str] = {}
@@ -344,6 +368,7 @@ def parse_config(raw: dict[str, Any] | None) -> Config:
     _apply_state_env(cfg.state)
     _check_routing(cfg)
     _check_server(cfg.server)
+    _check_observability(cfg)
     _check_state(cfg.state)
     return cfg
 
@@ -363,6 +388,19 @@ def _check_server(server: ServerConfig) -> None:
     for name in ("body_timeout", "body_idle_timeout", "header_timeout"):
         if not getattr(server, name) > 0:
             raise ConfigError(f"server.{name} must be a positive number of seconds")
+    if server.access_log not in (None, "json"):
+        raise ConfigError("server.access_log must be json (or unset)")
+
+
+def _check_observability(cfg: Config) -> None:
+    if not cfg.metrics.flush_interval_s > 0:
+        raise ConfigError("metrics.flush_interval_s must be a positive number of seconds")
+    if cfg.metrics.max_series < 1:
+        raise ConfigError("metrics.max_series must be at least 1")
+    if not 0.0 <= cfg.tracing.sample_ratio <= 1.0:
+        raise ConfigError("tracing.sample_ratio must be between 0 and 1")
+    if cfg.tracing.export_delay_ms < 1:
+        raise ConfigError("tracing.export_delay_ms must be at least 1")
 
 
 def _check_state(state: StateConfig) -> None:

@@ -101,16 +101,25 @@ class PipelineModelCaller:
             model_requested=req.model,
             stream=req.stream,
         )
-        return CallContext(SUB_PROTOCOL, req, plan, admission, record, time.perf_counter())
+        ctx = CallContext(SUB_PROTOCOL, req, plan, admission, record, time.perf_counter())
+        if ctx.span is not None:  # traced: the sub-call's own span, under the request's
+            ctx.span = ctx.span.child(req)
+        return ctx
 
     async def complete(self, req: ChatRequest) -> ChatResponse:
         ctx = await self._context(req)
         tokens, cost = 0, 0.0
+        failure: BaseException | None = None
         try:
             resp = await self.pipeline.complete(ctx)
             tokens, cost = resp.usage.total_tokens, ctx.record.cost
             return resp
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            if ctx.span is not None:
+                ctx.span.end(ctx.record, failure)
             if ctx.admission is not None:  # also when cancelled: the engine charges an abandoned call's estimate
                 await self.pipeline.gate.settle_sub(ctx.admission, tokens, cost)
 
@@ -126,6 +135,7 @@ class PipelineModelCaller:
         ctx = await self._context(req)
         admission = ctx.admission
         settled = False
+        failure: BaseException | None = None
         try:
             upstream = await self.pipeline.stream(ctx)
             try:
@@ -142,7 +152,12 @@ class PipelineModelCaller:
                 settled = True
                 await self.pipeline.gate.settle_sub(admission, record.usage.total_tokens, record.cost)
             yield UsageReport(usage=record.usage, cost=record.cost)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            if ctx.span is not None:
+                ctx.span.end(ctx.record, failure)
             if admission is not None and not settled:
                 await self.pipeline.gate.settle_sub(admission, 0, 0.0)
 

@@ -15,7 +15,8 @@ Only failures the upstream caused count against a channel's breaker (``retry.out
 and they are attributed to the caller's key (``tenant``) so one key cannot open a channel for everyone.
 
 The caller is told about every attempt (``note``) before it starts, so a failure can still say which channel
-and how many attempts it took.
+and how many attempts it took, and (through what ``note`` returned) when it ended and how long it took: the
+upstream time behind ``x-omnirelay-overhead-ms`` and the attempt spans of a trace.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ TIMER_PAD_S = 0.005
 RATE_LIMIT_REST_S = 1.0
 
 T = TypeVar("T")
+
+# Told when an attempt ends: the channel, the attempt's number, when it started (time.monotonic()), how many
+# seconds it took, and its failure (None: it succeeded). ``note`` may return one for each attempt it is told of.
+AttemptEnded = Callable[[Channel, int, float, float, GatewayError | None], None]
 
 
 class Lease:
@@ -118,7 +123,7 @@ class Dispatcher:
         self,
         plan: list[Route],
         call: Callable[[Channel, Timeouts], Awaitable[T]],
-        note: Callable[[Channel, int], None],
+        note: Callable[[Channel, int], AttemptEnded | None],
         hold: bool = False,
         tenant: str | None = None,
     ) -> tuple[T, Lease]:
@@ -168,11 +173,13 @@ class Dispatcher:
                 attempts += 1
                 used += 1
                 tried[channel.name] = tried.get(channel.name, 0) + 1
-                note(channel, attempts)
+                ended = note(channel, attempts)
                 lease = Lease(channel, channel.breaker.admit(now), self.waiters, tenant)
                 try:
                     value = await call(channel, _clip(channel.effective_timeouts, deadline, now))
                 except GatewayError as err:
+                    if ended is not None:
+                        ended(channel, attempts, now, time.monotonic() - now, err)
                     lease.fail(err)
                     last = err
                     v = verdict(err)
@@ -185,6 +192,8 @@ class Dispatcher:
                 except BaseException:
                     lease.abandon()
                     raise
+                if ended is not None:
+                    ended(channel, attempts, now, time.monotonic() - now, None)
                 if not hold:
                     lease.succeed()
                 return value, lease

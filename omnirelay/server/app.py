@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import partial
 
 from omnirelay.admin import admin_mount
 from omnirelay.batches import Batches
 from omnirelay.config import Config, load_config
 from omnirelay.core.errors import GatewayError
+from omnirelay.observability.observer import Observability
 from omnirelay.protocols import inbound_protocols
 from omnirelay.protocols.anthropic_messages import COUNT_TOKENS_PATHS
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
@@ -50,6 +52,7 @@ class App:
         self.batches = Batches(config, self.gate, self.relay.pipeline, self.executor, lambda: self.in_flight)
         self.max_body = config.server.max_body_bytes
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
+        self.observability = Observability(config, self._breaker_states, self._journal_backlog)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
         self.router = Router(self.mounts(), OPENAI.render_error)
 
@@ -65,7 +68,9 @@ class App:
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
         mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
-        return [*mounts, *self.batches.mounts()]
+        mounts += self.batches.mounts()
+        metrics = self.observability.mount(OPENAI.render_error)
+        return mounts if metrics is None else [*mounts, metrics]
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
@@ -78,11 +83,13 @@ class App:
         await self.gate.start()
         await self.routes.start()
         await self.batches.start()
+        await self.observability.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
 
     async def shutdown(self) -> None:
         await self.batches.stop()
+        await self.observability.stop()
         await self.routes.stop()
         await self.gate.stop()
         await self.executor.stop()
@@ -152,11 +159,21 @@ class App:
     # -- handlers --------------------------------------------------------------------------------------
 
     def _chat_handler(self, protocol: InboundProtocol) -> Handler:
-        async def handle(request: Exchange) -> None:
-            body = await request.body(self.max_body)
-            await self.relay.handle(protocol, request, body)
+        if not self.observability.active:  # nothing observes: not even a wrapper on the hot path
 
-        return handle
+            async def handle(request: Exchange) -> None:
+                body = await request.body(self.max_body)
+                await self.relay.handle(protocol, request, body)
+
+            return handle
+
+        return self.observability.wrap(protocol.name, self.max_body, partial(self.relay.handle, protocol))
+
+    def _breaker_states(self) -> dict[str, str]:
+        return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}
+
+    def _journal_backlog(self) -> int:
+        return len(self.gate.writer.pending)
 
     async def health(self, request: Exchange) -> None:
         await request.respond(200, b'{"status":"ok"}')

@@ -18,6 +18,7 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
 from omnirelay.pipeline.context import CallContext, Disconnected
 from omnirelay.pipeline.gate import Admission, Gate, bearer_token, compound_admission
+from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.table import RouteTable
@@ -43,7 +44,10 @@ class Relay:
         # with the route table and the pipeline.
         install_compound(self.pipeline)
 
-    async def handle(self, protocol: InboundProtocol, exchange: Exchange, body: bytes) -> None:
+    async def handle(
+        self, protocol: InboundProtocol, exchange: Exchange, body: bytes, observation: Observation | None = None
+    ) -> None:
+        """Serve one request; ``observation`` (metrics, traces, access log) is told its record and context."""
         started = time.time()
         t0 = time.perf_counter()
         headers = exchange.headers
@@ -57,6 +61,8 @@ class Relay:
             model_requested=req.model,
             stream=req.stream,
         )
+        if observation is not None:
+            observation.record = record
         hooks = protocol.hooks
         pending: object | None = None
         try:
@@ -71,6 +77,8 @@ class Relay:
             raise
         plan = await self.gate.admit(admission, req, protocol.name, named)  # refused (403, 429): no record
         ctx = CallContext(protocol.name, req, plan, admission, record, t0, exchange.disconnected)
+        if observation is not None:
+            observation.ctx = ctx
         after = (hooks, pending) if hooks is not None and pending is not None else None
         # The compound engines' upstream calls are admitted against this request's caller (pipeline_caller).
         context = compound_admission.set(admission)
@@ -85,6 +93,7 @@ class Relay:
             if record.upstream:  # which channel failed last, and after how many attempts
                 err.headers.setdefault("x-omnirelay-channel", f"{record.upstream}/{record.model_used}")
                 err.headers.setdefault("x-omnirelay-attempts", str(record.attempts))
+            err.headers.setdefault("x-omnirelay-overhead-ms", ctx.overhead())
             raise
         finally:
             compound_admission.reset(context)
@@ -126,6 +135,7 @@ class Relay:
         if after is not None:
             await after[0].finished(after[1], out)
         headers = self._response_headers(record, ctx.admission)
+        headers["x-omnirelay-overhead-ms"] = ctx.overhead()
         headers["x-omnirelay-cost"] = f"{record.cost:.10f}".rstrip("0").rstrip(".") or "0"
         # Settle before the reply leaves: a request the client saw complete is then journalled even if the
         # gateway dies the next instant. (The call in handle's finally is a no-op after this.)
@@ -147,7 +157,9 @@ class Relay:
         watcher = _watch(ctx.disconnected, task)
         frames: list[bytes] = []
         try:
-            await exchange.open_stream(self._response_headers(record, admission))
+            headers = self._response_headers(record, admission)
+            headers["x-omnirelay-overhead-ms"] = ctx.overhead()
+            await exchange.open_stream(headers)
             if await _send_frames(stream, encoder, exchange, frames):
                 cost = stream.settle_usage()
                 record.latency_ms = (time.perf_counter() - ctx.t0) * 1000.0
