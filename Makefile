@@ -19,10 +19,15 @@ NODE_STAMP := node_modules/.package-lock.json
 PIP := $(PY) -m pip --disable-pip-version-check -q
 LOCKED := --require-hashes --no-deps --no-build-isolation
 
+# llama-cpp-python compiles llama.cpp here. Its default native build takes every kernel the CPU reports; on AMD EPYC
+# with AVX-512 FP16/BF16 (this project's CI machines) those kernels segfault in decode with the bundled Q4_1 model
+# (llama-cpp-python 0.3.36, seen 2026-12-02), so x86-64 builds for AVX2/FMA/F16C, the set the tests run on.
+LLAMA_CMAKE_ARGS ?= $(if $(filter x86_64 amd64,$(shell uname -m)),-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON,)
+
 $(BASE_STAMP): pyproject.toml requirements/build.txt requirements/local.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --require-hashes --no-deps -r requirements/build.txt
-	$(PIP) install $(LOCKED) -r requirements/local.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install $(LOCKED) -r requirements/local.txt
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(BASE_STAMP)
 
