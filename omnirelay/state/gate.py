@@ -328,6 +328,17 @@ class KeyGate(Gate):
         cached = self._authenticate(token)
         if cached is None:
             return KeyAdmission(key_name="master" if token is not None and not self.open else None)
+        return self._admission_of(cached)
+
+    def authenticate_key_id(self, key_id: str) -> Admission:
+        """``authenticate`` for an in-process caller that already knows whose key it uses (the console's
+        playground, for its signed-in user's own key): by id, without the secret; 401 as for a bad key."""
+        cached = self.keys.get(key_id)
+        if cached is None:
+            raise _auth_error("Incorrect API key provided.")
+        return self._admission_of(cached)
+
+    def _admission_of(self, cached: CachedKey) -> Admission:
         rec = cached.record
         if rec.disabled:
             raise _auth_error(f"API key {rec.id} has been disabled.")
