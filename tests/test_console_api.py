@@ -257,7 +257,7 @@ def test_an_empty_wallet_refuses_like_an_empty_key_and_a_key_cap_still_applies(e
 
 def _status(member: Console, secret: str) -> int:
     try:
-        return _ask(member.openai(secret)).status_code
+        return int(_ask(member.openai(secret)).status_code)
     except openai.APIStatusError as exc:
         return exc.status_code
 
