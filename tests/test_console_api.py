@@ -373,6 +373,10 @@ def test_script_in_key_and_model_names_comes_back_as_plain_json_strings(env: Con
     assert row["key_name"] == XSS and row["model_requested"] == XSS and row["status"] == 404
     assert member.ok(member.get("/keys"))["data"][0]["name"] == XSS
     assert "&lt;" not in r.text
+    with pytest.raises(openai.NotFoundError):
+        _ask(member.openai(key["secret"]), model="=HYPERLINK(1)")
+    table = list(csv.DictReader(io.StringIO(member.get("/requests.csv").text)))
+    assert [row["model_requested"] for row in table] == ["'=HYPERLINK(1)", XSS]  # not a formula in a spreadsheet
 
 
 def test_pages_are_served_with_strict_headers(env: ConsoleEnv) -> None:

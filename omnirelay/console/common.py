@@ -67,6 +67,14 @@ async def send_csv(request: Exchange, text: str, filename: str) -> None:
     await request.respond(200, text.encode(), content_type="text/csv; charset=utf-8", headers=headers)
 
 
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV export: text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first, as
+    a client-chosen model name can be) gets a leading apostrophe; everything else as it is."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def usd(units: int) -> float:
     return units / UNITS_PER_USD
 
