@@ -36,7 +36,7 @@ class Caller(msgspec.Struct, kw_only=True):
 
 
 CallerHandler = Callable[[Exchange, Caller], Awaitable[None]]
-Route = tuple[str, str, CallerHandler]  # method, path below /console/api (or /admin), handler
+ApiRoute = tuple[str, str, CallerHandler]  # method, path below /console/api (or /admin), handler
 
 
 async def json_object(request: Exchange, limit: int = BODY_LIMIT) -> dict[str, Any]:
@@ -95,6 +95,12 @@ def text_field(body: dict[str, Any], field: str, max_len: int = 200, required: b
     if not isinstance(value, str) or not value.strip() or len(value) > max_len or "\x00" in value:
         raise bad(field, f"{field} must be a non-empty string of at most {max_len} characters")
     return value.strip()
+
+
+def required_text(body: dict[str, Any], field: str, max_len: int = 200) -> str:
+    value = text_field(body, field, max_len)
+    assert value is not None
+    return value
 
 
 def path_id(request: Exchange, prefix: str) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from omnirelay.admin.common import query
 from omnirelay.console.common import (
+    ApiRoute,
     Caller,
     csv_cell,
     decode_cursor,
@@ -217,7 +218,7 @@ class UsageApi:
             writer.writerow({k: csv_cell(v) for k, v in request_view(row).items()})
         await send_csv(request, out.getvalue(), "requests.csv")
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [
             ("GET", "/usage/series", self.series),
             ("GET", "/usage/latency", self.latency),
