@@ -38,19 +38,20 @@ def session_cookie(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def is_https(headers: Mapping[str, str], config: ConsoleConfig) -> bool:
-    return config.secure_cookies or headers.get("x-forwarded-proto", "").lower() == "https"
+def is_https(request: Exchange, config: ConsoleConfig) -> bool:
+    forwarded = request.headers.get("x-forwarded-proto", "").lower()
+    return config.secure_cookies or request.scheme() == "https" or forwarded == "https"
 
 
-def set_cookie(session_id: str, config: ConsoleConfig, headers: Mapping[str, str]) -> str:
-    secure = "; Secure" if is_https(headers, config) else ""
+def set_cookie(session_id: str, config: ConsoleConfig, request: Exchange) -> str:
+    secure = "; Secure" if is_https(request, config) else ""
     return (
         f"{COOKIE}={session_id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={int(config.session_ttl_s)}{secure}"
     )
 
 
-def clear_cookie(config: ConsoleConfig, headers: Mapping[str, str]) -> str:
-    secure = "; Secure" if is_https(headers, config) else ""
+def clear_cookie(config: ConsoleConfig, request: Exchange) -> str:
+    secure = "; Secure" if is_https(request, config) else ""
     return f"{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
 
 
