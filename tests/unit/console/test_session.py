@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from omnirelay.config import ConsoleConfig
-from omnirelay.console.session import check_csrf, clear_cookie, session_cookie, set_cookie
+from omnirelay.console.session import check_csrf, clear_cookie, client_address, session_cookie, set_cookie
 from omnirelay.core.errors import GatewayError
 from omnirelay.state.accounts import csrf_of
 from omnirelay.web.exchange import BodyClock, BodyTimeouts, Exchange
@@ -58,6 +58,18 @@ def test_cookie_attributes() -> None:
     assert "; Secure" in set_cookie("sid", ConsoleConfig(), _Request({}, scheme="https"))
     assert "; Secure" in set_cookie("sid", ConsoleConfig(secure_cookies=True), _Request({}))
     assert "Max-Age=0" in clear_cookie(ConsoleConfig(), _Request({}))
+
+
+def test_client_address_for_throttling() -> None:
+    class Peer(_Request):
+        def peer(self) -> str:
+            return "10.0.0.1"
+
+    forwarded = {"x-forwarded-for": "1.1.1.1, 203.0.113.7"}
+    assert client_address(Peer(forwarded), ConsoleConfig()) == "10.0.0.1"  # the header is not trusted by default
+    trusted = ConsoleConfig(client_ip_header="X-Forwarded-For")
+    assert client_address(Peer(forwarded), trusted) == "203.0.113.7"  # the entry the proxy added
+    assert client_address(Peer({}), trusted) == "10.0.0.1"
 
 
 def test_csrf() -> None:
