@@ -5,6 +5,7 @@ by the other through its database-backed refresh."""
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -52,10 +53,10 @@ def _client(gw: Gateway, secret: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0, timeout=30)
 
 
-def _status(gw: Gateway, secret: str) -> int:
+def _status(gw: Gateway, secret: str, text: str = "hi") -> int:
     try:
         _client(gw, secret).chat.completions.create(
-            model=GPT, messages=[{"role": "user", "content": "hi"}], max_tokens=100
+            model=GPT, messages=[{"role": "user", "content": text}], max_tokens=100
         )
     except openai.APIStatusError as exc:
         return exc.status_code
@@ -70,11 +71,12 @@ def test_a_request_in_flight_on_one_replica_holds_the_wallet_on_the_other(
     _admin, member, _user = _member(a.url, 0.0012)
     secret = member.ok(member.post("/keys", {"name": "shared"}), 201)["secret"]
     wait_until(lambda: _status(b, secret) == 200, what="replica b knows the key")
-    mocks.push("openai", ScriptedReply(delay_s=2.0))
-    seen = len(mocks.requests("openai"))
-    slow = threading.Thread(target=_status, args=(a, secret))
+    # Slow replies (several: a request of another test's gateway may take one), and a marker to see ours arrive.
+    mocks.push("openai", *[ScriptedReply(delay_s=2.0) for _ in range(4)])
+    marker = f"slow-{uuid.uuid4().hex}"
+    slow = threading.Thread(target=_status, args=(a, secret, marker))
     slow.start()
-    wait_until(lambda: len(mocks.requests("openai")) > seen, what="the slow request upstream")
+    wait_until(lambda: any(marker in str(r.body) for r in mocks.requests("openai")), what="the slow request upstream")
     try:
         with pytest.raises(openai.RateLimitError) as err:
             _client(b, secret).chat.completions.create(
@@ -83,6 +85,7 @@ def test_a_request_in_flight_on_one_replica_holds_the_wallet_on_the_other(
         assert err.value.code == "insufficient_quota"
     finally:
         slow.join()
+    mocks.reset()  # the slow replies left over
     assert _status(b, secret) == 200  # the reservation is released: the wallet covers one again
 
 
