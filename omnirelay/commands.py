@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from omnirelay.batches.cli import batches_app
 from omnirelay.config import ConfigError, load_config
 from omnirelay.eval.cli import eval_app
 from omnirelay.routing.cli import channels_app
@@ -56,3 +57,4 @@ app.command("usage")(usage)
 app.add_typer(channels_app, name="channels")
 app.add_typer(corpus_app, name="corpus")
 app.add_typer(eval_app, name="eval")
+app.add_typer(batches_app, name="batches")

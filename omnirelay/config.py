@@ -10,7 +10,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
@@ -184,10 +184,23 @@ class ConsoleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     client_ip_header: str | None = None
 
 
+class BatchesConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The Files and Batch APIs and the runner that executes batches in each gateway process (omnirelay.batches)."""
+
+    run: bool = True  # execute batch items in this process (the endpoints, expiry and finalizing work either way)
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8  # items in flight per process when idle
+    busy_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 2  # ...while interactive requests are in flight
+    max_file_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024  # an upload above it gets 413
+    max_requests: Annotated[int, msgspec.Meta(ge=1)] = 50_000  # lines of a file, requests of a batch
+    lease_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # a claimed item whose runner is silent this long is retaken
+    poll_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5  # how often an idle runner looks for work
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
+    batches: BatchesConfig = msgspec.field(default_factory=BatchesConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     upstreams: list[UpstreamConfig] = []
     models: dict[str, ModelRoute] = {}

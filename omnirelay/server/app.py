@@ -7,6 +7,7 @@ import logging
 import os
 
 from omnirelay.admin import admin_mount
+from omnirelay.batches import Batches
 from omnirelay.config import Config, load_config
 from omnirelay.console import admin_key_endpoints, console_mounts
 from omnirelay.console.bootstrap import bootstrap_admin
@@ -50,6 +51,8 @@ class App:
         self.counter = TokenCounter(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.images = ImageGenerator(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
+        self.in_flight = 0  # requests being answered: the batch runner yields to them
+        self.batches = Batches(config, self.gate, self.relay.pipeline, self.executor, lambda: self.in_flight)
         self.max_body = config.server.max_body_bytes
         tester = ChannelTester(config, self.providers, self.executor, self.routes)
         self.console = ConsoleContext(config, self.gate, self.routes, self._playground_chat, tester.test)
@@ -70,7 +73,8 @@ class App:
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
         console = console_mounts(self.console, OPENAI.render_error) if self.config.console.enabled else []
-        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount(), *console]
+        mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        return [*mounts, *self.batches.mounts(), *console]
 
     async def _playground_chat(self, request: Exchange, body: bytes, admission: Admission) -> None:
         """The console's playground: a chat completions request served by the relay as ``admission``."""
@@ -87,10 +91,12 @@ class App:
         await self.gate.start()
         await bootstrap_admin(self.gate.store.accounts)
         await self.routes.start()
+        await self.batches.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
 
     async def shutdown(self) -> None:
+        await self.batches.stop()
         await self.routes.stop()
         await self.gate.stop()
         await self.executor.stop()
@@ -129,6 +135,7 @@ class App:
         path = request.path.rstrip("/") or "/"
         method = request.method
         route = self.router.match(method, path)
+        self.in_flight += 1
         try:
             if route is None:
                 if self.router.allows_other_method(path):
@@ -142,6 +149,8 @@ class App:
         except Exception:
             log.exception("unhandled error on %s", path)
             await self._send_error(request, GatewayError("internal", "internal error in the gateway"), route, path)
+        finally:
+            self.in_flight -= 1
 
     async def _send_error(self, request: Exchange, err: GatewayError, route: Route | None, path: str) -> None:
         """``err`` in the format of the mount ``route`` came from (no route: of the one owning ``path``)."""

@@ -1,19 +1,21 @@
-"""How the accounts code talks to either database: one ``Runner`` per store (SQLite through the store's single
-writer connection and its lock, PostgreSQL through its pool), statements written once with ``?`` placeholders
-(turned into ``$1``... for asyncpg), and the statements the usage write shares with the accounts.
+"""How the accounts code talks to either database: a ``Runner`` over the store's ``batch_db.Db`` (SQLite through
+the store's single writer connection and its lock, PostgreSQL through its pool; statements written once with
+``?`` placeholders), and the statements the usage write shares with the accounts.
 
 Wallet ids are ``user:<id>`` or ``team:<id>``: the wallet a key draws from follows its owner (a team member's
 keys draw from the team's wallet), decided in SQL by ``WALLET_OF_USER`` when a usage batch is written."""
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-Row = Sequence[Any]
+from omnirelay.state import batch_db
+from omnirelay.state.batch_db import Row
+
+__all__ = ["LEDGER_COLUMNS", "SPENDING_KINDS", "WALLET_OF_USER", "DbRunner", "Row", "Runner", "Tx", "usage_ledger_sql"]
 
 # The wallet of the user row aliased ``us``.
 WALLET_OF_USER = "CASE WHEN us.team_id IS NOT NULL THEN 'team:' || us.team_id ELSE 'user:' || us.id END"
@@ -35,21 +37,8 @@ def usage_ledger_sql(source: str, filter_sql: str) -> str:
     )
 
 
-_PLACEHOLDER = re.compile(r"\?")
-_dollar_cache: dict[str, str] = {}
-
-
-def dollarize(sql: str) -> str:
-    """``?`` placeholders -> ``$1``, ``$2``... (the accounts' statements hold no literal question mark)."""
-    out = _dollar_cache.get(sql)
-    if out is None:
-        counter = iter(range(1, 10_000))
-        out = _dollar_cache[sql] = _PLACEHOLDER.sub(lambda _m: f"${next(counter)}", sql)
-    return out
-
-
 class Tx(ABC):
-    """Statements inside one transaction."""
+    """Statements inside one transaction (arguments as positional parameters)."""
 
     @abstractmethod
     async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
@@ -81,3 +70,34 @@ class Runner(ABC):
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
+
+
+class _DbTx(Tx):
+    def __init__(self, tx: batch_db.Tx) -> None:
+        self.tx = tx
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self.tx.fetch(sql, args)
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        return await self.tx.execute(sql, args)
+
+
+class DbRunner(Runner):
+    """The accounts over a store's ``batch_db.Db`` (the same reads and write transactions the batch and file
+    stores use: SQLite's one writer under its lock, PostgreSQL's pool, ``?`` turned into ``$n``)."""
+
+    def __init__(self, db: batch_db.Db, unique_violation: Callable[[BaseException], bool]) -> None:
+        self.db = db
+        self._unique_violation = unique_violation
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return await self.db.fetch(sql, args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self.db.transaction() as tx:
+            yield _DbTx(tx)
+
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return self._unique_violation(exc)

@@ -205,6 +205,7 @@ class KeyGate(Gate):
         # SHA-256; only tokens that matched get in (one per key), and every refresh starts it afresh.
         self._verified: dict[str, CachedKey] = {}
         self.pending_units: dict[str, int] = {}  # settled charges the database has not committed yet
+        self.held_units: dict[str, int] = {}  # credit that open batches hold (omnirelay.batches refreshes it)
         self.open = False  # everyone is let in (see the module docstring)
         self.keys_ever_issued = False  # the store held a key once: never open by default again
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
@@ -437,6 +438,10 @@ class KeyGate(Gate):
             max_out = None if ceiling is None or max_out is None else max(max_out, ceiling)
         return in_rate, out_rate, max_out
 
+    def worst_case_units(self, req: ChatRequest, routes: list[Route]) -> int:
+        """The most ``req`` can cost on ``routes`` at full price, in units (what admit would reserve)."""
+        return self._reserve_units(req, estimate_request_tokens(req), routes)
+
     def _reserve_units(self, req: ChatRequest, est_in: int, routes: list[Route]) -> int:
         """The most the request can cost: its estimated input and all the output it may produce (max_tokens, the
         thinking budget on top where a provider adds it, else the model's ceiling; times ``n``), at the dearest
@@ -477,6 +482,9 @@ class KeyGate(Gate):
         if rec.credit_units is not None or wallet is not None:
             worst = reserve * UNITS_PER_USD if reserve is not None else self._reserve_units(req, est_in, routes)
             reserve_units = math.ceil(worst * admission.multiplier)
+        # What open batches hold counts as spent here; not with Redis, which seeds its shared counter from
+        # spent_units once (a hold would stay in it for good).
+        held = self.held_units.get(rec.id, 0) if self.shared is None else 0
         lim = Limits(
             key_id=rec.id,
             request_id=new_id(""),
@@ -484,7 +492,7 @@ class KeyGate(Gate):
             tpm=rec.tpm,
             est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
-            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
+            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0) + held,
             reserve_units=reserve_units,
             reserve_ttl_s=self.reserve_ttl_s,
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from omnirelay.state.accounts_schema import ACCOUNTS_POSTGRES, ACCOUNTS_SQLITE
+from omnirelay.state.batch_schema import BATCH_TABLES_POSTGRES, BATCH_TABLES_SQLITE
 
 
 class Migration(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,6 +200,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX responses_expires ON responses (expires_at)",
         ),
+    ),
+    Migration(
+        version=7,
+        description="uploaded files, batch jobs and their items (core/batches.py, state/batch_sql.py)",
+        sqlite=BATCH_TABLES_SQLITE,
+        postgres=BATCH_TABLES_POSTGRES,
     ),
     Migration(
         version=8,

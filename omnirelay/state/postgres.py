@@ -8,18 +8,19 @@ charge the keys for exactly those rows.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 import msgspec
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
 from omnirelay.state.accounts import AccountStore
-from omnirelay.state.accounts_sql import Row, Runner, Tx, dollarize, usage_ledger_sql
+from omnirelay.state.accounts_sql import DbRunner, usage_ledger_sql
+from omnirelay.state.batch_db import PostgresDb
+from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -110,7 +111,11 @@ class PostgresStore(Store):
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._responses = PostgresResponses(self)
-        self._accounts = AccountStore(PostgresRunner(self))
+        self._files = SqlFiles(PostgresDb(self))
+        self._batches = SqlBatches(PostgresDb(self))
+        self._accounts = AccountStore(
+            DbRunner(PostgresDb(self), lambda exc: isinstance(exc, asyncpg.UniqueViolationError))
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -143,6 +148,14 @@ class PostgresStore(Store):
     @property
     def accounts(self) -> AccountStore:
         return self._accounts
+
+    @property
+    def files(self) -> FileStore:
+        return self._files
+
+    @property
+    def batches(self) -> BatchStore:
+        return self._batches
 
     async def _migrate(self, target: int | None) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -231,35 +244,6 @@ class PostgresStore(Store):
 def _deleted(status: str) -> int:
     """The row count of asyncpg's command status (``DELETE 3``)."""
     return int(status.rsplit(" ", 1)[-1])
-
-
-class _PostgresTx(Tx):
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self.conn = conn
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.conn.fetch(dollarize(sql), *args))
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        status: str = await self.conn.execute(dollarize(sql), *args)
-        last = status.rsplit(" ", 1)[-1]
-        return int(last) if last.isdigit() else 0
-
-
-class PostgresRunner(Runner):
-    def __init__(self, store: PostgresStore) -> None:
-        self.store = store
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.store.pool.fetch(dollarize(sql), *args))
-
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        return isinstance(exc, asyncpg.UniqueViolationError)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        async with self.store.pool.acquire() as conn, conn.transaction():
-            yield _PostgresTx(conn)
 
 
 class PostgresResponses(ResponseStore):

@@ -11,11 +11,11 @@ the usage journal is deleted once a batch commits: the commit must be on disk by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,13 @@ from typing import Any
 import aiosqlite
 from msgspec.structs import astuple
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
 from omnirelay.state.accounts import AccountStore
-from omnirelay.state.accounts_sql import Row, Runner, Tx, usage_ledger_sql
+from omnirelay.state.accounts_sql import DbRunner, usage_ledger_sql
+from omnirelay.state.batch_db import SqliteDb
+from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -99,7 +102,9 @@ class SqliteStore(Store):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._responses = SqliteResponses(self)
-        self._accounts = AccountStore(SqliteRunner(self))
+        self._files = SqlFiles(SqliteDb(self))
+        self._batches = SqlBatches(SqliteDb(self))
+        self._accounts = AccountStore(DbRunner(SqliteDb(self), _unique_violation))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -139,6 +144,28 @@ class SqliteStore(Store):
     @property
     def accounts(self) -> AccountStore:
         return self._accounts
+
+    @property
+    def files(self) -> FileStore:
+        return self._files
+
+    @property
+    def batches(self) -> BatchStore:
+        return self._batches
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer inside ``BEGIN IMMEDIATE`` under the write lock: committed when the block ends, rolled
+        back if it raises."""
+        async with self._write_lock:
+            await self._begin()
+            try:
+                yield self.writer
+                await self.writer.execute("COMMIT")
+            except BaseException:
+                if self.writer.in_transaction:
+                    await self.writer.execute("ROLLBACK")
+                raise
 
     async def _writable(self) -> aiosqlite.Connection:
         """The writer, with no transaction left open. Call with the write lock held. A cancel that lands while
@@ -289,43 +316,8 @@ class SqliteStore(Store):
         return [sql.summary_row(by, r) for r in rows]
 
 
-class _SqliteTx(Tx):
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self.conn = conn
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.conn.execute_fetchall(sql, args))
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        cur = await self.conn.execute(sql, args)
-        return cur.rowcount
-
-
-class SqliteRunner(Runner):
-    """Reads through the store's reader; transactions on its one writer, under its lock, BEGIN IMMEDIATE."""
-
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return list(await self.store.reader.execute_fetchall(sql, args))
-
-    def is_unique_violation(self, exc: BaseException) -> bool:
-        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        store = self.store
-        async with store._write_lock:
-            await store._begin()
-            w = store.writer
-            try:
-                yield _SqliteTx(w)
-                await w.execute("COMMIT")
-            except BaseException:
-                if w.in_transaction:
-                    await w.execute("ROLLBACK")
-                raise
+def _unique_violation(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
 
 class SqliteResponses(ResponseStore):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
+from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
 
@@ -192,6 +193,16 @@ class Store(ABC):
     @abstractmethod
     def accounts(self) -> AccountStore:
         """Console users, teams, groups, wallets, codes and sessions, in this database (once the store is open)."""
+
+    @property
+    @abstractmethod
+    def files(self) -> FileStore:
+        """Uploaded files and batch result files (``/v1/files``), in this database."""
+
+    @property
+    @abstractmethod
+    def batches(self) -> BatchStore:
+        """Batch jobs and their items (``omnirelay.batches``), in this database."""
 
     @abstractmethod
     async def schema_version(self) -> int: ...

@@ -144,6 +144,11 @@ class HttpExecutor:
         body = await self._exchange(provider, timeouts, ureq)
         return self._parsed(provider, lambda: provider.parse_embeddings(body, req, model))
 
+    async def exchange(self, provider: HttpProvider, ureq: UpstreamRequest, timeouts: Timeouts) -> bytes:
+        """Send a request built from what ``provider`` builds (a native batch's upload, create and poll calls,
+        omnirelay.batches.native) and read the whole reply: its body, or the upstream's error (scrubbed)."""
+        return await self._exchange(provider, timeouts, ureq)
+
     async def _exchange(self, provider: HttpProvider, timeouts: Timeouts, ureq: UpstreamRequest) -> bytes:
         """Send ``ureq`` and read the whole reply: its body, or the upstream's error (scrubbed) raised."""
         name = provider.upstream.name

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.mocks.batch_api import AnthropicBatches
 from tests.mocks.script import ScriptedReply, split
 from tests.mocks.server import MockState, last_user_text
 
@@ -268,4 +269,5 @@ def make_app(state: MockState) -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
+    AnthropicBatches(state).routes(app)
     return app

@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from tests.mocks.batch_api import OpenAIBatches
 from tests.mocks.images import png_b64
 from tests.mocks.openai_responses_mock import ResponseRender
 from tests.mocks.script import ScriptedReply, split
@@ -465,4 +466,5 @@ def make_app(state: MockState) -> web.Application:
 
         app.router.add_post(prefix + "/embeddings", embeddings)
         app.router.add_get(prefix + "/models", models)
+    OpenAIBatches(state).routes(app)
     return app

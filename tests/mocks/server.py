@@ -32,7 +32,8 @@ class MockState:
     def next_reply(self, default_text: str) -> ScriptedReply:
         with self.lock:
             if self.replies:
-                return self.replies.popleft()
+                reply = self.replies.popleft()
+                return msgspec.structs.replace(reply, text=default_text) if reply.echo else reply
         return ScriptedReply(text=default_text)
 
     async def record(self, request: web.Request) -> Any:

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 from omnirelay.state.accounts import Owner, Wallet, code_id_of
-from omnirelay.state.accounts_sql import dollarize
 from omnirelay.state.keys import new_key
 from omnirelay.state.wallet_cache import ownerships
-
-
-def test_dollarize() -> None:
-    assert dollarize("SELECT 1 FROM t WHERE a = ? AND b IN (?, ?)") == "SELECT 1 FROM t WHERE a = $1 AND b IN ($2, $3)"
-    assert dollarize("SELECT 1") == "SELECT 1"
 
 
 def test_code_ids() -> None:
