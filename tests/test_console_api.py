@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -260,6 +261,38 @@ def test_a_compound_request_is_charged_once_at_the_multiplier(env: ConsoleEnv, m
     assert wallet["balance_usd"] == pytest.approx(1.0 - expected, abs=1e-12)
     balance, ledger_sum = _wallet_in_db(env, f"user:{user['id']}")
     assert balance == ledger_sum == round((1.0 - expected) * 1e10)
+
+
+def test_a_batch_of_a_console_key_pays_the_batch_price_at_the_multiplier(env: ConsoleEnv) -> None:
+    admin = env.admin()
+    admin.ok(admin.post("/admin/groups", {"name": f"batch-{env.kind}", "multiplier": 2}), 201)
+    member, user = env.member(admin, group=f"batch-{env.kind}")
+    _topup(admin, user["id"], 0.05)
+    client = member.openai(member.ok(member.post("/keys", {"name": "batcher"}), 201)["secret"])
+    body = {"model": GPT, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 50}
+    lines = [{"custom_id": f"c{i}", "method": "POST", "url": "/v1/chat/completions", "body": body} for i in range(3)]
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    uploaded = client.files.create(file=("in.jsonl", io.BytesIO(data)), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h")
+
+    def completed() -> Any:
+        current = client.batches.retrieve(batch.id)
+        return current if current.status == "completed" else None
+
+    done = wait_until(completed, 30, "the batch to complete")
+    assert done.request_counts is not None and done.request_counts.completed == 3
+    per_item = GPT_COST * 0.5 * 2  # the batch discount, then the group's multiplier
+    rows = member.ok(member.get("/requests"))["data"]
+    assert len(rows) == 3 and all(r["cost_usd"] == pytest.approx(per_item, abs=1e-15) for r in rows)
+    assert member.ok(member.get("/wallet"))["balance_usd"] == pytest.approx(0.05 - 3 * per_item, abs=1e-12)
+    balance, ledger_sum = _wallet_in_db(env, f"user:{user['id']}")
+    assert balance == ledger_sum
+    # A batch whose worst case the wallet cannot cover is refused up front, as for a key without credit.
+    many = b"".join(json.dumps({**lines[0], "custom_id": f"m{i}"}).encode() + b"\n" for i in range(200))
+    big = client.files.create(file=("big.jsonl", io.BytesIO(many)), purpose="batch")
+    with pytest.raises(openai.RateLimitError) as err:
+        client.batches.create(input_file_id=big.id, endpoint="/v1/chat/completions", completion_window="24h")
+    assert err.value.code == "insufficient_quota"
 
 
 def test_an_empty_wallet_refuses_like_an_empty_key_and_a_key_cap_still_applies(env: ConsoleEnv) -> None:

@@ -331,6 +331,11 @@ class KeyGate(Gate):
             return KeyAdmission(key_name="master" if token is not None and not self.open else None)
         return self._admission_of(cached)
 
+    def multiplier_of(self, key_id: str | None) -> float:
+        """The price multiplier of a key's owner (1.0 for a key of its own, or one this cache does not know)."""
+        cached = self.keys.get(key_id) if key_id is not None else None
+        return cached.ownership.multiplier if cached is not None and cached.ownership is not None else 1.0
+
     def authenticate_key_id(self, key_id: str) -> Admission:
         """``authenticate`` for an in-process caller that already knows whose key it uses (the console's
         playground, for its signed-in user's own key): by id, without the secret; 401 as for a bad key."""
@@ -554,7 +559,7 @@ class KeyGate(Gate):
             tpm=None,
             est_tokens=0,
             credit_units=wallet.credited_units,
-            spent_units=wallet.spent_units + wallet.pending_units(self.pending_units),
+            spent_units=wallet.spent_units + wallet.pending_units(self.pending_units) + self._wallet_held(wallet),
             reserve_units=key_lim.reserve_units,
             reserve_ttl_s=self.reserve_ttl_s,
         )
@@ -565,6 +570,12 @@ class KeyGate(Gate):
             )
         admission.wallet_limiter_id = wallet.limiter_id
         admission.wallet_shared = shared
+
+    def _wallet_held(self, wallet: CachedWallet) -> int:
+        """What open batches of the wallet's keys hold (as for a key: not with Redis, see _limit)."""
+        if self.shared is not None or not self.held_units:
+            return 0
+        return sum(self.held_units.get(k, 0) for k in wallet.key_ids)
 
     async def _release_wallet(self, admission: KeyAdmission, cost_units: int, reservation: str) -> None:
         """Give the wallet's reservation back and (with Redis) charge the shared wallet ``cost_units``."""
