@@ -1,6 +1,6 @@
 """Password hashing for console users: argon2id (argon2-cffi's defaults: 64 MiB, 3 passes), run in a thread so a
-login never stalls the event loop. An unknown email is checked against a dummy hash, so the time a login takes
-does not tell which emails exist."""
+login never stalls the event loop, at most MAX_CONCURRENT_HASHES at a time. An unknown email is checked against a
+dummy hash, so the time a login takes does not tell which emails exist."""
 
 from __future__ import annotations
 
@@ -29,12 +29,20 @@ def verify_password(password: str, password_hash: str | None) -> bool:
         return False
 
 
+# At most this many hashes at once per process: each takes 64 MiB, and a burst of sign-ins must not take the
+# gateway's memory (the others wait their turn).
+MAX_CONCURRENT_HASHES = 2
+_hash_slots = asyncio.Semaphore(MAX_CONCURRENT_HASHES)
+
+
 async def hash_password_async(password: str) -> str:
-    return await asyncio.to_thread(hash_password, password)
+    async with _hash_slots:
+        return await asyncio.to_thread(hash_password, password)
 
 
 async def verify_password_async(password: str, password_hash: str | None) -> bool:
-    return await asyncio.to_thread(verify_password, password, password_hash)
+    async with _hash_slots:
+        return await asyncio.to_thread(verify_password, password, password_hash)
 
 
 def password_problem(password: object) -> str | None:
