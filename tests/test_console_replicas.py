@@ -28,6 +28,9 @@ def replicas(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> 
     with backend("postgres", workdir) as b:
         b.env.update({"OMNIRELAY_ADMIN_EMAIL": ADMIN_EMAIL, "OMNIRELAY_ADMIN_PASSWORD": ADMIN_PASSWORD})
         cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
+        # Closed from the start: an open replica serves a key it does not know yet without any limit, so "replica b
+        # answers the key" would not mean that b knows it (and its wallet).
+        cfg["server"]["open"] = False
         first = start_gateway(cfg, workdir / "a", b)
         second = start_gateway(cfg, workdir / "b", b)
         try:
