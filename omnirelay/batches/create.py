@@ -83,7 +83,7 @@ class BatchCreator:
         if routes:
             price = self.gate.price(None, req.model)
             discount = price.batch_discount if price is not None else DEFAULT_BATCH_DISCOUNT
-            units = math.ceil(self.gate.worst_case_units(req, routes) * discount)
+            units = math.ceil(self.gate.worst_case_units(req, routes) * discount * admission.multiplier)
         item = BatchItem(index=index, custom_id=entry.custom_id, body=entry.body, reserve_units=units)
         return item, req.model, self._native(endpoint, routes)
 
@@ -141,7 +141,22 @@ class BatchCreator:
 
     async def _check_credit(self, admission: Admission, reserved: int) -> None:
         cached = admission.key if isinstance(admission, KeyAdmission) else None
-        if cached is None or cached.record.credit_units is None:
+        if cached is None:
+            return
+        wallet = cached.ownership.wallet if cached.ownership is not None else None
+        if wallet is not None:  # a console user's key: the batch must fit the owner's wallet too
+            holds = await self.batches.held_units()
+            held = sum(holds.get(k, 0) for k in wallet.key_ids)
+            if reserved > wallet.balance_units(self.gate.pending_units) - held:
+                raise GatewayError(
+                    "quota",
+                    f"You exceeded your current quota: the wallet of API key {cached.record.id}'s owner has not "
+                    f"enough balance left for this batch, which may cost up to ${to_usd(reserved):.6f} at the batch "
+                    f"price (open batches hold ${to_usd(held):.6f}).",
+                    code="insufficient_quota",
+                    retryable=False,
+                )
+        if cached.record.credit_units is None:
             return
         rec = cached.record
         balance = self.gate.balance_units(rec)

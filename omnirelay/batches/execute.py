@@ -18,6 +18,7 @@ from omnirelay.core.pricing import cost_of
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
+from omnirelay.pipeline.gate import priced_for
 from omnirelay.protocols import openai_embeddings
 from omnirelay.state.gate import KeyAdmission, KeyGate
 from omnirelay.state.keys import to_units
@@ -30,13 +31,14 @@ def item_request_id(batch_id: str, index: int) -> str:
     return f"{batch_id}-{index}"
 
 
-def batch_cost(gate: KeyGate, record: UsageRecord) -> float:
+def batch_cost(gate: KeyGate, record: UsageRecord, admission: KeyAdmission | None = None) -> float:
     """The batch price of what ``record`` used: the price table's ``batch_discount`` of the model that answered
-    (or was asked for), else the default discount of what the pipeline priced."""
+    (or was asked for), at the caller's price multiplier (a console user's group), else the default discount of
+    what the pipeline priced (which already applied the multiplier)."""
     price = gate.price(record.model_used, record.model_requested)
     if price is None:
         return round(record.cost * DEFAULT_BATCH_DISCOUNT, 10)
-    return cost_of(record.usage, price, batch=True)
+    return priced_for(admission, cost_of(record.usage, price, batch=True))
 
 
 class ItemExecutor:
@@ -53,7 +55,12 @@ class ItemExecutor:
         rec = cached.record if cached is not None else None
         if rec is None or rec.disabled or (rec.expires_at is not None and rec.expires_at <= time.time()):
             raise GatewayError("authentication", f"API key {key_id} is no longer valid.", code="invalid_api_key")
-        return KeyAdmission(key_id=key_id, key_name=rec.name, key=cached)
+        assert cached is not None
+        ownership = cached.ownership
+        if ownership is not None and ownership.owner is None:  # a console user's key whose user is gone or disabled
+            raise GatewayError("authentication", f"API key {key_id} is no longer valid.", code="invalid_api_key")
+        multiplier = ownership.multiplier if ownership is not None else 1.0
+        return KeyAdmission(key_id=key_id, key_name=rec.name, key=cached, multiplier=multiplier)
 
     async def run(self, item: ClaimedItem) -> ItemResult:
         t0 = time.perf_counter()
@@ -74,7 +81,7 @@ class ItemExecutor:
             record.error = err.message
             body = render_error(item.endpoint, err)
             status, outcome = err.status, "errored"
-        record.cost = batch_cost(self.gate, record) if record.cost else 0.0
+        record.cost = batch_cost(self.gate, record, admission) if record.cost else 0.0
         record.latency_ms = (time.perf_counter() - t0) * 1000.0
         await self.gate.settle(admission, record)  # journalled before the result is recorded (see the docstring)
         return ItemResult(
@@ -95,5 +102,5 @@ class ItemExecutor:
             vectors = await self.pipeline.embed(ctx, parsed.embedding)
             return openai_embeddings.render_response(vectors, parsed.embedding)
         resp = await self.pipeline.complete(ctx)
-        resp.cost = batch_cost(self.gate, record)
+        resp.cost = batch_cost(self.gate, record, admission)
         return CHAT_PROTOCOLS[item.endpoint].render_response(resp, req)

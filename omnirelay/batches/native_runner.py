@@ -159,6 +159,7 @@ class NativeBatches:
     async def _charge(
         self, job: BatchJob, provider: HttpProvider, p: Prepared, ok: bool, status: int, body: bytes
     ) -> ItemResult:
+        admission = KeyAdmission(key_id=job.key_id, multiplier=self.gate.multiplier_of(job.key_id))
         record = UsageRecord(
             request_id=item_request_id(job.id, p.index),
             created_at=time.time(),
@@ -174,7 +175,7 @@ class NativeBatches:
                 raise provider.parse_error(status, {}, body)
             resp = provider.parse_response(body, p.req)
             record.usage = resp.usage = sane_usage(resp.usage)
-            record.cost = resp.cost = batch_cost(self.gate, record)
+            record.cost = resp.cost = batch_cost(self.gate, record, admission)
             out = CHAT_PROTOCOLS[job.endpoint].render_response(resp, p.req)
             result = ItemResult(outcome="succeeded", status_code=200, body=out, request_id=record.request_id)
         except GatewayError as err:
@@ -182,5 +183,5 @@ class NativeBatches:
             out = render_error(job.endpoint, err)
             result = ItemResult(outcome="errored", status_code=err.status, body=out, request_id=record.request_id)
         result.cost_units = to_units(record.cost)
-        await self.gate.settle(KeyAdmission(key_id=job.key_id), record)
+        await self.gate.settle(admission, record)
         return result

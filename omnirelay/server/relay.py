@@ -45,14 +45,22 @@ class Relay:
         install_compound(self.pipeline)
 
     async def handle(
-        self, protocol: InboundProtocol, exchange: Exchange, body: bytes, observation: Observation | None = None
+        self,
+        protocol: InboundProtocol,
+        exchange: Exchange,
+        body: bytes,
+        observation: Observation | None = None,
+        admission: Admission | None = None,
     ) -> None:
-        """Serve one request; ``observation`` (metrics, traces, access log) is told its record and context."""
+        """Serve one request; ``observation`` (metrics, traces, access log) is told its record and context.
+        ``admission``: the caller, already authenticated by an in-process front end (the console's playground);
+        None: the request's own key authenticates it."""
         started = time.time()
         t0 = time.perf_counter()
         headers = exchange.headers
         req = protocol.parse_request(body, headers)
-        admission = self.gate.authenticate(bearer_token(headers))
+        if admission is None:
+            admission = self.gate.authenticate(bearer_token(headers))
         record = UsageRecord(
             request_id=new_id("req_"),
             created_at=started,

@@ -17,6 +17,8 @@ import msgspec
 from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.accounts import AccountStore
+from omnirelay.state.accounts_sql import DbRunner, usage_ledger_sql
 from omnirelay.state.batch_db import PostgresDb
 from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
@@ -58,14 +60,22 @@ WITH batch AS (
 ), inserted AS (
     INSERT INTO usage ({_COLS}) SELECT {_COLS} FROM batch
     ON CONFLICT (request_id) DO NOTHING
-    RETURNING key_id, cost_units
+    RETURNING request_id, created_at, key_id, cost_units, model_requested, model_used
 ), charged AS (
     UPDATE keys SET spent_units = keys.spent_units + s.total
     FROM (SELECT key_id, SUM(cost_units)::bigint AS total FROM inserted WHERE key_id IS NOT NULL GROUP BY key_id) s
     WHERE keys.id = s.key_id
     RETURNING 1
+), entries AS (
+    {usage_ledger_sql("inserted AS u", "")}
+    RETURNING wallet_id, amount_units
+), debited AS (
+    UPDATE wallets SET spent_units = wallets.spent_units + s.total
+    FROM (SELECT wallet_id, -SUM(amount_units)::bigint AS total FROM entries GROUP BY wallet_id) s
+    WHERE wallets.id = s.wallet_id
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged), (SELECT count(*) FROM debited)
 """
 _rows_encoder = msgspec.json.Encoder()
 # SQLSTATE classes that come from the data, not the server's health: 22 data exception (a number out of range
@@ -103,6 +113,9 @@ class PostgresStore(Store):
         self._responses = PostgresResponses(self)
         self._files = SqlFiles(PostgresDb(self))
         self._batches = SqlBatches(PostgresDb(self))
+        self._accounts = AccountStore(
+            DbRunner(PostgresDb(self), lambda exc: isinstance(exc, asyncpg.UniqueViolationError))
+        )
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -131,6 +144,10 @@ class PostgresStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self._accounts
 
     @property
     def files(self) -> FileStore:

@@ -26,6 +26,8 @@ from msgspec.structs import astuple
 from omnirelay.core.batches import BatchStore, FileStore
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.accounts import AccountStore
+from omnirelay.state.accounts_sql import DbRunner, usage_ledger_sql
 from omnirelay.state.batch_db import SqliteDb
 from omnirelay.state.batch_sql import SqlBatches, SqlFiles
 from omnirelay.state.keys import KeyRecord
@@ -50,6 +52,12 @@ _INSERT_GROUP = (
 # NOT INDEXED: otherwise the planner walks the whole (key_id, created_at) index to save the GROUP BY's sort,
 # instead of reading the batch's rowid range.
 _ADDED_BY_KEY = "SELECT key_id, SUM(cost_units), COUNT(*) FROM usage NOT INDEXED WHERE rowid > ? GROUP BY key_id"
+# The batch's rows are those above the rowid mark (see write_usage); NOT INDEXED for the same reason as above.
+_LEDGER_USAGE = usage_ledger_sql("usage AS u NOT INDEXED", " AND u.rowid > ?")
+_DEBIT_WALLETS = (
+    "UPDATE wallets SET spent_units = spent_units + t.total FROM (SELECT wallet_id, -SUM(amount_units) AS total"
+    " FROM ledger WHERE id > ? GROUP BY wallet_id) AS t WHERE wallets.id = t.wallet_id"
+)
 _PUT_RESPONSE = sql.put_response_sql(qmark, "responses.key_id IS excluded.key_id")  # IS: NULL-safe equality
 _GET_RESPONSE = sql.get_response_sql(qmark)
 _SWEEP_RESPONSES = sql.sweep_responses_sql(qmark)
@@ -96,6 +104,7 @@ class SqliteStore(Store):
         self._responses = SqliteResponses(self)
         self._files = SqlFiles(SqliteDb(self))
         self._batches = SqlBatches(SqliteDb(self))
+        self._accounts = AccountStore(DbRunner(SqliteDb(self), _unique_violation))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -131,6 +140,10 @@ class SqliteStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self._accounts
 
     @property
     def files(self) -> FileStore:
@@ -261,6 +274,11 @@ class SqliteStore(Store):
                 charges = [(total, key_id) for key_id, total, _ in added if key_id is not None and total]
                 if charges:
                     await w.executemany("UPDATE keys SET spent_units = spent_units + ? WHERE id = ?", charges)
+                    # The owners' wallets: one ledger entry per charged row, then each wallet by their sum.
+                    ((ledger_mark,),) = await w.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM ledger")
+                    entries = await w.execute(_LEDGER_USAGE, (mark,))
+                    if entries.rowcount:
+                        await w.execute(_DEBIT_WALLETS, (ledger_mark,))
                 await w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:  # a cancel (shutdown) can land before BEGIN ran: nothing to roll back
@@ -296,6 +314,10 @@ class SqliteStore(Store):
         async with self.reader.execute(query, args) as cur:
             rows = await cur.fetchall()
         return [sql.summary_row(by, r) for r in rows]
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
 
 class SqliteResponses(ResponseStore):
