@@ -49,6 +49,7 @@ class ScriptedReply(msgspec.Struct, kw_only=True):
     malformed: bool = False  # a 200 whose body is not valid JSON / SSE data is not JSON
     truncate_after_chunks: int | None = None  # streaming: drop the connection after this many events
     delay_s: float = 0.0  # wait before answering
+    chunk_interval_s: float = 0.0  # streaming: wait between frames (a client can see the text arrive piece by piece)
     # streaming: after the content, the provider's documented in-stream failure (OpenAI Responses: the
     # ``response.failed`` event) in place of the normal end
     midstream_failure: bool = False

@@ -52,6 +52,9 @@ test("money, prices, counts and durations", () => {
   assert.equal(usd(0), "$0.00");
   assert.equal(usd(0.000123), "$0.000123");
   assert.equal(usd(-3), "-$3.00");
+  assert.equal(usd(0.65), "$0.65");
+  assert.equal(usd(0.5), "$0.50");
+  assert.equal(usd(0.00008), "$0.00008");
   assert.equal(usd(null), "—");
   assert.equal(price(2), "$2");
   assert.equal(price(0.15), "$0.15");

@@ -3,8 +3,12 @@
 export function usd(value, digits) {
   if (value === null || value === undefined) return "—";
   const n = Number(value);
-  const d = digits ?? (Math.abs(n) >= 1 || n === 0 ? 2 : 6);
-  return (n < 0 ? "-$" : "$") + Math.abs(n).toFixed(d);
+  const abs = Math.abs(n);
+  let text;
+  if (digits !== undefined) text = abs.toFixed(digits);
+  else if (abs >= 1 || abs === 0) text = abs.toFixed(2);
+  else text = abs.toFixed(6).replace(/0+$/, "").replace(/\.(\d)$/, ".$10"); // cents and fractions of them
+  return (n < 0 ? "-$" : "$") + text;
 }
 
 export function price(value) {

@@ -34,11 +34,14 @@ function assistantTurn(model) {
     addCitations(annotations) {
       for (const a of annotations || []) {
         const c = a && (a.url_citation || a);
-        const href = c && safeUrl(c.url);
-        if (!href || state.citations.some((x) => x.url === c.url)) continue;
+        if (!c || !c.url || state.citations.some((x) => x.url === c.url)) continue;
         state.citations.push(c);
         sources.hidden = false;
-        sources.append(h("li", h("a", { href, target: "_blank", rel: "noopener noreferrer" }, c.title || c.url)));
+        // http(s) sources are links; others (a local corpus's corpus://...) are shown as text.
+        const href = safeUrl(c.url);
+        const label = c.title ? [c.title, " — "] : [];
+        const target = href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, c.url) : h("code", c.url);
+        sources.append(h("li.source", label, target));
       }
     },
     done(usage, cost) {
