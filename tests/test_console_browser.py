@@ -27,7 +27,7 @@ from tests.gateway import ROOT, Gateway
 from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
 from tests.polling import wait_until
-from tests.state_helpers import backend, start_gateway, state_config
+from tests.state_helpers import Admin, backend, start_gateway, state_config
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium; scripts/system-deps.sh)"
@@ -59,18 +59,10 @@ def env(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def bootstrap_admin(gw: Gateway) -> str:
-    """The first admin, created the way an operator does it (the management CLI against the same database)."""
+    """The first admin, created the way an operator does it: the admin API with the admin key."""
     email = "admin@example.com"
-    proc = subprocess.run(
-        [sys.executable, "-m", "omnirelay", "users", "add", email, "--role", "admin", "--password-stdin"],
-        cwd=ROOT,
-        input=PASSWORD,
-        capture_output=True,
-        text=True,
-        env=gw.env,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    r = Admin(gw.url).http.post("/admin/users", json={"email": email, "password": PASSWORD, "role": "admin"})
+    assert r.status_code == 201, r.text
     return email
 
 
@@ -154,6 +146,13 @@ def _row(tab: Tab, table: str, text: str) -> Any:
     return tab.page.locator(f"{table} tbody tr", has_text=text)
 
 
+def _funded_member(env: Env) -> str:
+    email = create_user(env.admin)
+    user_id = ConsoleSession(env.gw.url, email).me["id"]
+    env.admin.ok("POST", f"/admin/users/{user_id}/topup", {"amount_usd": 5.0, "reason": "playground test"})
+    return email
+
+
 def _wait_logged(session: ConsoleSession, request_id: str) -> None:
     wait_until(
         lambda: any(r["request_id"] == request_id for r in session.ok("GET", "/requests")["data"]),
@@ -179,7 +178,7 @@ def _create_token(tab: Tab, name: str, models: str = "") -> str:
 def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_charts(
     tab: Tab, env: Env, mocks: MockUpstreams
 ) -> None:
-    email = create_user(env.admin)
+    email = _funded_member(env)
     tab.sign_in(email)
     tab.shot("overview")
     secret = _create_token(tab, "ci-token")
@@ -308,13 +307,6 @@ RECORD_STATES = """() => {
 }"""
 
 
-def _funded_member(env: Env) -> str:
-    email = create_user(env.admin)
-    user_id = ConsoleSession(env.gw.url, email).me["id"]
-    env.admin.ok("POST", f"/admin/users/{user_id}/topup", {"amount_usd": 5.0, "reason": "playground test"})
-    return email
-
-
 def _send(tab: Tab, model: str, prompt: str) -> None:
     tab.page.fill("#pg-model", model)
     tab.page.fill("#pg-prompt", prompt)
@@ -440,7 +432,7 @@ def test_member_is_kept_out_of_admin_pages_and_apis(tab: Tab, env: Env) -> None:
 
 
 def test_key_and_model_names_are_rendered_as_text(tab: Tab, env: Env, mocks: MockUpstreams) -> None:
-    email = create_user(env.admin)
+    email = _funded_member(env)
     tab.sign_in(email)
     secret = _create_token(tab, XSS, models=f"gpt-4.1, {XSS}")
     assert tab.page.locator("#token-list .key-name", has_text=XSS).count() == 1
