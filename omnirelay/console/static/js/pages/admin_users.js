@@ -1,7 +1,7 @@
 // Users (admin): create, change role / team / group, disable, reset a password, top up, delete.
 import { del, get, patch, post } from "../api.js";
 import { field, fill, h, table, toast } from "../dom.js";
-import { numberOrNull, usd } from "../format.js";
+import { numberOrNull, time, usd } from "../format.js";
 
 export async function render(ctx) {
   const list = h("div", { id: "user-list" });
@@ -55,6 +55,7 @@ export async function render(ctx) {
       "div.row-actions",
       h("button", { type: "button", on: { click: () => edit(u) } }, "Edit"),
       h("button", { type: "button", on: { click: () => topup(u) } }, "Top up"),
+      h("button", { type: "button", on: { click: () => ledger(u) } }, "Ledger"),
       h("button", { type: "button", on: { click: () => save(u, { disabled: !u.disabled }) } }, u.disabled ? "Enable" : "Disable"),
       h("button.danger", { type: "button", on: { click: (e) => remove(u, e.currentTarget) } }, "Delete"),
     );
@@ -126,6 +127,26 @@ export async function render(ctx) {
       field("Amount (USD)", amount),
       field("Reason", reason),
       h("div.actions", h("button.primary", { type: "submit" }, "Top up"), h("button", { type: "button", on: { click: close } }, "Cancel")),
+    ));
+  }
+
+  async function ledger(u) {
+    const page = await get("/admin/ledger", { user_id: u.id });
+    fill(panel, h(
+      "div.card",
+      { id: "user-ledger" },
+      h("div.title-row", h("h2", "Ledger of ", h("span.user-email", u.email), " · ", usd(page.balance_usd)), h("button", { type: "button", on: { click: () => fill(panel) } }, "Close")),
+      table(
+        [
+          { label: "When", value: (e) => time(e.created_at) },
+          { label: "Kind", value: (e) => h("span.badge", e.kind) },
+          { label: "Amount", cls: "num", value: (e) => usd(e.amount_usd) },
+          { label: "Reason", value: (e) => e.reason ?? "" },
+          { label: "By", value: (e) => e.actor ?? "" },
+        ],
+        page.ledger,
+        "No entries.",
+      ),
     ));
   }
 
