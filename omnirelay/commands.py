@@ -13,6 +13,7 @@ from omnirelay.config import ConfigError, load_config
 from omnirelay.eval.cli import eval_app
 from omnirelay.routing.cli import channels_app
 from omnirelay.state.cli import keys_app, usage
+from omnirelay.state.users_cli import users_app
 from omnirelay.tools.cli import corpus_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="omnirelay: one endpoint, every model.")
@@ -50,6 +51,7 @@ def check_config(config: ConfigOption = None) -> None:
 
 
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 app.command("usage")(usage)
 app.add_typer(channels_app, name="channels")
 app.add_typer(corpus_app, name="corpus")

@@ -167,9 +167,24 @@ class StateConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     responses_retention_s: float = 30 * 86400.0
 
 
+class ConsoleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The web console at /console and its API (``omnirelay.console``)."""
+
+    enabled: bool = True
+    # The session cookie gets ``Secure`` when the request came over https (or a proxy says so with
+    # X-Forwarded-Proto: https); true: always (a deployment behind a TLS-terminating proxy that does not say so).
+    secure_cookies: bool = False
+    session_ttl_s: float = 7 * 86400.0
+    # Failed sign-ins allowed per email and per client address within the window; then 429 until it passes.
+    login_max_failures_per_email: int = 5
+    login_max_failures_per_ip: int = 5
+    login_window_s: float = 15 * 60.0
+
+
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     state: StateConfig = msgspec.field(default_factory=StateConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
     upstreams: list[UpstreamConfig] = []
     models: dict[str, ModelRoute] = {}

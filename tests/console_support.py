@@ -1,62 +1,98 @@
-"""Shared pieces of the console tests: a gateway with accounts over the mocks, signed-in API sessions (cookie +
-CSRF header, as the pages use them) and the Playwright browser on Debian's chromium."""
+"""The console's JSON API as a test drives it: one signed-in browser-like client per user (its own cookie jar,
+the CSRF token sent on every unsafe request), and a gateway with a bootstrapped admin."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 
-from tests.gateway import ROOT, Gateway
+from tests.gateway import Gateway
+from tests.mocks.server import MockUpstreams
+from tests.state_helpers import backend, start_gateway, state_config
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = ROOT / "test-output" / "console"
-PASSWORD = "correct horse battery staple"
+ADMIN_EMAIL = "root@example.com"
+ADMIN_PASSWORD = "correct horse battery staple"
+MEMBER_PASSWORD = "member-password-1"
+API = "/console/api"
 
 
-class ConsoleSession:
-    """One signed-in user of the console API: the session cookie and the CSRF header on every non-GET."""
+class Console:
+    """One user's session: ``login`` keeps the cookie (httpx's jar) and the CSRF token."""
 
-    def __init__(self, url: str, email: str, password: str = PASSWORD) -> None:
-        self.http = httpx.Client(base_url=url + "/console/api", timeout=30)
-        r = self.http.post("/login", json={"email": email, "password": password})
-        assert r.status_code == 200, r.text
-        self.me: dict[str, Any] = r.json()["user"]
-        self.csrf: str = r.json()["csrf_token"]
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.Client(base_url=url, timeout=30)
+        self.csrf: str | None = None
+
+    def login(self, email: str, password: str) -> httpx.Response:
+        r = self.http.post(f"{API}/login", json={"email": email, "password": password})
+        if r.status_code == 200:
+            self.csrf = r.json()["csrf_token"]
+        return r
+
+    def _headers(self) -> dict[str, str]:
+        return {"x-csrf-token": self.csrf} if self.csrf else {}
 
     def get(self, path: str, **params: Any) -> httpx.Response:
-        return self.http.get(path, params=params)
+        return self.http.get(API + path, params=params)
 
-    def send(self, method: str, path: str, body: Any = None, csrf: bool = True) -> httpx.Response:
-        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
-        return self.http.request(method, path, json=body, headers=headers)
+    def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
+        return self.http.post(API + path, json=body if body is not None else {}, headers=self._headers(), **kw)
 
-    def ok(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        r = self.send(method, path, body)
-        assert r.status_code == status, f"{method} {path}: {r.status_code} {r.text}"
-        return r.json() if r.content else None
+    def patch(self, path: str, body: Any) -> httpx.Response:
+        return self.http.patch(API + path, json=body, headers=self._headers())
+
+    def delete(self, path: str) -> httpx.Response:
+        return self.http.delete(API + path, headers=self._headers())
+
+    def ok(self, response: httpx.Response, status: int = 200) -> Any:
+        assert response.status_code == status, (response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def session_id(self) -> str | None:
+        return self.http.cookies.get("omnirelay_session")
+
+    def openai(self, secret: str) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=secret, max_retries=0, timeout=30)
 
 
-def new_email(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
+class ConsoleEnv:
+    def __init__(self, gw: Gateway, kind: str, database_url: str) -> None:
+        self.gw = gw
+        self.kind = kind
+        self.database_url = database_url
+
+    def console(self) -> Console:
+        return Console(self.gw.url)
+
+    def admin(self) -> Console:
+        c = self.console()
+        c.ok(c.login(ADMIN_EMAIL, ADMIN_PASSWORD))
+        return c
+
+    def member(self, admin: Console, **fields: Any) -> tuple[Console, dict[str, Any]]:
+        """A new member (created by ``admin``), signed in."""
+        email = f"m-{uuid.uuid4().hex[:8]}@example.com"
+        user = admin.ok(admin.post("/admin/users", {"email": email, "password": MEMBER_PASSWORD, **fields}), 201)
+        c = self.console()
+        c.ok(c.login(email, MEMBER_PASSWORD))
+        return c, user
 
 
-def create_user(admin: ConsoleSession, role: str = "member", email: str | None = None) -> str:
-    email = email or new_email(role)
-    admin.ok("POST", "/admin/users", {"email": email, "password": PASSWORD, "role": role}, status=201)
-    return email
-
-
-def balance(gw: Gateway, email: str) -> float:
-    value: float = ConsoleSession(gw.url, email).ok("GET", "/me")["balance_usd"]
-    return value
+@contextmanager
+def console_gateway(kind: str, mocks: MockUpstreams, workdir: Path, **console: Any) -> Iterator[ConsoleEnv]:
+    with backend(kind, workdir) as b:
+        b.env.update({"OMNIRELAY_ADMIN_EMAIL": ADMIN_EMAIL, "OMNIRELAY_ADMIN_PASSWORD": ADMIN_PASSWORD})
+        cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
+        cfg["console"] = console
+        gw = start_gateway(cfg, workdir, b)
+        try:
+            yield ConsoleEnv(gw, kind, b.database_url)
+        finally:
+            gw.stop()

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from omnirelay.admin.auth import guarded
 from omnirelay.admin.channels import channel_endpoints
 from omnirelay.admin.keys import KeysApi
@@ -16,7 +18,14 @@ from omnirelay.web.routes import Endpoint, ErrorRenderer, Mount
 PREFIX = "/admin"
 
 
-def admin_mount(config: Config, gate: KeyGate, routes: RouteTable, render_error: ErrorRenderer) -> Mount:
-    """Every admin endpoint under ``/admin``, its errors rendered by ``render_error``."""
-    endpoints = [*KeysApi(gate).endpoints(), *UsageApi(gate).endpoints(), *channel_endpoints(routes)]
+def admin_mount(
+    config: Config,
+    gate: KeyGate,
+    routes: RouteTable,
+    render_error: ErrorRenderer,
+    extra: Sequence[Endpoint] = (),
+) -> Mount:
+    """Every admin endpoint under ``/admin``, its errors rendered by ``render_error``; ``extra``: route lists of
+    packages above this one (the console's account administration: users, teams, groups, codes, top-ups)."""
+    endpoints = [*KeysApi(gate).endpoints(), *UsageApi(gate).endpoints(), *channel_endpoints(routes), *extra]
     return Mount(PREFIX, [Endpoint(ep.method, ep.path, guarded(config, ep.handler)) for ep in endpoints], render_error)

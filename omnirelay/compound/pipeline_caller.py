@@ -35,7 +35,7 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, ChatResponse
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
-from omnirelay.pipeline.gate import Admission, compound_admission
+from omnirelay.pipeline.gate import Admission, compound_admission, priced_for
 from omnirelay.providers import ProviderMap
 from omnirelay.routing.table import Channel, Route, engine_route
 
@@ -120,7 +120,7 @@ class PipelineModelCaller:
             request_id="", created_at=0.0, key_id=None, protocol=SUB_PROTOCOL, model_requested=req.model
         )
         record.model_used, record.usage = req.model, usage
-        return UsageReport(usage=usage, cost=self.pipeline.cost(record, []))
+        return UsageReport(usage=usage, cost=priced_for(compound_admission.get(), self.pipeline.cost(record, [])))
 
     async def stream(self, req: ChatRequest) -> AsyncIterator[StreamEvent]:
         ctx = await self._context(req)

@@ -36,7 +36,7 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, ChatResponse, Reasoning, Usage
 from omnirelay.core.usage_bounds import sane_usage
 from omnirelay.pipeline.context import CallContext
-from omnirelay.pipeline.gate import COMPOUND_PROVIDER, Gate, Plan
+from omnirelay.pipeline.gate import COMPOUND_PROVIDER, Gate, Plan, priced_for
 from omnirelay.providers.base import EngineProvider, HttpProvider, cannot_embed
 from omnirelay.routing.dispatch import Dispatcher, Lease
 from omnirelay.routing.table import Channel, Route, RouteTable
@@ -234,7 +234,8 @@ class CallPipeline:
         of the model that answered. Returns the cost."""
         record = ctx.record
         record.usage = usage
-        record.cost = engine_cost if engine_cost is not None else self.cost(record, ctx.plan)
+        # A compound engine's cost sums its sub-calls', each already at the caller's multiplier.
+        record.cost = engine_cost if engine_cost is not None else priced_for(ctx.admission, self.cost(record, ctx.plan))
         return record.cost
 
     def cost(self, record: UsageRecord, plan: list[Route]) -> float:

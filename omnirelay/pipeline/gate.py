@@ -38,6 +38,15 @@ class Admission(msgspec.Struct, kw_only=True):
     key_name: str | None = None
     reserved: float = 0.0  # USD held against the key's credit until settle
     headers: dict[str, str] = {}  # e.g. rate-limit headers for the response
+    # The caller's price multiplier (its account's group, see state/accounts.py): every priced cost is multiplied
+    # by it before it is shown, recorded or charged.
+    multiplier: float = 1.0
+
+
+def priced_for(admission: Admission | None, cost: float) -> float:
+    """``cost`` (USD at list price) as ``admission``'s caller pays it; ten decimals, as ``core.pricing`` rounds."""
+    m = 1.0 if admission is None else admission.multiplier
+    return cost if m == 1.0 else round(cost * m, 10)
 
 
 # The admission of the compound request being served: its engine's upstream calls run in the request's task (or
@@ -87,7 +96,7 @@ class Gate(ABC):
     def sub_admission(self, outer: Admission) -> Admission:
         """A fresh admission for one upstream call of the compound request admitted as ``outer``: the same
         caller. ``admit`` it like a request, end it with ``settle_sub``."""
-        return Admission(key_id=outer.key_id, key_name=outer.key_name)
+        return Admission(key_id=outer.key_id, key_name=outer.key_name, multiplier=outer.multiplier)
 
     async def settle_sub(self, admission: Admission, tokens: int, cost: float) -> None:
         """A compound sub-call ended (``tokens`` and ``cost`` USD: what it used, 0 if it was cut short

@@ -8,7 +8,11 @@ import os
 
 from omnirelay.admin import admin_mount
 from omnirelay.config import Config, load_config
+from omnirelay.console import admin_key_endpoints, console_mounts
+from omnirelay.console.bootstrap import bootstrap_admin
+from omnirelay.console.context import ConsoleContext
 from omnirelay.core.errors import GatewayError
+from omnirelay.pipeline.gate import Admission
 from omnirelay.protocols import inbound_protocols
 from omnirelay.protocols.anthropic_messages import COUNT_TOKENS_PATHS
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
@@ -18,6 +22,7 @@ from omnirelay.providers import ProviderMap, provider_class
 from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
+from omnirelay.server.channel_test import ChannelTester
 from omnirelay.server.count_tokens import TokenCounter
 from omnirelay.server.embeddings import EmbeddingsEndpoint
 from omnirelay.server.images import ImageGenerator
@@ -46,6 +51,8 @@ class App:
         self.images = ImageGenerator(self.relay.pipeline, self.executor, self.gate, config.server.max_body_bytes)
         self.embeddings = EmbeddingsEndpoint(self.relay.pipeline, self.gate, config.server.max_body_bytes)
         self.max_body = config.server.max_body_bytes
+        tester = ChannelTester(config, self.providers, self.executor, self.routes)
+        self.console = ConsoleContext(config, self.gate, self.routes, self._playground_chat, tester.test)
         self.body_timeouts = BodyTimeouts(config.server.body_timeout, config.server.body_idle_timeout)
         # Errors outside any protocol's endpoints (the model list, health, admin, unknown paths) are OpenAI's.
         self.router = Router(self.mounts(), OPENAI.render_error)
@@ -58,10 +65,16 @@ class App:
             "", [Endpoint("POST", path, self.counter.handle) for path in COUNT_TOKENS_PATHS], ANTHROPIC.render_error
         )
         health = Mount("", [Endpoint("GET", "/health", self.health)], OPENAI.render_error)
-        admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error)
+        accounts = admin_key_endpoints(self.console)
+        admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error, accounts)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
         embeddings = self.embeddings.mount()
-        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        console = console_mounts(self.console, OPENAI.render_error) if self.config.console.enabled else []
+        return [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount(), *console]
+
+    async def _playground_chat(self, request: Exchange, body: bytes, admission: Admission) -> None:
+        """The console's playground: a chat completions request served by the relay as ``admission``."""
+        await self.relay.handle(OPENAI, request, body, admission)
 
     def _protocol_mount(self, protocol: InboundProtocol) -> Mount:
         handler = self._chat_handler(protocol)
@@ -72,6 +85,7 @@ class App:
     async def startup(self) -> None:
         await self.executor.start()
         await self.gate.start()
+        await bootstrap_admin(self.gate.store.accounts)
         await self.routes.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")

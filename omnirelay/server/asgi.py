@@ -36,7 +36,7 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 class AsgiExchange(Exchange):
-    __slots__ = ("_receive", "_send")
+    __slots__ = ("_client", "_receive", "_send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, body_timeouts: BodyTimeouts) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -44,6 +44,11 @@ class AsgiExchange(Exchange):
         super().__init__(scope["method"], scope["path"], query.decode("latin-1"), headers, body_timeouts)
         self._receive = receive
         self._send = send
+        client = scope.get("client")
+        self._client = str(client[0]) if client else ""
+
+    def peer(self) -> str:
+        return self._client
 
     async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
         declared_length(self.headers, limit)

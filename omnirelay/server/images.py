@@ -22,7 +22,7 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, Message, TextPart, Usage
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
-from omnirelay.pipeline.gate import Gate, Plan, bearer_token
+from omnirelay.pipeline.gate import Gate, Plan, bearer_token, priced_for
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.protocols.openai_images import PATHS, PROTOCOL_NAME, parse_image_request, render_images
 from omnirelay.providers.base import HttpProvider
@@ -81,7 +81,7 @@ class ImageGenerator:
         try:
             result = await self._generate(ctx, req)
             record.usage = result.usage if result.usage is not None else Usage()
-            record.cost = self._cost(record, req, result, prompt_tokens)
+            record.cost = priced_for(admission, self._cost(record, req, result, prompt_tokens))
             out = render_images(result, req, _usage_of(result))
             headers = {"x-request-id": record.request_id, "x-omnirelay-attempts": str(record.attempts)}
             headers["x-omnirelay-channel"] = f"{record.upstream}/{record.model_used}"

@@ -28,12 +28,17 @@ log = logging.getLogger("omnirelay.rsgi")
 class RsgiExchange(Exchange):
     """One request's ``Exchange`` on its RSGI protocol object."""
 
-    __slots__ = ("_proto", "_stream")
+    __slots__ = ("_proto", "_scope", "_stream")
 
     def __init__(self, scope: Any, proto: Any, body_timeouts: BodyTimeouts) -> None:
         super().__init__(scope.method, scope.path, scope.query_string, dict(scope.headers.items()), body_timeouts)
         self._proto = proto
+        self._scope = scope
         self._stream: Any = None
+
+    def peer(self) -> str:
+        client = str(getattr(self._scope, "client", "") or "")
+        return client.rsplit(":", 1)[0] if client.count(":") == 1 else client.removeprefix("[").split("]:")[0]
 
     async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
         # Chunk by chunk, not ``await proto()``: each chunk moves the idle deadline on, and a client that

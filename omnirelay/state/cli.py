@@ -32,16 +32,16 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 
 
-def _fail(message: str) -> typer.Exit:
+def fail(message: str) -> typer.Exit:
     typer.echo(f"omnirelay: {message}", err=True)
     return typer.Exit(2)
 
 
-def _with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     assert cfg.state.database_url is not None
 
     async def run() -> T:
@@ -55,9 +55,9 @@ def _with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T
     try:
         return asyncio.run(run())
     except GatewayError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
     except (OSError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -124,7 +124,7 @@ def _settings(
     try:
         return key_fields(body, creating=False)
     except GatewayError as exc:
-        raise _fail(exc.message) from None
+        raise fail(exc.message) from None
 
 
 CreditOpt = Annotated[float | None, typer.Option(help="credit in USD (default: unlimited)")]
@@ -149,7 +149,7 @@ def create(
     rec, secret = new_key(name)
     for field, value in fields.items():
         setattr(rec, field, value)
-    _with_store(config, lambda store: store.insert_key(rec))
+    with_store(config, lambda store: store.insert_key(rec))
     typer.echo(f"created key {rec.id} ({rec.name})")
     typer.echo(secret)
 
@@ -157,23 +157,23 @@ def create(
 @keys_app.command("list")
 def list_keys(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List keys (never their secrets)."""
-    keys = _with_store(config, lambda store: store.load_keys())
+    keys = with_store(config, lambda store: store.load_keys())
     _print_keys(sorted(keys, key=lambda k: k.created_at), as_json)
 
 
 @keys_app.command("show")
 def show(key_id: str, config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show one key."""
-    rec = _with_store(config, lambda store: store.get_key(key_id))
+    rec = with_store(config, lambda store: store.get_key(key_id))
     if rec is None:
-        raise _fail(f"no key {key_id!r}")
+        raise fail(f"no key {key_id!r}")
     _print_keys([rec], as_json)
 
 
 def _update(config: Path | None, key_id: str, fields: dict[str, Any]) -> None:
-    rec = _with_store(config, lambda store: store.update_key(key_id, fields))
+    rec = with_store(config, lambda store: store.update_key(key_id, fields))
     if rec is None:
-        raise _fail(f"no key {key_id!r}")
+        raise fail(f"no key {key_id!r}")
     _print_keys([rec], False)
 
 
@@ -192,7 +192,7 @@ def update(
     """Change a key's name, credit (total granted, USD), models, limits or expiry."""
     fields = _settings(name, credit, models, rpm, tpm, expires, unlimited)
     if not fields:
-        raise _fail("nothing to update")
+        raise fail("nothing to update")
     _update(config, key_id, fields)
 
 
@@ -211,8 +211,8 @@ def enable(key_id: str, config: ConfigOption = None) -> None:
 @keys_app.command("delete")
 def delete(key_id: str, config: ConfigOption = None) -> None:
     """Delete a key (its usage records stay)."""
-    if not _with_store(config, lambda store: store.delete_key(key_id)):
-        raise _fail(f"no key {key_id!r}")
+    if not with_store(config, lambda store: store.delete_key(key_id)):
+        raise fail(f"no key {key_id!r}")
     typer.echo(f"deleted key {key_id}")
 
 
@@ -257,7 +257,7 @@ def usage(
 ) -> None:
     """Usage summary: requests, tokens and cost by key and model over a time range."""
     if rejected:
-        _print_rejected(_with_store(config, lambda store: store.query_rejected()), as_json)
+        _print_rejected(with_store(config, lambda store: store.query_rejected()), as_json)
         return
     try:
         flt = UsageFilter(
@@ -268,8 +268,8 @@ def usage(
         )
         dims = dimensions(by)
     except GatewayError as exc:
-        raise _fail(exc.message) from None
-    rows = _with_store(config, lambda store: store.summarize_usage(flt, dims))
+        raise fail(exc.message) from None
+    rows = with_store(config, lambda store: store.summarize_usage(flt, dims))
     if as_json:
         typer.echo(msgspec.json.encode(rows).decode())
         return

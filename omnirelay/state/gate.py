@@ -65,6 +65,7 @@ from omnirelay.state.local_limits import Decision, Limiter, Limits, LocalLimiter
 from omnirelay.state.responses import ResponseSweeper
 from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.usage import UsageWriter
+from omnirelay.state.wallet_cache import CachedWallet, KeyOwnership, ownerships
 
 if TYPE_CHECKING:
     from omnirelay.pipeline.gate import Plan
@@ -87,6 +88,8 @@ class KeyAdmission(Admission, kw_only=True):
     settled: bool = False
     parent: Any = None  # a compound sub-call's: the outer request's KeyAdmission
     precharged_units: int = 0  # an outer compound request's: what its sub-calls charged already
+    wallet_limiter_id: str = ""  # the owner's wallet holds a reservation of this request too (wallet_cache.py)
+    wallet_shared: bool = False  # ... in Redis
 
 
 # A route's worst-case rates: units per input token and per output token, and the most output one call makes.
@@ -95,11 +98,12 @@ _UNPRICED: RouteRates = (-1.0, -1.0, None)
 
 
 class CachedKey:
-    __slots__ = ("matcher", "record", "rpm_text", "tpm_text")
+    __slots__ = ("matcher", "ownership", "record", "rpm_text", "tpm_text")
 
-    def __init__(self, record: KeyRecord, matcher: ModelMatcher) -> None:
+    def __init__(self, record: KeyRecord, matcher: ModelMatcher, ownership: KeyOwnership | None = None) -> None:
         self.record = record
         self.matcher = matcher
+        self.ownership = ownership  # None: a key of its own (no console user owns it)
         # The limits as header values: once per key version rather than on every request.
         self.rpm_text = str(record.rpm)
         self.tpm_text = str(record.tpm)
@@ -195,6 +199,7 @@ class KeyGate(Gate):
             on_committed=self._committed,
         )
         self.keys: dict[str, CachedKey] = {}
+        self.wallets: dict[str, CachedWallet] = {}
         self._route_rates: dict[str, RouteRates] = {}  # by route public name, see _rates
         # Tokens already checked against the current cache, so a known key costs a dict lookup instead of a
         # SHA-256; only tokens that matched get in (one per key), and every refresh starts it afresh.
@@ -255,6 +260,11 @@ class KeyGate(Gate):
             records = await self.store.load_keys()
             if not records and not self.keys_ever_issued:
                 self.keys_ever_issued = await self.store.keys_ever_issued()
+            owned = any(rec.owner_user_id is not None for rec in records)
+            accounts = self.store.accounts
+            owners = await accounts.load_owners() if owned else []
+            wallets = await accounts.load_wallets() if owned else []
+        by_key, self.wallets = ownerships(records, owners, wallets)
         if records:
             self.keys_ever_issued = True
         old = self.keys
@@ -262,7 +272,7 @@ class KeyGate(Gate):
         for rec in records:
             prev = old.get(rec.id)
             matcher = prev.matcher if prev is not None and prev.record.models == rec.models else None
-            fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models))
+            fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models), by_key.get(rec.id))
         self.keys = fresh
         self._verified = {}
         setting = self.config.server.open
@@ -280,6 +290,9 @@ class KeyGate(Gate):
                 cached = self.keys.get(row.key_id)
                 if cached is not None:
                     cached.record.spent_units += row.cost_units
+                    wallet = cached.ownership.wallet if cached.ownership is not None else None
+                    if wallet is not None:
+                        wallet.spent_units += row.cost_units
                 left = self.pending_units.get(row.key_id, 0) - row.cost_units
                 if left:
                     self.pending_units[row.key_id] = left
@@ -315,12 +328,28 @@ class KeyGate(Gate):
         cached = self._authenticate(token)
         if cached is None:
             return KeyAdmission(key_name="master" if token is not None and not self.open else None)
+        return self._admission_of(cached)
+
+    def authenticate_key_id(self, key_id: str) -> Admission:
+        """``authenticate`` for an in-process caller that already knows whose key it uses (the console's
+        playground, for its signed-in user's own key): by id, without the secret; 401 as for a bad key."""
+        cached = self.keys.get(key_id)
+        if cached is None:
+            raise _auth_error("Incorrect API key provided.")
+        return self._admission_of(cached)
+
+    def _admission_of(self, cached: CachedKey) -> Admission:
         rec = cached.record
         if rec.disabled:
             raise _auth_error(f"API key {rec.id} has been disabled.")
         if rec.expires_at is not None and rec.expires_at <= time.time():
             raise _auth_error(f"API key {rec.id} expired.")
-        return KeyAdmission(key_id=rec.id, key_name=rec.name, key=cached)
+        ownership = cached.ownership
+        if ownership is None:
+            return KeyAdmission(key_id=rec.id, key_name=rec.name, key=cached)
+        if ownership.owner is None:
+            raise _auth_error(f"API key {rec.id} belongs to a user who is disabled or deleted.")
+        return KeyAdmission(key_id=rec.id, key_name=rec.name, key=cached, multiplier=ownership.multiplier)
 
     async def admit(
         self, admission: Admission, req: ChatRequest, protocol: str, plan: Plan, reserve: float | None = None
@@ -331,7 +360,7 @@ class KeyGate(Gate):
         assert isinstance(admission, KeyAdmission)
         routes = self._permitted(cached, req, plan)
         rec = cached.record
-        if rec.rpm is not None or rec.tpm is not None or rec.credit_units is not None:
+        if rec.rpm is not None or rec.tpm is not None or rec.credit_units is not None or cached.ownership is not None:
             await self._limit(admission, cached, req, protocol, routes, reserve)
         return routes
 
@@ -344,13 +373,15 @@ class KeyGate(Gate):
     def sub_admission(self, outer: Admission) -> Admission:
         if not isinstance(outer, KeyAdmission):
             return KeyAdmission(key_id=outer.key_id, key_name=outer.key_name)
-        return KeyAdmission(key_id=outer.key_id, key_name=outer.key_name, key=outer.key, parent=outer)
+        return KeyAdmission(
+            key_id=outer.key_id, key_name=outer.key_name, key=outer.key, parent=outer, multiplier=outer.multiplier
+        )
 
     def _permitted(self, cached: CachedKey, req: ChatRequest, plan: Plan) -> list[Route]:
         """The routes of ``plan`` the key may call: its allow-list matches the model's name (as the request or
         the config named it, or the route's own), and with credit the model has a price."""
         matcher = cached.matcher
-        priced_only = cached.record.credit_units is not None
+        priced_only = cached.record.credit_units is not None or cached.ownership is not None
         if matcher.everything and not priced_only:
             return [route for _name, route in plan]
         routes: list[Route] = []
@@ -438,9 +469,14 @@ class KeyGate(Gate):
         reserve: float | None = None,
     ) -> None:
         rec = cached.record
+        wallet = cached.ownership.wallet if cached.ownership is not None else None
         # A compound request's own tokens are its calls', each counted (and reserved for) as it is made.
         compound = len(routes) == 1 and _is_virtual(routes[0])
         est_in = 0 if compound else estimate_request_tokens(req)
+        reserve_units = 0
+        if rec.credit_units is not None or wallet is not None:
+            worst = reserve * UNITS_PER_USD if reserve is not None else self._reserve_units(req, est_in, routes)
+            reserve_units = math.ceil(worst * admission.multiplier)
         lim = Limits(
             key_id=rec.id,
             request_id=new_id(""),
@@ -449,30 +485,18 @@ class KeyGate(Gate):
             est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
             spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
-            reserve_units=(
-                0
-                if rec.credit_units is None
-                else math.ceil(reserve * UNITS_PER_USD)
-                if reserve is not None
-                else self._reserve_units(req, est_in, routes)
-            ),
+            reserve_units=reserve_units,
             reserve_ttl_s=self.reserve_ttl_s,
         )
-        shared = False
-        if self.shared is not None:
-            import redis.exceptions  # here, not at the top: a deployment without Redis never imports it (RSS)
-
-            try:
-                decision = await self.shared.admit(lim)
-                shared = True
-                self._redis_down_logged = False
-            except (redis.exceptions.RedisError, OSError) as exc:
-                if not self._redis_down_logged:
-                    log.error("Redis unavailable, limits fall back to this process only: %s", exc)
-                    self._redis_down_logged = True
-                decision = self.local.admit_now(lim)
-        else:
-            decision = self.local.admit_now(lim)
+        if wallet is not None:  # the owner's wallet first: refusing there leaves the key's windows untouched
+            await self._reserve_wallet(admission, wallet, lim)
+        try:
+            decision, shared = await self._admit_limits(lim)
+        except BaseException:
+            await self._release_wallet(admission, 0, lim.request_id)
+            raise
+        if decision.verdict != "ok":
+            await self._release_wallet(admission, 0, lim.request_id)
         headers = rate_limit_headers(protocol, cached, decision)
         if decision.verdict in ("rpm", "tpm"):
             what = "requests" if decision.verdict == "rpm" else "tokens"
@@ -488,14 +512,7 @@ class KeyGate(Gate):
                 headers=headers,
             )
         if decision.verdict == "credit":
-            raise GatewayError(
-                "quota",
-                f"You exceeded your current quota: API key {rec.id} has not enough credit left for this request, "
-                f"which may cost up to ${to_usd(lim.reserve_units):.6f} (a lower max_tokens costs less at most).",
-                code="insufficient_quota",
-                retryable=False,
-                headers=headers,
-            )
+            raise _quota_error(f"API key {rec.id} has not enough credit left", lim.reserve_units, headers)
         admission.reserved = to_usd(lim.reserve_units)
         admission.headers = headers
         admission.reservation = lim.request_id
@@ -503,6 +520,61 @@ class KeyGate(Gate):
         admission.tpm_tracked = rec.tpm is not None
         admission.credit_tracked = rec.credit_units is not None
         admission.shared = shared
+
+    async def _admit_limits(self, lim: Limits) -> tuple[Decision, bool]:
+        """The limiter's decision (Redis when configured and reachable, else this process) and whether it was
+        Redis'."""
+        if self.shared is not None:
+            import redis.exceptions  # here, not at the top: a deployment without Redis never imports it (RSS)
+
+            try:
+                decision = await self.shared.admit(lim)
+                self._redis_down_logged = False
+                return decision, True
+            except (redis.exceptions.RedisError, OSError) as exc:
+                if not self._redis_down_logged:
+                    log.error("Redis unavailable, limits fall back to this process only: %s", exc)
+                    self._redis_down_logged = True
+        return self.local.admit_now(lim), False
+
+    async def _reserve_wallet(self, admission: KeyAdmission, wallet: CachedWallet, key_lim: Limits) -> None:
+        """Hold the request's worst case against the owner's wallet (429 when its balance cannot cover it)."""
+        lim = Limits(
+            key_id=wallet.limiter_id,
+            request_id=key_lim.request_id,
+            rpm=None,
+            tpm=None,
+            est_tokens=0,
+            credit_units=wallet.credited_units,
+            spent_units=wallet.spent_units + wallet.pending_units(self.pending_units),
+            reserve_units=key_lim.reserve_units,
+            reserve_ttl_s=self.reserve_ttl_s,
+        )
+        decision, shared = await self._admit_limits(lim)
+        if decision.verdict == "credit":
+            raise _quota_error(
+                f"the wallet of API key {key_lim.key_id}'s owner has not enough balance left", lim.reserve_units, {}
+            )
+        admission.wallet_limiter_id = wallet.limiter_id
+        admission.wallet_shared = shared
+
+    async def _release_wallet(self, admission: KeyAdmission, cost_units: int, reservation: str) -> None:
+        """Give the wallet's reservation back and (with Redis) charge the shared wallet ``cost_units``."""
+        limiter_id = admission.wallet_limiter_id
+        if not limiter_id:
+            return
+        admission.wallet_limiter_id = ""
+        if not admission.wallet_shared or self.shared is None:
+            self.local.settle_now(limiter_id, reservation, token_delta=0, tpm=False)
+            return
+        import redis.exceptions  # see _admit_limits
+
+        try:
+            await self.shared.settle(
+                limiter_id, reservation, cost_units=cost_units, token_delta=0, tpm=False, credit=True
+            )
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.error("Redis settle failed for %s: %s", limiter_id, exc)
 
     # -- settle ------------------------------------------------------------------------------------------
 
@@ -552,6 +624,8 @@ class KeyGate(Gate):
             self.pending_units[key_id] = self.pending_units.get(key_id, 0) + cost_units
         if not isinstance(admission, KeyAdmission) or not admission.reservation:
             return
+        if admission.wallet_limiter_id:
+            await self._release_wallet(admission, cost_units, admission.reservation)
         delta = tokens - admission.est_tokens
         if not admission.shared or self.shared is None:
             self.local.settle_now(key_id, admission.reservation, token_delta=delta, tpm=admission.tpm_tracked)
@@ -577,6 +651,17 @@ class KeyGate(Gate):
         if rec.credit_units is None:
             return None
         return rec.credit_units - rec.spent_units - self.pending_units.get(rec.id, 0)
+
+
+def _quota_error(whose: str, reserve_units: int, headers: dict[str, str]) -> GatewayError:
+    return GatewayError(
+        "quota",
+        f"You exceeded your current quota: {whose} for this request, which may cost up to "
+        f"${to_usd(reserve_units):.6f} (a lower max_tokens costs less at most).",
+        code="insufficient_quota",
+        retryable=False,
+        headers=headers,
+    )
 
 
 def _is_virtual(route: Route) -> bool:

@@ -49,6 +49,7 @@ class KeyRecord(msgspec.Struct, kw_only=True):
     tpm: int | None = None
     credit_units: int | None = None  # total credit granted; None: unlimited
     spent_units: int = 0  # charged so far (committed usage records)
+    owner_user_id: str | None = None  # a console user's key draws from their (or their team's) wallet too
 
     def public(self) -> dict[str, object]:
         """The key as the admin API and CLI show it: never the hash."""
@@ -66,6 +67,7 @@ class KeyRecord(msgspec.Struct, kw_only=True):
             "credit": None if self.credit_units is None else to_usd(self.credit_units),
             "spent": to_usd(self.spent_units),
             "balance": None if self.credit_units is None else to_usd(self.credit_units - self.spent_units),
+            "owner_user_id": self.owner_user_id,
         }
 
 
@@ -77,6 +79,7 @@ def new_key(
     rpm: int | None = None,
     tpm: int | None = None,
     expires_at: float | None = None,
+    owner_user_id: str | None = None,
 ) -> tuple[KeyRecord, str]:
     """A fresh key and its secret (the only time the secret exists outside the caller's hands)."""
     key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(ID_LENGTH))
@@ -93,6 +96,7 @@ def new_key(
         rpm=rpm,
         tpm=tpm,
         credit_units=None if credit is None else to_units(credit),
+        owner_user_id=owner_user_id,
     )
     return record, secret
 

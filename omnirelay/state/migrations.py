@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import msgspec
 
+from omnirelay.state.accounts_schema import ACCOUNTS_POSTGRES, ACCOUNTS_SQLITE
+
 
 class Migration(msgspec.Struct, frozen=True, kw_only=True):
     version: int
@@ -197,6 +199,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX responses_expires ON responses (expires_at)",
         ),
+    ),
+    Migration(
+        version=8,
+        description="accounts: users, teams, groups, wallets and their ledger, redemption codes, console sessions",
+        # Keys get an owner (NULL: a key of its own, with its own credit as before). A wallet is "user:<id>" or
+        # "team:<id>"; its balance is credited_units - spent_units, kept in the same transaction as each ledger
+        # entry (accounts.py), so it always equals the ledger's sum. Usage entries are unique per request id:
+        # a replayed journal cannot charge twice. Secrets (codes, session ids) are stored as SHA-256 only.
+        sqlite=ACCOUNTS_SQLITE,
+        postgres=ACCOUNTS_POSTGRES,
     ),
 )
 

@@ -8,6 +8,8 @@ charge the keys for exactly those rows.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,6 +18,8 @@ import msgspec
 
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.accounts import AccountStore
+from omnirelay.state.accounts_sql import Row, Runner, Tx, dollarize, usage_ledger_sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, PG_MIGRATION_LOCK, VERSION_TABLE_POSTGRES, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -55,14 +59,22 @@ WITH batch AS (
 ), inserted AS (
     INSERT INTO usage ({_COLS}) SELECT {_COLS} FROM batch
     ON CONFLICT (request_id) DO NOTHING
-    RETURNING key_id, cost_units
+    RETURNING request_id, created_at, key_id, cost_units, model_requested, model_used
 ), charged AS (
     UPDATE keys SET spent_units = keys.spent_units + s.total
     FROM (SELECT key_id, SUM(cost_units)::bigint AS total FROM inserted WHERE key_id IS NOT NULL GROUP BY key_id) s
     WHERE keys.id = s.key_id
     RETURNING 1
+), entries AS (
+    {usage_ledger_sql("inserted AS u", "")}
+    RETURNING wallet_id, amount_units
+), debited AS (
+    UPDATE wallets SET spent_units = wallets.spent_units + s.total
+    FROM (SELECT wallet_id, -SUM(amount_units)::bigint AS total FROM entries GROUP BY wallet_id) s
+    WHERE wallets.id = s.wallet_id
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged)
+SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM charged), (SELECT count(*) FROM debited)
 """
 _rows_encoder = msgspec.json.Encoder()
 # SQLSTATE classes that come from the data, not the server's health: 22 data exception (a number out of range
@@ -98,6 +110,7 @@ class PostgresStore(Store):
         self.max_size = max_size
         self._pool: asyncpg.Pool | None = None
         self._responses = PostgresResponses(self)
+        self._accounts = AccountStore(PostgresRunner(self))
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -126,6 +139,10 @@ class PostgresStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self._accounts
 
     async def _migrate(self, target: int | None) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
@@ -214,6 +231,32 @@ class PostgresStore(Store):
 def _deleted(status: str) -> int:
     """The row count of asyncpg's command status (``DELETE 3``)."""
     return int(status.rsplit(" ", 1)[-1])
+
+
+class _PostgresTx(Tx):
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.conn.fetch(dollarize(sql), *args))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        status: str = await self.conn.execute(dollarize(sql), *args)
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+
+class PostgresRunner(Runner):
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.store.pool.fetch(dollarize(sql), *args))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        async with self.store.pool.acquire() as conn, conn.transaction():
+            yield _PostgresTx(conn)
 
 
 class PostgresResponses(ResponseStore):

@@ -28,7 +28,8 @@ def dollar(n: int) -> str:
 
 
 KEY_COLUMNS = (
-    "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units"
+    "id, name, secret_hash, created_at, updated_at, expires_at, disabled, models, rpm, tpm, credit_units, spent_units,"
+    " owner_user_id"
 )
 KEY_COLUMN_COUNT = KEY_COLUMNS.count(",") + 1
 USAGE_COLUMN_LIST = ", ".join(USAGE_COLUMNS)
@@ -67,6 +68,7 @@ def key_from_row(row: Sequence[Any]) -> KeyRecord:
         tpm=row[9],
         credit_units=row[10],
         spent_units=row[11],
+        owner_user_id=row[12],
     )
 
 
@@ -86,6 +88,7 @@ def key_values(key: KeyRecord) -> tuple[Any, ...]:
         key.tpm,
         key.credit_units,
         key.spent_units,
+        key.owner_user_id,
     )
 
 

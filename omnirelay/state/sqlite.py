@@ -14,6 +14,8 @@ import asyncio
 import os
 import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from msgspec.structs import astuple
 
 from omnirelay.core.records import ResponseStore, StoredResponse
 from omnirelay.state import sql
+from omnirelay.state.accounts import AccountStore
+from omnirelay.state.accounts_sql import Row, Runner, Tx, usage_ledger_sql
 from omnirelay.state.keys import KeyRecord
 from omnirelay.state.migrations import KEY_ISSUED_FLAG, VERSION_TABLE_SQLITE, pending
 from omnirelay.state.responses import SWEEP_BATCH, too_large_to_store, unreadable_id, visible_to
@@ -45,6 +49,12 @@ _INSERT_GROUP = (
 # NOT INDEXED: otherwise the planner walks the whole (key_id, created_at) index to save the GROUP BY's sort,
 # instead of reading the batch's rowid range.
 _ADDED_BY_KEY = "SELECT key_id, SUM(cost_units), COUNT(*) FROM usage NOT INDEXED WHERE rowid > ? GROUP BY key_id"
+# The batch's rows are those above the rowid mark (see write_usage); NOT INDEXED for the same reason as above.
+_LEDGER_USAGE = usage_ledger_sql("usage AS u NOT INDEXED", " AND u.rowid > ?")
+_DEBIT_WALLETS = (
+    "UPDATE wallets SET spent_units = spent_units + t.total FROM (SELECT wallet_id, -SUM(amount_units) AS total"
+    " FROM ledger WHERE id > ? GROUP BY wallet_id) AS t WHERE wallets.id = t.wallet_id"
+)
 _PUT_RESPONSE = sql.put_response_sql(qmark, "responses.key_id IS excluded.key_id")  # IS: NULL-safe equality
 _GET_RESPONSE = sql.get_response_sql(qmark)
 _SWEEP_RESPONSES = sql.sweep_responses_sql(qmark)
@@ -89,6 +99,7 @@ class SqliteStore(Store):
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._responses = SqliteResponses(self)
+        self._accounts = AccountStore(SqliteRunner(self))
 
     async def _connect(self) -> aiosqlite.Connection:
         conn = await aiosqlite.connect(self.path, isolation_level=None)
@@ -124,6 +135,10 @@ class SqliteStore(Store):
     @property
     def responses(self) -> ResponseStore:
         return self._responses
+
+    @property
+    def accounts(self) -> AccountStore:
+        return self._accounts
 
     async def _writable(self) -> aiosqlite.Connection:
         """The writer, with no transaction left open. Call with the write lock held. A cancel that lands while
@@ -232,6 +247,11 @@ class SqliteStore(Store):
                 charges = [(total, key_id) for key_id, total, _ in added if key_id is not None and total]
                 if charges:
                     await w.executemany("UPDATE keys SET spent_units = spent_units + ? WHERE id = ?", charges)
+                    # The owners' wallets: one ledger entry per charged row, then each wallet by their sum.
+                    ((ledger_mark,),) = await w.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM ledger")
+                    entries = await w.execute(_LEDGER_USAGE, (mark,))
+                    if entries.rowcount:
+                        await w.execute(_DEBIT_WALLETS, (ledger_mark,))
                 await w.execute("COMMIT")
             except BaseException:
                 if w.in_transaction:  # a cancel (shutdown) can land before BEGIN ran: nothing to roll back
@@ -267,6 +287,42 @@ class SqliteStore(Store):
         async with self.reader.execute(query, args) as cur:
             rows = await cur.fetchall()
         return [sql.summary_row(by, r) for r in rows]
+
+
+class _SqliteTx(Tx):
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.conn.execute_fetchall(sql, args))
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        cur = await self.conn.execute(sql, args)
+        return cur.rowcount
+
+
+class SqliteRunner(Runner):
+    """Reads through the store's reader; transactions on its one writer, under its lock, BEGIN IMMEDIATE."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return list(await self.store.reader.execute_fetchall(sql, args))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        store = self.store
+        async with store._write_lock:
+            await store._begin()
+            w = store.writer
+            try:
+                yield _SqliteTx(w)
+                await w.execute("COMMIT")
+            except BaseException:
+                if w.in_transaction:
+                    await w.execute("ROLLBACK")
+                raise
 
 
 class SqliteResponses(ResponseStore):

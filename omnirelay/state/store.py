@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
 from omnirelay.core.records import ResponseStore, UsageRecord
 from omnirelay.state.keys import UNITS_PER_USD, KeyRecord
+
+if TYPE_CHECKING:
+    from omnirelay.state.accounts import AccountStore
 
 # Columns a caller may set through update_key (the admin API and CLI).
 UPDATABLE_KEY_FIELDS = ("name", "expires_at", "disabled", "models", "rpm", "tpm", "credit_units")
@@ -185,6 +188,11 @@ class Store(ABC):
     def responses(self) -> ResponseStore:
         """The stored Responses API objects, in this database (usable once the store is open)."""
 
+    @property
+    @abstractmethod
+    def accounts(self) -> AccountStore:
+        """Console users, teams, groups, wallets, codes and sessions, in this database (once the store is open)."""
+
     @abstractmethod
     async def schema_version(self) -> int: ...
 
@@ -211,8 +219,8 @@ class Store(ABC):
 
     @abstractmethod
     async def write_usage(self, rows: list[UsageRow]) -> int:
-        """Insert the rows not already present and charge their keys, in one transaction (all or nothing).
-        Returns how many were new."""
+        """Insert the rows not already present and charge their keys, and the wallets of the keys' owners (one
+        ``usage`` ledger entry per row), in one transaction (all or nothing). Returns how many were new."""
 
     @abstractmethod
     def is_row_error(self, exc: BaseException) -> bool:

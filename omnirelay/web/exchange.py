@@ -68,6 +68,10 @@ class Exchange(ABC):
         finally:
             clock.stop()
 
+    def peer(self) -> str:
+        """The client's address as the server saw it (no port; "" when the server interface does not say)."""
+        return ""
+
     @abstractmethod
     async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
         """Read the body, calling ``clock.tick()`` whenever data arrives (``body`` applies the timeouts)."""
