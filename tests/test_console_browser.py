@@ -15,19 +15,13 @@ from typing import Any
 import openai
 import pytest
 
-from tests.console_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    PASSWORD,
-    SCREENSHOTS,
-    ConsoleSession,
-    create_user,
-)
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, create_user, signed_in
+from tests.console_support import ADMIN_EMAIL, ADMIN_PASSWORD, MEMBER_PASSWORD, Console
 from tests.gateway import ROOT, Gateway
 from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
 from tests.polling import wait_until
-from tests.state_helpers import Admin, backend, start_gateway, state_config
+from tests.state_helpers import backend, start_gateway, state_config
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="Debian's chromium is not installed (/usr/bin/chromium; scripts/system-deps.sh)"
@@ -39,31 +33,26 @@ WAIT_MS = 15_000
 
 
 class Env:
-    def __init__(self, gw: Gateway, admin_email: str) -> None:
+    def __init__(self, gw: Gateway) -> None:
         self.gw = gw
-        self.admin_email = admin_email
-        self.admin = ConsoleSession(gw.url, admin_email)
+        self.admin_email = ADMIN_EMAIL
+        self.admin = signed_in(gw.url, ADMIN_EMAIL, ADMIN_PASSWORD)
 
 
 @pytest.fixture(scope="module")
 def env(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    """A gateway with accounts (the first admin from the environment, as an operator starts it) and a local
+    search corpus for deepsearch:."""
     root = tmp_path_factory.mktemp("console")
     with backend("sqlite", root) as b:
+        b.env.update({"OMNIRELAY_ADMIN_EMAIL": ADMIN_EMAIL, "OMNIRELAY_ADMIN_PASSWORD": ADMIN_PASSWORD})
         cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
         cfg["extra"] = {"compound": {"search_backends": {"local": {"type": "local", "path": str(_corpus(root))}}}}
         gw = start_gateway(cfg, root / "gw", b)
         try:
-            yield Env(gw, bootstrap_admin(gw))
+            yield Env(gw)
         finally:
             gw.stop()
-
-
-def bootstrap_admin(gw: Gateway) -> str:
-    """The first admin, created the way an operator does it: the admin API with the admin key."""
-    email = "admin@example.com"
-    r = Admin(gw.url).http.post("/admin/users", json={"email": email, "password": PASSWORD, "role": "admin"})
-    assert r.status_code == 201, r.text
-    return email
 
 
 CORPUS = {
@@ -113,7 +102,7 @@ class Tab:
         self.dialogs.append(dialog.message)
         dialog.dismiss()
 
-    def sign_in(self, email: str, password: str = PASSWORD) -> None:
+    def sign_in(self, email: str, password: str = MEMBER_PASSWORD) -> None:
         self.page.goto("/console")
         self.page.fill("#signin-email", email)
         self.page.fill("#signin-password", password)
@@ -147,15 +136,12 @@ def _row(tab: Tab, table: str, text: str) -> Any:
 
 
 def _funded_member(env: Env) -> str:
-    email = create_user(env.admin)
-    user_id = ConsoleSession(env.gw.url, email).me["id"]
-    env.admin.ok("POST", f"/admin/users/{user_id}/topup", {"amount_usd": 5.0, "reason": "playground test"})
-    return email
+    return create_user(env.admin, topup_usd=5.0)
 
 
-def _wait_logged(session: ConsoleSession, request_id: str) -> None:
+def _wait_logged(session: Console, request_id: str) -> None:
     wait_until(
-        lambda: any(r["request_id"] == request_id for r in session.ok("GET", "/requests")["data"]),
+        lambda: any(r["request_id"] == request_id for r in session.ok(session.get("/requests"))["data"]),
         deadline=10,
         what=f"{request_id} in /console/api/requests",
     )
@@ -183,8 +169,8 @@ def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_chart
     tab.shot("overview")
     secret = _create_token(tab, "ci-token")
     tab.page.click("#copy-secret")
-    tab.page.wait_for_function("document.getElementById('copy-status').textContent === 'Copied.'")
-    assert tab.page.evaluate("navigator.clipboard.readText()") == secret
+    tab.page.wait_for_function("() => document.getElementById('copy-status').textContent === 'Copied.'")
+    assert tab.page.evaluate("() => navigator.clipboard.readText()") == secret
     row = _row(tab, "#token-list", "ci-token")
     assert row.count() == 1 and secret not in (row.text_content() or "")  # the list shows only the prefix
     tab.shot("tokens")
@@ -198,7 +184,7 @@ def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_chart
     request_id = raw.headers["x-request-id"]
 
     # The log: the usage journal flushes in the background; once the API has the row, the page shows it.
-    _wait_logged(ConsoleSession(env.gw.url, email), request_id)
+    _wait_logged(signed_in(env.gw.url, email), request_id)
     tab.open("requests", "#request-list table")
     row = _row(tab, "#request-list", request_id)
     assert row.count() == 1
@@ -230,9 +216,9 @@ def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_chart
 
 def test_usage_page_without_the_chart_library_still_shows_tables(tab: Tab, env: Env) -> None:
     tab.page.route("**/console/vendor/**", lambda route: route.fulfill(status=404, body="missing"))
-    tab.sign_in(env.admin_email)
+    tab.sign_in(env.admin_email, ADMIN_PASSWORD)
     tab.open("usage", "#usage-totals")
-    tab.page.wait_for_function("document.getElementById('charts-status').textContent.includes('unavailable')")
+    tab.page.wait_for_function("() => document.getElementById('charts-status').textContent.includes('unavailable')")
     assert tab.page.is_hidden(".charts")
     assert tab.page.locator("#usage-totals, #usage-latency").count() == 2
 
@@ -246,25 +232,25 @@ def test_token_edit_disable_and_delete(tab: Tab, env: Env) -> None:
     tab.page.fill("#edit-token input[name=models]", "gpt-4.1, claude-*")
     tab.page.fill("#edit-token input[name=rpm]", "30")
     tab.page.click("#edit-token button[type=submit]")
-    tab.page.wait_for_function("!document.getElementById('edit-token')")
-    session = ConsoleSession(env.gw.url, email)
-    key = next(k for k in session.ok("GET", "/keys")["data"] if k["name"] == "editable")
+    tab.page.wait_for_function("() => !document.getElementById('edit-token')")
+    session = signed_in(env.gw.url, email)
+    key = next(k for k in session.ok(session.get("/keys"))["data"] if k["name"] == "editable")
     assert key["models"] == ["gpt-4.1", "claude-*"] and key["rpm"] == 30
     row.locator("button[data-action=toggle]").click()
     _row(tab, "#token-list", "editable").locator(".badge.bad").wait_for()
-    assert next(k for k in session.ok("GET", "/keys")["data"] if k["id"] == key["id"])["disabled"] is True
+    assert next(k for k in session.ok(session.get("/keys"))["data"] if k["id"] == key["id"])["disabled"] is True
     delete = _row(tab, "#token-list", "editable").locator("button[data-action=delete]")
     delete.click()
     delete.click()
-    tab.page.wait_for_function("!document.querySelector('#token-list')?.textContent.includes('editable')")
-    assert all(k["id"] != key["id"] for k in session.ok("GET", "/keys")["data"])
+    tab.page.wait_for_function("() => !document.querySelector('#token-list')?.textContent.includes('editable')")
+    assert all(k["id"] != key["id"] for k in session.ok(session.get("/keys"))["data"])
 
 
 # -- wallet -------------------------------------------------------------------------------------------------------
 
 
 def test_redeem_a_code_changes_the_balance(tab: Tab, env: Env) -> None:
-    tab.sign_in(env.admin_email)
+    tab.sign_in(env.admin_email, ADMIN_PASSWORD)
     tab.open("admin/codes", "#create-codes")
     tab.page.fill("#create-codes input[name=count]", "2")
     tab.page.fill("#create-codes input[name=amount_usd]", "7.5")
@@ -279,18 +265,19 @@ def test_redeem_a_code_changes_the_balance(tab: Tab, env: Env) -> None:
     email = create_user(env.admin)
     tab.sign_in(email)
     tab.open("wallet", "#redeem-form")
-    before = ConsoleSession(env.gw.url, email).ok("GET", "/me")["balance_usd"]
+    member = signed_in(env.gw.url, email)
+    before = member.ok(member.get("/me"))["balance_usd"]
     tab.page.fill("#redeem-code", codes[0])
     tab.page.click("#redeem-form button[type=submit]")
-    tab.page.wait_for_function("document.getElementById('redeem-result').className === 'ok'")
+    tab.page.wait_for_function("() => document.getElementById('redeem-result').className === 'ok'")
     assert tab.page.text_content("#wallet-balance") == f"${before + 7.5:.2f}"
     assert tab.page.text_content("#who-balance") == f"${before + 7.5:.2f}"
     assert _row(tab, "#ledger", "redeem").count() == 1
     tab.page.fill("#redeem-code", codes[0])
     tab.page.click("#redeem-form button[type=submit]")
-    tab.page.wait_for_function("document.getElementById('redeem-result').className === 'error'")
+    tab.page.wait_for_function("() => document.getElementById('redeem-result').className === 'error'")
     assert "already" in (tab.page.text_content("#redeem-result") or "")
-    assert ConsoleSession(env.gw.url, email).ok("GET", "/me")["balance_usd"] == pytest.approx(before + 7.5)
+    assert member.ok(member.get("/me"))["balance_usd"] == pytest.approx(before + 7.5)
     tab.shot("wallet")
 
 
@@ -328,7 +315,7 @@ def test_playground_streams_text_progressively(tab: Tab, env: Env, mocks: MockUp
     )
     tab.page.wait_for_selector(".msg-assistant.msg-done")
     assert tab.page.text_content(".msg-assistant .msg-content") == full
-    states: list[str] = tab.page.evaluate("window.__states")
+    states: list[str] = tab.page.evaluate("() => window.__states")
     assert states[-1] == full and len(states) >= 3, states
     assert all(full.startswith(s) for s in states) and states == sorted(states, key=len)
     assert mocks.last_request("openai").body["stream"] is True
@@ -390,7 +377,7 @@ ADMIN_PAGES = {
 
 
 def test_admin_pages_render_and_channel_test_button(tab: Tab, env: Env) -> None:
-    tab.sign_in(env.admin_email)
+    tab.sign_in(env.admin_email, ADMIN_PASSWORD)
     for path, ready in ADMIN_PAGES.items():
         tab.open(path, ready)
         tab.shot(path.replace("/", "-"))
@@ -412,16 +399,16 @@ def test_member_is_kept_out_of_admin_pages_and_apis(tab: Tab, env: Env) -> None:
         if path == "models":
             continue
         tab.page.goto("/console/" + path)
-        tab.page.wait_for_function("location.pathname === '/console'")
+        tab.page.wait_for_function("() => location.pathname === '/console'")
         tab.page.wait_for_selector(".toast-error")
         assert "admins only" in (tab.page.text_content("#toast") or "")
-    member = ConsoleSession(env.gw.url, email)
+    member = signed_in(env.gw.url, email)
     for path in ("/admin/users", "/admin/teams", "/admin/groups", "/admin/codes", "/admin/channels"):
         r = member.get(path)
         assert r.status_code == 403 and r.json()["error"]["code"] == "admin_required", (path, r.text)
-    r = member.send("POST", "/admin/codes", {"count": 1, "amount_usd": 100})
+    r = member.post("/admin/codes", {"count": 1, "amount_usd": 100})
     assert r.status_code == 403
-    r = member.send("POST", "/admin/users", {"email": "x@example.com", "password": PASSWORD, "role": "admin"})
+    r = member.post("/admin/users", {"email": "x@example.com", "password": MEMBER_PASSWORD, "role": "admin"})
     assert r.status_code == 403
     # The page's own fetch with the browser's session gets the same answer.
     status = tab.page.evaluate("async () => (await fetch('/console/api/admin/users')).status")
@@ -442,8 +429,8 @@ def test_key_and_model_names_are_rendered_as_text(tab: Tab, env: Env, mocks: Moc
     client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.APIStatusError):
         client.chat.completions.create(model=XSS, messages=[{"role": "user", "content": "hi"}])
-    session = ConsoleSession(env.gw.url, email)
-    wait_until(lambda: len(session.ok("GET", "/requests")["data"]) >= 2, deadline=10, what="both requests logged")
+    session = signed_in(env.gw.url, email)
+    wait_until(lambda: len(session.ok(session.get("/requests"))["data"]) >= 2, deadline=10, what="both requests logged")
     tab.open("requests", "#request-list table")
     assert tab.page.locator("#request-list .key-name", has_text=XSS).count() >= 1
     tab.open("usage", "#usage-totals")

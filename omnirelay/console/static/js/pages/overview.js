@@ -11,7 +11,7 @@ export async function render(ctx) {
   const now = Math.floor(Date.now() / 1000);
   const [keys, series] = await Promise.all([
     get("/keys"),
-    get("/usage/series", { bucket: "hour", since: now - 86400, until: now, by: "model" }),
+    get("/usage/series", { bucket: "hour", since: now - 86400, by: "model" }),
   ]);
   const sum = (field) => series.series.reduce((t, s) => t + s[field].reduce((a, b) => a + b, 0), 0);
   const me = ctx.me;

@@ -36,12 +36,12 @@ export async function render(ctx) {
   await draw();
 
   async function draw() {
-    const until = Math.floor(Date.now() / 1000);
-    const since = until - RANGES[range.value];
+    // No `until`: the server's "now" (a request made this very second is after a browser-side floor(now)).
+    const since = Math.floor(Date.now() / 1000) - RANGES[range.value];
     const scope = all && all.checked ? { all: 1 } : {};
     const [series, lat, Chart] = await Promise.all([
-      get("/usage/series", { bucket: bucket.value, since, until, by: by.value, ...scope }),
-      get("/usage/latency", { since, until, by: "model", ...scope }),
+      get("/usage/series", { bucket: bucket.value, since, by: by.value, ...scope }),
+      get("/usage/latency", { since, by: "model", ...scope }),
       loadChartLibrary(),
     ]);
     const labels = series.buckets.map((t) => bucketLabel(t, series.bucket));
