@@ -356,11 +356,18 @@ def test_playground_deepsearch_shows_progress_and_citations(tab: Tab, env: Env, 
     assert "Searching: Zorblax population" in (tab.page.text_content(".msg-assistant .reasoning-text") or "")
     content = tab.page.text_content(".msg-assistant .msg-content") or ""
     assert content.startswith("Zorblax has 7,200 residents [1].")
-    link = tab.page.locator(".msg-assistant .msg-content a")
-    assert link.first.get_attribute("href") == "https://example.org/zorblax"
-    assert link.first.get_attribute("rel") == "noopener noreferrer"
+    link = tab.page.locator(".msg-assistant .msg-content a:not(.citation)")
+    assert link.count() == 1 and link.get_attribute("href") == "https://example.org/zorblax"
+    assert link.get_attribute("rel") == "noopener noreferrer"
     sources = tab.page.locator(".msg-assistant .sources li.source").all_text_contents()
     assert sources and all(re.search(r"corpus://zorblax", s) for s in sources), sources
+    # Each [n] the gateway annotated links to its entry in the sources list; following it stays on the page.
+    cites = tab.page.locator(".msg-assistant .msg-content a.citation")
+    assert cites.count() >= 1 and cites.first.text_content() == "[1]"
+    target = cites.first.get_attribute("href") or ""
+    assert target.startswith("#") and "corpus://zorblax" in (tab.page.text_content(target) or "")
+    cites.first.click()
+    assert tab.page.locator(".msg-assistant.msg-done").count() == 1
     tab.shot("playground-deepsearch")
 
 

@@ -91,6 +91,7 @@ async function route() {
   document.getElementById("nav").classList.remove("open");
   if (me === null) await refreshMe();
   else drawChrome();
+  shownPath = location.pathname;
   const path = pagePath();
   const ctx = { main, me, navigate, refreshMe };
   if (!me) {
@@ -128,11 +129,16 @@ document.addEventListener("click", (event) => {
   const url = new URL(a.href, location.href);
   if (url.origin !== location.origin || !url.pathname.startsWith(BASE) || url.pathname.startsWith(BASE + "/api/")) return;
   if (url.pathname.startsWith(BASE + "/vendor/") || /\.\w+$/.test(url.pathname)) return;
+  if (url.hash && url.pathname === location.pathname) return; // an anchor on this page (a citation's source)
   event.preventDefault();
   history.pushState(null, "", url.pathname + url.search);
   route();
 });
-window.addEventListener("popstate", route);
+// Back/forward between pages; a fragment change (a citation's #source anchor) also fires popstate: not a new page.
+let shownPath = location.pathname;
+window.addEventListener("popstate", () => {
+  if (location.pathname !== shownPath) route();
+});
 setUnauthorizedHandler(() => {
   if (me !== null) {
     me = null;

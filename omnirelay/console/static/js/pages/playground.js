@@ -10,15 +10,37 @@ import { readEvents } from "../sse.js";
 
 const CHAT_KINDS = new Set(["chat", "compound"]);
 
+let turns = 0;
+
+/** The answer with each cited span (an annotation's start_index..end_index, ending in its [n] marker) as a link:
+ * to the source itself when it is a web address, else to its entry in the sources list. Spans that do not
+ * match the text (offsets counted differently, overlapping) are left as plain text. */
+function citedText(text, spans, citations) {
+  const out = [];
+  let at = 0;
+  for (const c of [...spans].sort((a, b) => a.start_index - b.start_index)) {
+    if (c.start_index < at || c.end_index > text.length || !/\]$/.test(text.slice(c.start_index, c.end_index))) continue;
+    const marker = text.slice(c.start_index, c.end_index).match(/\[[^\[\]]*\]$/)[0];
+    const markerStart = c.end_index - marker.length;
+    out.push(...linkify(text.slice(at, markerStart)));
+    const n = citations.findIndex((x) => x.url === c.url) + 1;
+    const href = safeUrl(c.url) || (n ? `#${c.listId}-${n}` : null);
+    out.push(href ? h("a.citation", { href, title: c.title || c.url, rel: "noopener noreferrer" }, marker) : marker);
+    at = c.end_index;
+  }
+  out.push(...linkify(text.slice(at)));
+  return out;
+}
+
 /** One assistant turn on screen: reasoning (collapsible), answer, sources, usage line. */
 function assistantTurn(model) {
   const reasoningText = h("div.reasoning-text");
   const reasoning = h("details.reasoning", { open: true, hidden: true }, h("summary", "Reasoning / progress"), reasoningText);
   const content = h("div.msg-content");
-  const sources = h("ol.sources", { hidden: true });
+  const sources = h("ol.sources", { hidden: true, id: "sources-" + ++turns });
   const meta = h("div.msg-meta.muted");
   const el = h("div.msg.msg-assistant", h("div.msg-role", "assistant · ", h("span.model-name", model)), reasoning, content, sources, meta);
-  const state = { text: "", reasoning: "", citations: [] };
+  const state = { text: "", reasoning: "", citations: [], spans: [] };
   return {
     el,
     state,
@@ -34,18 +56,21 @@ function assistantTurn(model) {
     addCitations(annotations) {
       for (const a of annotations || []) {
         const c = a && (a.url_citation || a);
-        if (!c || !c.url || state.citations.some((x) => x.url === c.url)) continue;
+        if (!c || !c.url) continue;
+        if (Number.isInteger(c.start_index) && Number.isInteger(c.end_index)) state.spans.push({ ...c, listId: sources.id });
+        if (state.citations.some((x) => x.url === c.url)) continue;
         state.citations.push(c);
         sources.hidden = false;
         // http(s) sources are links; others (a local corpus's corpus://...) are shown as text.
         const href = safeUrl(c.url);
         const label = c.title ? [c.title, " — "] : [];
         const target = href ? h("a", { href, target: "_blank", rel: "noopener noreferrer" }, c.url) : h("code", c.url);
-        sources.append(h("li.source", label, target));
+        sources.append(h("li.source", { id: `${sources.id}-${state.citations.length}` }, label, target));
       }
     },
     done(usage, cost) {
       reasoning.open = false;
+      fill(content, citedText(state.text, state.spans, state.citations));
       const parts = [];
       if (usage) parts.push(`${count(usage.prompt_tokens)} in / ${count(usage.completion_tokens)} out tokens`);
       if (cost !== null && cost !== undefined && cost !== "") parts.push(usd(Number(cost)));
