@@ -94,6 +94,8 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
     key = create_key(config_path, {"OMNIRELAY_DATA_DIR": str(workdir)})
     app = App(load_config(str(config_path)))
     await app.startup()
+    if args.wallet:
+        key = await _wallet_key(app)
     try:
         for sc in scenarios():
             if sc.key not in args.scenarios:
@@ -122,12 +124,28 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
         await app.shutdown()
 
 
+async def _wallet_key(app: Any) -> str:
+    """A key owned by a console user in a group with a multiplier, drawing from a funded wallet (the accounts'
+    costs on the hot path: the wallet reservation, the multiplier, the ledger entry per usage record)."""
+    from omnirelay.state.keys import new_key, to_units
+
+    accounts = app.gate.store.accounts
+    await accounts.create_group("bench", 1.25)
+    user = await accounts.create_user("bench@example.com", "unused", "member", group="bench")
+    await accounts.add_entry(user.wallet_id, to_units(1_000_000), "topup", "bench", None)
+    rec, secret = new_key("bench-wallet", owner_user_id=user.id, rpm=100_000_000, tpm=1_000_000_000)
+    await app.gate.store.insert_key(rec)
+    await app.gate.refresh()
+    return str(secret)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__)
     p.add_argument("--scenarios", default="openai,stream,anthropic,responses")
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--requests", type=int, default=5000, help="non-streaming requests (streams: a fifth)")
     p.add_argument("--chunks", type=int, default=50)
+    p.add_argument("--wallet", action="store_true", help="use a key owned by a console user (wallet + ledger)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--sort", default="tottime")
     p.add_argument("--top", type=int, default=30)

@@ -236,6 +236,32 @@ def test_group_multiplier_scales_prices_costs_and_charges(env: ConsoleEnv) -> No
     assert member.ok(member.get("/wallet"))["balance_usd"] == pytest.approx(1.0 - GPT_COST * 2.5, abs=1e-12)
 
 
+def test_a_compound_request_is_charged_once_at_the_multiplier(env: ConsoleEnv, mocks: MockUpstreams) -> None:
+    admin = env.admin()
+    admin.ok(admin.post("/admin/groups", {"name": f"double-{env.kind}", "multiplier": 2}), 201)
+    member, user = env.member(admin, group=f"double-{env.kind}")
+    _topup(admin, user["id"], 1.0)
+    key = member.ok(member.post("/keys", {"name": "thinker"}), 201)
+    mocks.push(
+        "openai",
+        ScriptedReply(text="Six sevens: 6*7 = 42.", usage=ScriptedUsage(input=20, output=10)),
+        ScriptedReply(text="42", usage=ScriptedUsage(input=30, output=2)),
+    )
+    raw = _ask(member.openai(key["secret"]), model="think:gpt-4.1")
+    expected = 2 * (50 * 2e-6 + 12 * 8e-6)  # both passes, at twice the list price
+    assert float(raw.headers["x-omnirelay-cost"]) == pytest.approx(expected, abs=1e-15)
+    row = member.ok(member.get(f"/requests/{raw.headers['x-request-id']}"))
+    assert row["cost_usd"] == pytest.approx(expected, abs=1e-15) and row["model_requested"] == "think:gpt-4.1"
+    wallet = member.ok(member.get("/wallet"))
+    assert [(e["kind"], e["ref"]) for e in wallet["ledger"]] == [
+        ("usage", raw.headers["x-request-id"]),
+        ("topup", None),
+    ]
+    assert wallet["balance_usd"] == pytest.approx(1.0 - expected, abs=1e-12)
+    balance, ledger_sum = _wallet_in_db(env, f"user:{user['id']}")
+    assert balance == ledger_sum == round((1.0 - expected) * 1e10)
+
+
 def test_an_empty_wallet_refuses_like_an_empty_key_and_a_key_cap_still_applies(env: ConsoleEnv) -> None:
     admin = env.admin()
     member, user = env.member(admin)
@@ -373,6 +399,10 @@ def test_script_in_key_and_model_names_comes_back_as_plain_json_strings(env: Con
     assert row["key_name"] == XSS and row["model_requested"] == XSS and row["status"] == 404
     assert member.ok(member.get("/keys"))["data"][0]["name"] == XSS
     assert "&lt;" not in r.text
+    with pytest.raises(openai.NotFoundError):
+        _ask(member.openai(key["secret"]), model="=HYPERLINK(1)")
+    table = list(csv.DictReader(io.StringIO(member.get("/requests.csv").text)))
+    assert [row["model_requested"] for row in table] == ["'=HYPERLINK(1)", XSS]  # not a formula in a spreadsheet
 
 
 def test_pages_are_served_with_strict_headers(env: ConsoleEnv) -> None:

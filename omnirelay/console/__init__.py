@@ -5,8 +5,6 @@ the admin key, so both APIs share one implementation."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from omnirelay.console.api.admin import AdminApi
 from omnirelay.console.api.catalog import CatalogApi
 from omnirelay.console.api.channels import ChannelsApi
@@ -15,7 +13,7 @@ from omnirelay.console.api.playground import PlaygroundApi
 from omnirelay.console.api.session import SessionApi
 from omnirelay.console.api.usage import UsageApi
 from omnirelay.console.api.wallet import WalletApi
-from omnirelay.console.common import Caller, CallerHandler
+from omnirelay.console.common import ApiRoute, Caller, CallerHandler
 from omnirelay.console.context import ConsoleContext
 from omnirelay.console.static import StaticPages
 from omnirelay.web.exchange import Exchange
@@ -28,7 +26,7 @@ def console_mounts(ctx: ConsoleContext, render_error: ErrorRenderer) -> list[Mou
     guard = ctx.sessions.guard
     session = SessionApi(ctx)
     keys = KeysApi(ctx)
-    member_routes: list[tuple[str, str, Any]] = [
+    member_routes: list[ApiRoute] = [
         *keys.routes(),
         *UsageApi(ctx).routes(),
         *CatalogApi(ctx).routes(),

@@ -26,7 +26,7 @@ async def bootstrap_admin(accounts: AccountStore, env: dict[str, str] | None = N
         return False
     try:
         await accounts.create_user(email, await hash_password_async(password), "admin")
-    except GatewayError:  # another worker created it a moment ago
+    except GatewayError:  # another worker created it a moment ago (409)
         return False
     log.info("console: created the first admin %s", email)
     return True

@@ -36,7 +36,7 @@ class Caller(msgspec.Struct, kw_only=True):
 
 
 CallerHandler = Callable[[Exchange, Caller], Awaitable[None]]
-Route = tuple[str, str, CallerHandler]  # method, path below /console/api (or /admin), handler
+ApiRoute = tuple[str, str, CallerHandler]  # method, path below /console/api (or /admin), handler
 
 
 async def json_object(request: Exchange, limit: int = BODY_LIMIT) -> dict[str, Any]:
@@ -67,6 +67,14 @@ async def send_csv(request: Exchange, text: str, filename: str) -> None:
     await request.respond(200, text.encode(), content_type="text/csv; charset=utf-8", headers=headers)
 
 
+def csv_cell(value: Any) -> Any:
+    """A value for a CSV export: text a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@`` first, as
+    a client-chosen model name can be) gets a leading apostrophe; everything else as it is."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def usd(units: int) -> float:
     return units / UNITS_PER_USD
 
@@ -87,6 +95,12 @@ def text_field(body: dict[str, Any], field: str, max_len: int = 200, required: b
     if not isinstance(value, str) or not value.strip() or len(value) > max_len or "\x00" in value:
         raise bad(field, f"{field} must be a non-empty string of at most {max_len} characters")
     return value.strip()
+
+
+def required_text(body: dict[str, Any], field: str, max_len: int = 200) -> str:
+    value = text_field(body, field, max_len)
+    assert value is not None
+    return value
 
 
 def path_id(request: Exchange, prefix: str) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from omnirelay.config import Config
-from omnirelay.console.common import usd, user_view
+from omnirelay.console.common import user_view
 from omnirelay.console.session import Sessions
 from omnirelay.pipeline.gate import Admission
 from omnirelay.routing.table import RouteTable
@@ -52,6 +52,3 @@ class ConsoleContext:
     async def after_money_moved(self) -> None:
         """A wallet's credit changed (top-up, code): the gate sees it now, not at its next refresh."""
         await self.gate.refresh()
-
-
-__all__ = ["ChannelTester", "ChatRunner", "ConsoleContext", "usd"]

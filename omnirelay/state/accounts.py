@@ -189,6 +189,16 @@ class AccountStore:
         user = User(
             id=new_id("u"), email=email, role=role, team_id=team_id, group=group, disabled=False, created_at=now
         )
+        try:
+            await self._insert_user(user, password_hash)
+        except Exception as exc:
+            if self.db.is_unique_violation(exc):  # inserted by someone else since our check
+                raise conflict(f"a user with email {email!r} exists", "user_exists") from None
+            raise
+        return user
+
+    async def _insert_user(self, user: User, password_hash: str) -> None:
+        email, role, team_id, group, now = user.email, user.role, user.team_id, user.group, user.created_at
         async with self.db.transaction() as tx:
             if await tx.fetchone("SELECT 1 FROM users WHERE email = ?", email) is not None:
                 raise conflict(f"a user with email {email!r} exists", "user_exists")
@@ -207,7 +217,6 @@ class AccountStore:
                 now,
             )
             await tx.execute("INSERT INTO wallets (id) VALUES (?) ON CONFLICT (id) DO NOTHING", f"user:{user.id}")
-        return user
 
     async def _check_refs(self, tx: Tx, team_id: str | None, group: str | None) -> None:
         if team_id is not None and await tx.fetchone("SELECT 1 FROM teams WHERE id = ?", team_id) is None:
@@ -235,13 +244,18 @@ class AccountStore:
                 raise ValueError(f"user field {name!r} cannot be updated")
             sets.append(f"{name} = ?")
             args.append(bool(value) if name == "disabled" else value)
-        async with self.db.transaction() as tx:
-            await self._check_refs(tx, fields.get("team_id"), fields.get("group_name"))
-            changed = await tx.execute(
-                f"UPDATE users SET {', '.join([*sets, 'updated_at = ?'])} WHERE id = ?", *args, time.time(), user_id
-            )
-            if changed and (fields.get("disabled") or "password_hash" in fields):
-                await tx.execute("DELETE FROM console_sessions WHERE user_id = ?", user_id)
+        try:
+            async with self.db.transaction() as tx:
+                await self._check_refs(tx, fields.get("team_id"), fields.get("group_name"))
+                changed = await tx.execute(
+                    f"UPDATE users SET {', '.join([*sets, 'updated_at = ?'])} WHERE id = ?", *args, time.time(), user_id
+                )
+                if changed and (fields.get("disabled") or "password_hash" in fields):
+                    await tx.execute("DELETE FROM console_sessions WHERE user_id = ?", user_id)
+        except Exception as exc:
+            if self.db.is_unique_violation(exc):
+                raise conflict(f"a user with email {fields.get('email')!r} exists", "user_exists") from None
+            raise
         return await self.get_user(user_id)
 
     async def delete_user(self, user_id: str) -> bool:
@@ -507,8 +521,9 @@ class AccountStore:
     async def record_login_failure(self, scopes: list[str], window_s: float = LOGIN_WINDOW_S) -> None:
         now = time.time()
         async with self.db.transaction() as tx:
+            # Everything older than the window goes (the table holds one window's failures at most).
+            await tx.execute("DELETE FROM login_failures WHERE at < ?", now - window_s)
             for scope in scopes:
-                await tx.execute("DELETE FROM login_failures WHERE scope = ? AND at < ?", scope, now - window_s)
                 await tx.execute("INSERT INTO login_failures (scope, at) VALUES (?, ?)", scope, now)
 
     async def clear_login_failures(self, scope: str) -> None:

@@ -74,6 +74,10 @@ class Runner(ABC):
     def transaction(self) -> AbstractAsyncContextManager[Tx]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
 
+    @abstractmethod
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        """Whether a statement failed on a unique constraint (two writers inserting the same email at once)."""
+
     async def fetchone(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None

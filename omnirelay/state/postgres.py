@@ -253,6 +253,9 @@ class PostgresRunner(Runner):
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.store.pool.fetch(dollarize(sql), *args))
 
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.UniqueViolationError)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         async with self.store.pool.acquire() as conn, conn.transaction():

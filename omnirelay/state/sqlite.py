@@ -310,6 +310,9 @@ class SqliteRunner(Runner):
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
         return list(await self.store.reader.execute_fetchall(sql, args))
 
+    def is_unique_violation(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         store = self.store

@@ -20,12 +20,14 @@ from typing import Any
 from omnirelay.admin.common import query
 from omnirelay.console.api.wallet import ledger_page
 from omnirelay.console.common import (
+    ApiRoute,
     Caller,
     amount_units,
     json_object,
     no_content,
     not_found,
     path_id,
+    required_text,
     send,
     send_csv,
     text_field,
@@ -33,7 +35,7 @@ from omnirelay.console.common import (
 )
 from omnirelay.console.context import ConsoleContext
 from omnirelay.core.errors import GatewayError
-from omnirelay.state.accounts import ROLES, Code, Team, User
+from omnirelay.state.accounts import ROLES, AccountStore, Code, Team, User
 from omnirelay.state.fields import bad, checked_time, is_number
 from omnirelay.state.passwords import hash_password_async, password_problem
 from omnirelay.web.exchange import Exchange
@@ -89,7 +91,7 @@ class AdminApi:
         self.ctx = ctx
 
     @property
-    def accounts(self) -> Any:
+    def accounts(self) -> AccountStore:
         return self.ctx.accounts
 
     # -- users -------------------------------------------------------------------------------------------
@@ -132,6 +134,8 @@ class AdminApi:
             return
         fields = await self._user_fields(await json_object(request))
         updated = await self.accounts.update_user(user_id, fields)
+        if updated is None:
+            raise not_found(f"no user {user_id!r}")
         await self.ctx.gate.refresh()
         await send(request, 200, await self.ctx.user_view(updated))
 
@@ -182,7 +186,7 @@ class AdminApi:
             await send(request, 200, {"data": data})
             return
         body = await json_object(request)
-        team = await self.accounts.create_team(text_field(body, "name"), optional_id(body, "group"))
+        team = await self.accounts.create_team(required_text(body, "name"), optional_id(body, "group"))
         await send(request, 201, {**self.team_view(team), "balance_usd": 0.0})
 
     async def one_team(self, request: Exchange, caller: Caller) -> None:
@@ -203,6 +207,8 @@ class AdminApi:
         body = await json_object(request)
         name = text_field(body, "name", required=False)
         updated = await self.accounts.update_team(team_id, name, optional_id(body, "group"), "group" in body)
+        if updated is None:
+            raise not_found(f"no team {team_id!r}")
         await self.ctx.gate.refresh()
         await send(request, 200, self.team_view(updated))
 
@@ -212,8 +218,7 @@ class AdminApi:
             await send(request, 200, {"data": [{"name": g.name, "multiplier": g.multiplier} for g in groups]})
             return
         body = await json_object(request)
-        name = text_field(body, "name", 100)
-        group = await self.accounts.create_group(name, multiplier_field(body))
+        group = await self.accounts.create_group(required_text(body, "name", 100), multiplier_field(body))
         await send(request, 201, {"name": group.name, "multiplier": group.multiplier})
 
     async def one_group(self, request: Exchange, caller: Caller) -> None:
@@ -268,7 +273,7 @@ class AdminApi:
             raise not_found(f"no team {team_id!r}")
         await ledger_page(self.ctx, request, f"team:{team_id}", "team")
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         """Paths below the admin prefix (``/console/api/admin`` or ``/admin``)."""
         return [
             ("GET", "/users", self.list_users),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnirelay.console.common import Caller, send
+from omnirelay.console.common import ApiRoute, Caller, send
 from omnirelay.console.context import ConsoleContext
 from omnirelay.core.catalog import Price
 from omnirelay.core.image_gen import is_image_model
@@ -51,5 +51,5 @@ class CatalogApi:
             data.append(price_view(model, kind, price, multiplier))
         await send(request, 200, {"multiplier": multiplier, "data": data})
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [("GET", "/models", self.models)]

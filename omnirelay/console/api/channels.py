@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from omnirelay.console.api.usage import percentiles
-from omnirelay.console.common import Caller, json_object, not_found, path_id, send, text_field
+from omnirelay.console.common import ApiRoute, Caller, json_object, not_found, path_id, send, text_field
 from omnirelay.console.context import ConsoleContext
 from omnirelay.web.exchange import Exchange
 
@@ -68,5 +68,5 @@ class ChannelsApi:
         model = text_field(await json_object(request), "model", required=False)
         await send(request, 200, await self.ctx.test_channel(upstream, model))
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [("GET", "/channels", self.channels), ("POST", "/channels/*", self.test)]

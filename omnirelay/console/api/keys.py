@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omnirelay.console.common import Caller, json_object, no_content, not_found, path_id, send, usd
+from omnirelay.console.common import ApiRoute, Caller, json_object, no_content, not_found, path_id, send, usd
 from omnirelay.console.context import ConsoleContext
 from omnirelay.state.fields import bad, key_fields
 from omnirelay.state.keys import KeyRecord, display_prefix, new_key
@@ -106,7 +106,7 @@ class KeysApi:
         await self.ctx.gate.refresh()
         return rec
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [
             ("GET", "/keys", self.list_keys),
             ("POST", "/keys", self.create_key),

@@ -4,10 +4,8 @@ the same allow-list, limits, wallet reservation, usage record and charge as any 
 
 from __future__ import annotations
 
-from typing import Any
-
 from omnirelay.console.api.keys import KeysApi
-from omnirelay.console.common import Caller
+from omnirelay.console.common import ApiRoute, Caller
 from omnirelay.console.context import ConsoleContext
 from omnirelay.web.exchange import Exchange
 
@@ -23,5 +21,5 @@ class PlaygroundApi:
         admission = self.ctx.gate.authenticate_key_id(key.id)
         await self.ctx.chat(request, body, admission)
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [("POST", "/playground/chat", self.chat)]

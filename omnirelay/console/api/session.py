@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omnirelay.console.common import Caller, json_object, no_content, send
+from omnirelay.console.common import Caller, json_object, send
 from omnirelay.console.context import ConsoleContext
 from omnirelay.console.session import clear_cookie, set_cookie
 from omnirelay.core.errors import GatewayError
@@ -41,6 +41,3 @@ class SessionApi:
         view = await self.ctx.user_view(caller.user)
         view["csrf_token"] = csrf_of(caller.session_id)
         await send(request, 200, view)
-
-
-__all__ = ["SessionApi", "no_content"]

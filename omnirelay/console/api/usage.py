@@ -19,7 +19,9 @@ from typing import Any
 
 from omnirelay.admin.common import query
 from omnirelay.console.common import (
+    ApiRoute,
     Caller,
+    csv_cell,
     decode_cursor,
     encode_cursor,
     not_found,
@@ -213,10 +215,10 @@ class UsageApi:
         writer = csv.DictWriter(out, fieldnames=REQUEST_FIELDS, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow(request_view(row))
+            writer.writerow({k: csv_cell(v) for k, v in request_view(row).items()})
         await send_csv(request, out.getvalue(), "requests.csv")
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [
             ("GET", "/usage/series", self.series),
             ("GET", "/usage/latency", self.latency),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from omnirelay.admin.common import query
-from omnirelay.console.common import Caller, decode_cursor, encode_cursor, json_object, page_limit, send, usd
+from omnirelay.console.common import ApiRoute, Caller, decode_cursor, encode_cursor, json_object, page_limit, send, usd
 from omnirelay.console.context import ConsoleContext
 from omnirelay.state.accounts import LedgerEntry
 from omnirelay.state.fields import bad
@@ -68,5 +68,5 @@ class WalletApi:
         balance = await self.ctx.balance_units(caller.user.wallet_id)
         await send(request, 200, {"amount_usd": usd(amount), "balance_usd": usd(balance)})
 
-    def routes(self) -> list[tuple[str, str, Any]]:
+    def routes(self) -> list[ApiRoute]:
         return [("GET", "/wallet", self.wallet), ("POST", "/redeem", self.redeem)]
