@@ -165,7 +165,11 @@ def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_chart
     tab: Tab, env: Env, mocks: MockUpstreams
 ) -> None:
     email = _funded_member(env)
+    tab.page.goto("/console/tokens")
+    tab.page.wait_for_selector("#signin-email")  # any page asks a stranger to sign in first
+    tab.shot("signin")
     tab.sign_in(email)
+    assert tab.page.url.endswith("/console")
     tab.shot("overview")
     secret = _create_token(tab, "ci-token")
     tab.page.click("#copy-secret")
@@ -231,11 +235,14 @@ def test_token_edit_disable_and_delete(tab: Tab, env: Env) -> None:
     row.locator("button[data-action=edit]").click()
     tab.page.fill("#edit-token input[name=models]", "gpt-4.1, claude-*")
     tab.page.fill("#edit-token input[name=rpm]", "30")
+    tab.page.fill("#edit-token input[name=expires_at]", "2030-01-02T03:04")
+    expiry = tab.page.evaluate("() => new Date('2030-01-02T03:04').getTime() / 1000")
     tab.page.click("#edit-token button[type=submit]")
     tab.page.wait_for_function("() => !document.getElementById('edit-token')")
     session = signed_in(env.gw.url, email)
     key = next(k for k in session.ok(session.get("/keys"))["data"] if k["name"] == "editable")
-    assert key["models"] == ["gpt-4.1", "claude-*"] and key["rpm"] == 30
+    assert key["models"] == ["gpt-4.1", "claude-*"] and key["rpm"] == 30 and key["expires_at"] == expiry
+    assert "2030-01-02" in (_row(tab, "#token-list", "editable").text_content() or "")
     row.locator("button[data-action=toggle]").click()
     _row(tab, "#token-list", "editable").locator(".badge.bad").wait_for()
     assert next(k for k in session.ok(session.get("/keys"))["data"] if k["id"] == key["id"])["disabled"] is True
@@ -439,7 +446,8 @@ def test_key_and_model_names_are_rendered_as_text(tab: Tab, env: Env, mocks: Moc
     session = signed_in(env.gw.url, email)
     wait_until(lambda: len(session.ok(session.get("/requests"))["data"]) >= 2, deadline=10, what="both requests logged")
     tab.open("requests", "#request-list table")
-    assert tab.page.locator("#request-list .key-name", has_text=XSS).count() >= 1
+    assert tab.page.locator("#request-list .key-name", has_text=XSS).count() == 2
+    assert tab.page.locator("#request-list .model-name", has_text=XSS).count() == 1  # the failed call's model
     tab.open("usage", "#usage-totals")
     tab.page.select_option("#usage-by", "key")
     tab.page.wait_for_function("(x) => document.getElementById('usage-totals').textContent.includes(x)", arg=XSS)
