@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -403,6 +404,57 @@ def test_admin_pages_render_and_channel_test_button(tab: Tab, env: Env) -> None:
     assert (row.locator(".test-result").text_content() or "").startswith("ok")
     tab.open("models", "#model-list table")
     assert _row(tab, "#model-list", "gpt-4.1").count() >= 1
+
+
+def test_admin_pages_make_a_group_a_team_and_a_member_who_sees_team_balance_and_group_prices(
+    tab: Tab, env: Env
+) -> None:
+    tab.sign_in(env.admin_email, ADMIN_PASSWORD)
+    group = "gold" + uuid.uuid4().hex[:6]
+    tab.open("admin/groups", "#create-group")
+    tab.page.fill("#create-group input[name=name]", group)
+    tab.page.fill("#create-group input[name=multiplier]", "2")
+    tab.page.click("#create-group button[type=submit]")
+    _row(tab, "#group-list", group).wait_for()
+    team = f"team {XSS} {uuid.uuid4().hex[:6]}"
+    tab.open("admin/teams", "#create-team")
+    tab.page.fill("#create-team input[name=name]", team)
+    tab.page.click("#create-team button[type=submit]")
+    _row(tab, "#team-list", team).wait_for()
+    email = f"teammate-{uuid.uuid4().hex[:8]}@example.com"
+    tab.open("admin/users", "#create-user")
+    tab.page.fill("#create-user input[name=email]", email)
+    tab.page.fill("#create-user input[name=password]", MEMBER_PASSWORD)
+    tab.page.select_option("#create-user select[name=team_id]", label=team)
+    tab.page.select_option("#create-user select[name=group]", value=group)
+    tab.page.click("#create-user button[type=submit]")
+    row = _row(tab, "#user-list", email)
+    row.wait_for()
+    assert team in (row.text_content() or "") and group in (row.text_content() or "")
+    tab.open("admin/teams", "#team-list table")
+    row = _row(tab, "#team-list", team)
+    assert (row.locator("td").nth(2).text_content() or "") == "1"  # members
+    row.get_by_role("button", name="Top up").click()
+    tab.page.fill("#team-panel input[type=number]", "3")
+    tab.page.fill("#team-panel input:not([type])", "welcome credit")
+    tab.page.click("#team-panel button[type=submit]")
+    tab.page.wait_for_function(
+        "(t) => [...document.querySelectorAll('#team-list tbody tr')].some("
+        "(r) => r.textContent.includes(t) && r.textContent.includes('$3.00'))",
+        arg=team,
+    )
+    assert tab.dialogs == []
+    tab.page.click("#logout")
+
+    tab.sign_in(email)
+    assert tab.page.text_content("#overview-balance") == "$3.00"
+    tab.open("wallet", "#ledger table")
+    assert tab.page.text_content(".stats .stat-label") == "Team balance"
+    assert "welcome credit" in (tab.page.text_content("#ledger") or "")
+    tab.open("models", "#model-list table")
+    assert "\u00d72 applied" in (tab.page.text_content("#model-multiplier") or "")
+    cells = _row(tab, "#model-list", "gpt-4.1").first.locator("td").all_text_contents()
+    assert cells[0] == "gpt-4.1" and cells[2] == "$4" and cells[4] == "$16", cells  # 2 x $2 and 2 x $8 per Mtok
 
 
 def test_member_is_kept_out_of_admin_pages_and_apis(tab: Tab, env: Env) -> None:

@@ -22,12 +22,13 @@ export async function render(ctx) {
   await reload();
 
   async function reload() {
-    const { data } = await get("/admin/teams");
+    const [{ data }, users] = await Promise.all([get("/admin/teams"), get("/admin/users")]);
+    const members = (t) => users.data.filter((u) => String(u.team_id) === String(t.id)).length;
     fill(list, table(
       [
         { label: "Name", value: (t) => h("span.team-name", t.name) },
         { label: "Group", value: (t) => t.group ?? "default" },
-        { label: "Members", cls: "num", value: (t) => t.members ?? "—" },
+        { label: "Members", cls: "num", value: members },
         { label: "Balance", cls: "num", value: (t) => usd(t.balance_usd) },
         { label: "", value: actions },
       ],
