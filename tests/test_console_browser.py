@@ -328,6 +328,20 @@ def test_playground_streams_text_progressively(tab: Tab, env: Env, mocks: MockUp
     assert all(full.startswith(s) for s in states) and states == sorted(states, key=len)
     assert mocks.last_request("openai").body["stream"] is True
     assert "in / " in (tab.page.text_content(".msg-assistant .msg-meta") or "")
+    # A second turn, not streamed: the history goes along, and the answer comes with its cost.
+    mocks.push("openai", ScriptedReply(text="second answer"))
+    tab.page.uncheck("#pg-stream")
+    _send(tab, "gpt-4.1", "and again")
+    tab.page.wait_for_selector(".msg-assistant.msg-done >> nth=1")
+    assert tab.page.locator(".msg-assistant .msg-content").nth(1).text_content() == "second answer"
+    body = mocks.last_request("openai").body
+    assert not body.get("stream")
+    assert [(m["role"], m["content"]) for m in body["messages"]] == [
+        ("user", "say five words"),
+        ("assistant", full),
+        ("user", "and again"),
+    ]
+    assert "$" in (tab.page.locator(".msg-assistant .msg-meta").nth(1).text_content() or "")
     tab.shot("playground")
 
 

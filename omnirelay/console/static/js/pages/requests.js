@@ -59,9 +59,9 @@ export async function render(ctx) {
     pageInfo.textContent = `Page ${cursors.length}`;
     fill(list, table(
       [
-        { label: "Time", value: (r) => time(r.created_at) },
+        { label: "Time", cls: "nowrap", value: (r) => time(r.created_at) },
         { label: "Key", value: (r) => h("span.key-name", r.key_name ?? r.key_id ?? "—") },
-        { label: "Model", value: (r) => h("span.model-name", r.model_requested, r.model_used && r.model_used !== r.model_requested ? h("span.muted", " → ", r.model_used) : null) },
+        { label: "Model", cls: "nowrap", value: (r) => h("span.model-name", r.model_requested, r.model_used && r.model_used !== r.model_requested ? h("span.muted", " → ", r.model_used) : null) },
         { label: "Channel", value: (r) => r.channel ?? "—" },
         { label: "Status", value: (r) => h(Number(r.status) >= 400 ? "span.badge.bad" : "span.badge.good", String(r.status)) },
         { label: "Tokens in / out", cls: "num", value: (r) => `${count(r.input_tokens)} / ${count(r.output_tokens)}` },
