@@ -179,6 +179,9 @@ class ConsoleConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     login_max_failures_per_email: int = 5
     login_max_failures_per_ip: int = 5
     login_window_s: float = 15 * 60.0
+    # Behind a reverse proxy every client has the proxy's address: name the header the proxy puts the client's
+    # address in (e.g. x-forwarded-for; its last entry, the one the proxy added, is used). Unset: the connection's.
+    client_ip_header: str | None = None
 
 
 class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -38,20 +38,31 @@ def session_cookie(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def is_https(headers: Mapping[str, str], config: ConsoleConfig) -> bool:
-    return config.secure_cookies or headers.get("x-forwarded-proto", "").lower() == "https"
+def is_https(request: Exchange, config: ConsoleConfig) -> bool:
+    forwarded = request.headers.get("x-forwarded-proto", "").lower()
+    return config.secure_cookies or request.scheme() == "https" or forwarded == "https"
 
 
-def set_cookie(session_id: str, config: ConsoleConfig, headers: Mapping[str, str]) -> str:
-    secure = "; Secure" if is_https(headers, config) else ""
+def set_cookie(session_id: str, config: ConsoleConfig, request: Exchange) -> str:
+    secure = "; Secure" if is_https(request, config) else ""
     return (
         f"{COOKIE}={session_id}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={int(config.session_ttl_s)}{secure}"
     )
 
 
-def clear_cookie(config: ConsoleConfig, headers: Mapping[str, str]) -> str:
-    secure = "; Secure" if is_https(headers, config) else ""
+def clear_cookie(config: ConsoleConfig, request: Exchange) -> str:
+    secure = "; Secure" if is_https(request, config) else ""
     return f"{COOKIE}=; Path=/console; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+
+
+def client_address(request: Exchange, config: ConsoleConfig) -> str:
+    """The client's address for sign-in throttling: the connection's, or what the operator's proxy says."""
+    if config.client_ip_header:
+        forwarded = request.headers.get(config.client_ip_header.lower(), "")
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        if last:
+            return last[:64]
+    return request.peer()
 
 
 def not_signed_in() -> GatewayError:
@@ -86,7 +97,7 @@ class Sessions:
         """The user and a new session id; 401 for a wrong email or password (one message for both), 429 past
         the allowed failures per email or per client address."""
         cfg = self.config
-        email_scope, ip_scope = f"email:{email}", f"ip:{request.peer()}"
+        email_scope, ip_scope = f"email:{email}", f"ip:{client_address(request, cfg)}"
         by_email = await self.accounts.login_failures([email_scope], cfg.login_window_s)
         by_ip = await self.accounts.login_failures([ip_scope], cfg.login_window_s)
         if by_email >= cfg.login_max_failures_per_email or by_ip >= cfg.login_max_failures_per_ip:

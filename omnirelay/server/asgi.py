@@ -36,7 +36,7 @@ def _encode(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 
 class AsgiExchange(Exchange):
-    __slots__ = ("_client", "_receive", "_send")
+    __slots__ = ("_client", "_receive", "_scheme", "_send")
 
     def __init__(self, scope: Scope, receive: Receive, send: Send, body_timeouts: BodyTimeouts) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -46,6 +46,10 @@ class AsgiExchange(Exchange):
         self._send = send
         client = scope.get("client")
         self._client = str(client[0]) if client else ""
+        self._scheme = str(scope.get("scheme", "http"))
+
+    def scheme(self) -> str:
+        return self._scheme
 
     def peer(self) -> str:
         return self._client

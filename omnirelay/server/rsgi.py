@@ -36,6 +36,9 @@ class RsgiExchange(Exchange):
         self._scope = scope
         self._stream: Any = None
 
+    def scheme(self) -> str:
+        return str(getattr(self._scope, "scheme", "http") or "http")
+
     def peer(self) -> str:
         client = str(getattr(self._scope, "client", "") or "")
         return client.rsplit(":", 1)[0] if client.count(":") == 1 else client.removeprefix("[").split("]:")[0]

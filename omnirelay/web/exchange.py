@@ -72,6 +72,10 @@ class Exchange(ABC):
         """The client's address as the server saw it (no port; "" when the server interface does not say)."""
         return ""
 
+    def scheme(self) -> str:
+        """``http`` or ``https``, as the connection to this server was made (not what a proxy in front saw)."""
+        return "http"
+
     @abstractmethod
     async def _read_body(self, limit: int, clock: BodyClock) -> bytes:
         """Read the body, calling ``clock.tick()`` whenever data arrives (``body`` applies the timeouts)."""

@@ -28,13 +28,13 @@ class SessionApi:
         me = await self.ctx.user_view(user)
         csrf = csrf_of(session_id)
         me["csrf_token"] = csrf
-        cookie = set_cookie(session_id, self.ctx.config.console, request.headers)
+        cookie = set_cookie(session_id, self.ctx.config.console, request)
         await send(request, 200, {"user": me, "csrf_token": csrf}, headers={"set-cookie": cookie})
 
     async def logout(self, request: Exchange, caller: Caller) -> None:
         assert caller.session_id is not None
         await self.ctx.accounts.delete_session(caller.session_id)
-        await request.respond(204, b"", headers={"set-cookie": clear_cookie(self.ctx.config.console, request.headers)})
+        await request.respond(204, b"", headers={"set-cookie": clear_cookie(self.ctx.config.console, request)})
 
     async def me(self, request: Exchange, caller: Caller) -> None:
         assert caller.user is not None and caller.session_id is not None
