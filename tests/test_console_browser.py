@@ -122,6 +122,7 @@ class Tab:
 
     def close(self) -> None:
         assert not self.errors, self.errors
+        assert not self.dialogs, self.dialogs  # the console opens none (two-click deletes); a payload would
         self.context.close()
 
 
