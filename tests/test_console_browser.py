@@ -364,6 +364,19 @@ def test_playground_think_model_streams_reasoning(tab: Tab, env: Env, mocks: Moc
     tab.shot("playground-think")
 
 
+def test_playground_heavy_model_streams_the_agents_progress(tab: Tab, env: Env, mocks: MockUpstreams) -> None:
+    mocks.push("openai", *[ScriptedReply(text="6 * 7 = 42\nFinal answer: 42") for _ in range(8)])
+    tab.sign_in(_funded_member(env))
+    tab.open("playground", "#pg-form")
+    _send(tab, "heavy:gpt-4.1", "What is 6 * 7?")
+    tab.page.wait_for_selector(".msg-assistant.msg-done")
+    agents = len(mocks.requests("openai"))
+    progress = tab.page.text_content(".msg-assistant .reasoning-text") or ""
+    assert agents >= 2 and progress.count("done:") == agents, progress
+    assert f"Vote: 42 ({agents}/{agents} agents)" in progress
+    assert "42" in (tab.page.text_content(".msg-assistant .msg-content") or "")
+
+
 def test_playground_deepsearch_shows_progress_and_citations(tab: Tab, env: Env, mocks: MockUpstreams) -> None:
     report = "Zorblax has 7,200 residents [1]. See also https://example.org/zorblax for the census.\nKey citations: [1]"
     mocks.push(
