@@ -220,6 +220,63 @@ def test_token_created_on_the_page_works_with_the_sdk_and_shows_in_log_and_chart
     tab.shot("usage")
 
 
+def test_request_log_pages_and_filters(tab: Tab, env: Env, mocks: MockUpstreams) -> None:
+    email = _funded_member(env)
+    member = signed_in(env.gw.url, email)
+    first = member.ok(member.post("/keys", {"name": "first"}), 201)
+    second = member.ok(member.post("/keys", {"name": "second"}), 201)
+    calls = [(first, "gpt-4.1")] * 50 + [(second, "gpt-4.1-mini"), (second, "no-such-model")]
+    for key, model in calls:
+        client = openai.OpenAI(base_url=env.gw.url + "/v1", api_key=key["secret"], max_retries=0, timeout=30)
+        try:
+            client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        except openai.NotFoundError:
+            assert model == "no-such-model"
+    wait_until(
+        lambda: member.ok(member.get("/requests", limit=100))["data"].__len__() == len(calls),
+        deadline=15,
+        what="every call logged",
+    )
+    tab.sign_in(email)
+    tab.open("requests", "#request-list table")
+    rows = tab.page.locator("#request-list tbody tr")
+    assert rows.count() == 50 and tab.page.is_disabled("#page-prev") and tab.page.is_enabled("#page-next")
+    newest = rows.first.text_content() or ""
+    assert "second" in newest and "no-such-model" in newest and "404" in newest
+    tab.page.click("#page-next")
+    tab.page.wait_for_function("() => document.getElementById('page-info').textContent === 'Page 2'")
+    assert rows.count() == 2 and tab.page.is_disabled("#page-next")
+    assert all("first" in t and "gpt-4.1" in t for t in rows.all_text_contents())
+    tab.page.click("#page-prev")
+    tab.page.wait_for_function("() => document.getElementById('page-info').textContent === 'Page 1'")
+    assert rows.count() == 50
+
+    def filtered(**fields: str) -> list[str]:
+        for name in ("model", "status", "channel"):
+            tab.page.fill(f"#filter-{name}", fields.get(name, ""))
+        tab.page.select_option("#filter-key", label=fields.get("key", "any"))
+        loads = tab.page.get_attribute("#request-list", "data-loads")
+        tab.page.click("#request-filters button[type=submit]")
+        tab.page.wait_for_function("(n) => document.getElementById('request-list').dataset.loads !== n", arg=loads)
+        return rows.all_text_contents()
+
+    by_key = filtered(key="second")
+    assert len(by_key) == 2 and all("second" in t for t in by_key)
+    by_model = filtered(model="gpt-4.1-mini")
+    assert len(by_model) == 1 and "gpt-4.1-mini" in by_model[0]
+    errors = filtered(status="error")
+    assert len(errors) == 1 and "no-such-model" in errors[0] and "404" in errors[0]
+    assert len(filtered(key="second", status="ok")) == 1
+    assert len(filtered(channel="mock-openai", key="first")) == 50
+    assert filtered(model="nothing-like-this") == [] and tab.page.is_visible("#request-list .empty")
+    # The CSV link carries the filter.
+    filtered(key="second")
+    href = tab.page.get_attribute("#requests-csv", "href") or ""
+    assert f"key_id={second['id']}" in href
+    csv = tab.page.evaluate("async (u) => (await fetch(u)).text()", href)
+    assert len(csv.strip().splitlines()) == 3  # header + the two calls of the second key
+
+
 def test_usage_page_without_the_chart_library_still_shows_tables(tab: Tab, env: Env) -> None:
     tab.page.route("**/console/vendor/**", lambda route: route.fulfill(status=404, body="missing"))
     tab.sign_in(env.admin_email, ADMIN_PASSWORD)

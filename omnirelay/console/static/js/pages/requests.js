@@ -74,5 +74,6 @@ export async function render(ctx) {
       page.data,
       "No requests match.",
     ));
+    list.dataset.loads = String(Number(list.dataset.loads || 0) + 1); // tells a watcher a new answer is shown
   }
 }
