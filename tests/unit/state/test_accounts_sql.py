@@ -41,3 +41,19 @@ def test_ownerships_map_keys_to_wallets_and_pending() -> None:
     team = cached["team:t"]
     assert team.balance_units({team1.id: 5, team2.id: 7, solo.id: 100}) == 100 - 30 - 12
     assert cached["user:u1"].balance_units({}) == 0
+
+
+def test_the_dummy_hash_costs_what_a_real_one_does() -> None:
+    from argon2 import PasswordHasher
+    from argon2.exceptions import VerifyMismatchError
+
+    from omnirelay.state import passwords
+
+    hasher = PasswordHasher()
+    assert not hasher.check_needs_rehash(passwords.DUMMY_HASH)  # same parameters as new hashes
+    try:
+        hasher.verify(passwords.DUMMY_HASH, "guess")
+        raise AssertionError("the dummy hash must match nothing guessable")
+    except VerifyMismatchError:
+        pass
+    assert passwords.verify_password("omnirelay-dummy-password", None) is False  # unknown user: never a match
