@@ -258,7 +258,8 @@ def test_request_log_pages_and_filters(tab: Tab, env: Env, mocks: MockUpstreams)
         loads = tab.page.get_attribute("#request-list", "data-loads")
         tab.page.click("#request-filters button[type=submit]")
         tab.page.wait_for_function("(n) => document.getElementById('request-list').dataset.loads !== n", arg=loads)
-        return rows.all_text_contents()
+        texts: list[str] = rows.all_text_contents()
+        return texts
 
     by_key = filtered(key="second")
     assert len(by_key) == 2 and all("second" in t for t in by_key)
