@@ -14,6 +14,11 @@ ARGS ?=
 # `make serve` never needs it.
 NODE_STAMP := node_modules/.package-lock.json
 
+# The web console's chart library (console/package.json, pinned in console/package-lock.json), copied into
+# omnirelay/console/static/vendor/ (gitignored) so the gateway serves it offline; both `make serve` and the tests
+# need it.
+CONSOLE_STAMP := omnirelay/console/static/vendor/chart.umd.min.js
+
 # Everything installs from the hashed lock files in requirements/ (see requirements/README.md): first pip and the
 # build backends, then the locked set built against exactly those, then omnirelay itself without dependencies.
 PIP := $(PY) -m pip --disable-pip-version-check -q
@@ -40,7 +45,7 @@ $(STAMP): $(BASE_STAMP) requirements/dev.txt
 lock: $(STAMP)
 	bash scripts/lock.sh $(VENV)/bin/uv $(ARGS)
 
-serve: $(BASE_STAMP)
+serve: $(BASE_STAMP) $(CONSOLE_STAMP)
 	$(VENV)/bin/omnirelay serve $(ARGS)
 
 services:
@@ -57,7 +62,11 @@ typecheck: $(STAMP)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-pytest: $(STAMP) $(NODE_STAMP) services
+$(CONSOLE_STAMP): console/package.json console/package-lock.json scripts/console-assets.sh
+	npm ci --prefix console --no-audit --no-fund
+	bash scripts/console-assets.sh
+
+pytest: $(STAMP) $(NODE_STAMP) $(CONSOLE_STAMP) services
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
 
 test: lint typecheck pytest
@@ -66,4 +75,4 @@ bench: $(STAMP)
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules console/node_modules omnirelay/console/static/vendor .mypy_cache .ruff_cache .pytest_cache

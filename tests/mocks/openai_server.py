@@ -349,6 +349,8 @@ async def _send_sse(
             if transport is not None:
                 transport.abort()
             return resp
+        if sent and reply.chunk_interval_s:
+            await asyncio.sleep(reply.chunk_interval_s)  # slow on purpose: the test watches pieces arrive
         await resp.write(frame)
     await resp.write_eof()
     return resp

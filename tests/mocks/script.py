@@ -50,6 +50,7 @@ class ScriptedReply(msgspec.Struct, kw_only=True):
     truncate_after_chunks: int | None = None  # streaming: drop the connection after this many events
     delay_s: float = 0.0  # wait before answering
     echo: bool = False  # answer the default ``echo: <last user text>`` in place of ``text`` (e.g. slowly)
+    chunk_interval_s: float = 0.0  # streaming: wait between frames (a client can see the text arrive piece by piece)
     # streaming: after the content, the provider's documented in-stream failure (OpenAI Responses: the
     # ``response.failed`` event) in place of the normal end
     midstream_failure: bool = False

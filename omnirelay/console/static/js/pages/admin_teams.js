@@ -1,0 +1,131 @@
+// Teams (admin): create, rename, change group, top up the shared balance, delete.
+import { del, get, patch, post } from "../api.js";
+import { field, fill, h, table, toast } from "../dom.js";
+import { numberOrNull, usd } from "../format.js";
+
+export async function render(ctx) {
+  const groups = await get("/admin/groups");
+  const groupOptions = (selected) => groups.data.map((g) => h("option", { value: g.name, selected: g.name === selected }, `${g.name} (×${g.multiplier})`));
+  const name = h("input", { name: "name", required: true });
+  const group = h("select", { name: "group" }, groupOptions("default"));
+  const list = h("div", { id: "team-list" });
+  const panel = h("div", { id: "team-panel" });
+  const form = h(
+    "form.card.inline-form",
+    { id: "create-team", on: { submit: onCreate } },
+    h("h2", "New team"),
+    field("Name", name),
+    field("Group", group),
+    h("button.primary", { type: "submit" }, "Create team"),
+  );
+  fill(ctx.main, h("h1", "Teams"), form, panel, list);
+  await reload();
+
+  async function reload() {
+    const [{ data }, users] = await Promise.all([get("/admin/teams"), get("/admin/users")]);
+    const members = (t) => users.data.filter((u) => String(u.team_id) === String(t.id)).length;
+    fill(list, table(
+      [
+        { label: "Name", value: (t) => h("span.team-name", t.name) },
+        { label: "Group", value: (t) => t.group ?? "default" },
+        { label: "Members", cls: "num", value: members },
+        { label: "Balance", cls: "num", value: (t) => usd(t.balance_usd) },
+        { label: "", value: actions },
+      ],
+      data,
+      "No teams yet.",
+    ));
+  }
+
+  function actions(t) {
+    return h(
+      "div.row-actions",
+      h("button", { type: "button", on: { click: () => edit(t) } }, "Edit"),
+      h("button", { type: "button", on: { click: () => topup(t) } }, "Top up"),
+      h("button.danger", { type: "button", on: { click: (e) => remove(t, e.currentTarget) } }, "Delete"),
+    );
+  }
+
+  async function onCreate(event) {
+    event.preventDefault();
+    try {
+      await post("/admin/teams", { name: name.value.trim(), group: group.value });
+      form.reset();
+      toast("Team created.");
+      await reload();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+
+  function edit(t) {
+    const newName = h("input", { required: true, value: t.name });
+    const newGroup = h("select", groupOptions(t.group ?? "default"));
+    const close = () => fill(panel);
+    fill(panel, h(
+      "form.card.inline-form",
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            try {
+              await patch(`/admin/teams/${encodeURIComponent(t.id)}`, { name: newName.value.trim(), group: newGroup.value });
+              close();
+              await reload();
+            } catch (err) {
+              toast(err.message, "error");
+            }
+          },
+        },
+      },
+      h("h2", "Edit ", h("span.team-name", t.name)),
+      field("Name", newName),
+      field("Group", newGroup),
+      h("button.primary", { type: "submit" }, "Save"),
+      h("button", { type: "button", on: { click: close } }, "Cancel"),
+    ));
+  }
+
+  function topup(t) {
+    const amount = h("input", { type: "number", step: "any", required: true, placeholder: "USD" });
+    const reason = h("input", { required: true, placeholder: "why (shown in the ledger)" });
+    const close = () => fill(panel);
+    fill(panel, h(
+      "form.card.inline-form",
+      {
+        on: {
+          submit: async (e) => {
+            e.preventDefault();
+            try {
+              const r = await post(`/admin/teams/${encodeURIComponent(t.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
+              toast(`Team balance now ${usd(r.balance_usd)}.`);
+              close();
+              await reload();
+            } catch (err) {
+              toast(err.message, "error");
+            }
+          },
+        },
+      },
+      h("h2", "Top up ", h("span.team-name", t.name)),
+      field("Amount (USD)", amount),
+      field("Reason", reason),
+      h("button.primary", { type: "submit" }, "Top up"),
+      h("button", { type: "button", on: { click: close } }, "Cancel"),
+    ));
+  }
+
+  async function remove(t, button) {
+    if (!button.dataset.armed) {
+      button.dataset.armed = "1";
+      button.textContent = "Really delete?";
+      return;
+    }
+    try {
+      await del(`/admin/teams/${encodeURIComponent(t.id)}`);
+      await reload();
+    } catch (err) {
+      toast(err.message, "error");
+    }
+  }
+}
