@@ -3,6 +3,9 @@
 Order guarantees a parser must keep: ``StreamStart`` first; for each choice any number of reasoning, text and
 tool-call events; ``ChoiceEnd`` once per choice; ``UsageReport`` any time (the last one is the total, not a
 delta); nothing after an ``StreamFailure``.
+
+``RawFrames`` is the exception to "canonical": a same-format stream (``providers/passthrough.py``) hands over the
+upstream's own SSE frames, for an inbound protocol of the same wire format to send on as they are.
 """
 
 from __future__ import annotations
@@ -78,6 +81,16 @@ class StreamFailure(msgspec.Struct, kw_only=True):
     error: GatewayError
 
 
+class RawFrames(msgspec.Struct, kw_only=True):
+    """Complete SSE frames exactly as the upstream sent them, in a wire format the inbound protocol declared it can
+    forward (``InboundProtocol.stream_format``); only ever produced after the stream's first content event.
+    ``produced`` counts the characters of text, reasoning and tool arguments they carry when that is known (0 when
+    not read: see ``FrameRelay.unaccounted``)."""
+
+    data: bytes
+    produced: int = 0
+
+
 StreamEvent = (
     StreamStart
     | TextDelta
@@ -89,4 +102,5 @@ StreamEvent = (
     | StreamFailure
     | CitationDelta
     | ServerToolUse
+    | RawFrames
 )

@@ -38,6 +38,7 @@ from omnirelay.core.estimate import estimate_request_tokens
 from omnirelay.core.events import (
     ChoiceEnd,
     CitationDelta,
+    RawFrames,
     ReasoningDelta,
     ServerToolUse,
     StreamEvent,
@@ -663,6 +664,8 @@ class AnthropicStreamEncoder(StreamEncoder):
             return b""
         if isinstance(event, StreamFailure):
             return self.error(event.error)
+        if isinstance(event, RawFrames):  # never given to a protocol without a stream_format
+            return b""
         if event.choice != 0:  # Anthropic has a single choice; n > 1 cannot be asked for here
             return b""
         out = self._start()

@@ -399,6 +399,9 @@ class OpenAIStreamEncoder(StreamEncoder):
 class OpenAIChatProtocol(InboundProtocol):
     name: ClassVar[str] = "openai"
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
+    # Frames of a chat-completions upstream go out as they came (the encoder renders the parsed ones: the usage
+    # frame with the cost, finish, errors and the terminator).
+    stream_format: ClassVar[str | None] = wire.STREAM_FORMAT
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         req = decode_openai_body(_parse_request, body)

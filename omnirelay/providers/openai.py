@@ -67,6 +67,7 @@ from omnirelay.providers.base import (
 )
 from omnirelay.providers.openai_embeddings import embeddings_body, parse_embeddings_reply
 from omnirelay.providers.openai_images import image_body, parse_images
+from omnirelay.providers.passthrough import FrameRelay
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -273,6 +274,61 @@ def _call_signature(extra: dict[str, Any] | msgspec.UnsetType | None) -> str | N
 
 def _text(value: str | msgspec.UnsetType | None) -> str:
     return value if isinstance(value, str) else ""
+
+
+class _PlainDelta(msgspec.Struct):
+    content: str | None = None
+    # What the canonical path rewrites (tool-call indices and signatures, ``reasoning`` -> ``reasoning_content``,
+    # citations): a frame with any of these is parsed, not forwarded. Fields not named here are ignored.
+    tool_calls: None = None
+    function_call: None = None
+    reasoning_content: None = None
+    reasoning: None = None
+    annotations: list[None] | None = None  # only an empty list or null
+
+
+class _PlainChoice(msgspec.Struct):
+    delta: _PlainDelta
+    index: Literal[0] = 0
+    finish_reason: None = None
+
+
+class _PlainChunk(msgspec.Struct):
+    """A ``chat.completion.chunk`` that may go to a chat-completions caller as it is: content only (no usage, no
+    error, no finish: those frames are parsed and rendered by the encoder)."""
+
+    choices: list[_PlainChoice]
+    usage: None = None
+    error: None = None
+
+
+_plain_chunks = msgspec.json.Decoder(list[_PlainChunk])
+
+
+def _plain_frames(frames: bytes) -> int | None:
+    """The characters of text in ``frames`` (whole SSE frames) if every one is a single ``data:`` line holding a
+    plain chunk (``_PlainChunk``), else None. One decode for all of them: joined into a JSON array."""
+    if not frames.startswith(b"data: "):
+        return None
+    body = frames[6:-2]
+    try:
+        chunks = _plain_chunks.decode(b"[" + body.replace(b"\n\ndata: ", b",") + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(chunks) != body.count(b"\n\ndata: ") + 1:  # the frames must be exactly the array's items
+        return None
+    produced = 0
+    for chunk in chunks:
+        for choice in chunk.choices:
+            text = choice.delta.content
+            if text:
+                produced += len(text)
+    return produced
+
+
+def _own_chunk_ids(start: StreamStart) -> bool:
+    """Frames can go out unchanged only if their id is what the encoder would send (it prefixes ``chatcmpl-``)."""
+    return start.id.startswith("chatcmpl")
 
 
 class OpenAIStreamParser(StreamParser):
@@ -639,6 +695,14 @@ class OpenAIProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(req.model)
+
+    def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
+        """Chat-completions frames forwarded as they are to a chat-completions caller. One choice only: the
+        encoder then renders the few parsed frames (finish, usage) of a choice it has opened itself."""
+        if stream_format != wire.STREAM_FORMAT or req.n != 1:
+            return None
+        parser = OpenAIStreamParser(req.model)
+        return FrameRelay(parser, _plain_frames, lambda: parser.done, _own_chunk_ids)
 
     def build_image_request(self, req: ImageRequest, model: str) -> UpstreamRequest:
         preset = self.upstream.preset or "openai"
