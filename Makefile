@@ -52,7 +52,15 @@ typecheck: $(STAMP)
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 
-pytest: $(STAMP) $(NODE_STAMP) services
+# The bench's Node peers (Portkey, claude-code-router), pinned in bench/peers/*/package-lock.json, for the bench smoke
+# test (tests/test_bench_smoke.py); reruns only when a peer's package.json or lock changed.
+PEERS_STAMP := bench/.work/peers/.installed
+$(PEERS_STAMP): bench/peers/portkey/package.json bench/peers/portkey/package-lock.json \
+		bench/peers/claude-code-router/package.json bench/peers/claude-code-router/package-lock.json
+	$(PY) -m bench.install peers
+	touch $(PEERS_STAMP)
+
+pytest: $(STAMP) $(NODE_STAMP) $(PEERS_STAMP) services
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
 
 test: lint typecheck pytest

@@ -133,3 +133,21 @@ def peer_version(name: str, package: str) -> str:
         return str(meta.get("version", "-"))
     except (OSError, ValueError):
         return "-"
+
+
+NODE_PEERS = ("portkey", "claude-code-router")  # the folders under bench/peers/
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.install peers``: npm ci every Node peer whose lock changed (``make pytest`` runs it, so
+    the bench smoke test finds them installed and needs no network itself)."""
+    if argv != ["peers"]:
+        print("usage: python -m bench.install peers", file=sys.stderr)
+        return 2
+    for name in NODE_PEERS:
+        log(f"{name}: {ensure_peer(name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

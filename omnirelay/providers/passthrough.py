@@ -19,7 +19,7 @@ and come out as canonical events, which the protocol's encoder renders as it alw
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import (
@@ -37,22 +37,71 @@ MAX_TAIL_BYTES = 64 << 10
 _END = b"\n\n"
 
 
-class FrameRelay(StreamParser):
-    """``parser`` is the provider's parser for this stream; ``plain(frames)`` the characters that whole frames
-    produce if they may go out unchanged, else None; ``done`` whether ``parser`` has seen the terminator; ``accept``
-    may refuse pass-through on the stream's first event (the stream is then canonical throughout)."""
+# Checks whole SSE frames (a run of them, ``b"...\\n\\n"``): the texts they carry if every one is plain, else None.
+Plain = Callable[[bytes], "list[str] | None"]
 
-    __slots__ = ("_accept", "_canonical", "_done", "_failed", "_fast", "_over", "_parser", "_plain", "_tail")
+
+def plain_segments(data: bytes, pos: int, plain: Plain, hint: bytes) -> Iterator[tuple[int, int, list[str] | None]]:
+    """``data[pos:]`` (whole frames) cut into ``(start, end, texts)``: a run of plain frames with their texts, or
+    one frame that is not plain (``texts`` None). The usual read is plain throughout (one check); the usual
+    exception is the end of the stream in the same read, so the frames before the first ``hint`` (where the end
+    starts, e.g. a finish reason) are tried as one run before the rest is checked frame by frame."""
+    size = len(data)
+    at = data.find(hint, pos)
+    if at < 0:
+        texts = plain(data[pos:] if pos else data)
+        if texts is not None:
+            yield pos, size, texts
+            return
+    else:
+        start = data.rfind(_END, pos, at) + 2
+        if start > pos + 1:
+            texts = plain(data[pos:start])
+            if texts is not None:
+                yield pos, start, texts
+                pos = start
+    while pos < size:
+        end = data.find(_END, pos) + 2
+        if end == 1:
+            end = size
+        yield pos, end, plain(data[pos:end])
+        pos = end
+
+
+class FrameRelay(StreamParser):
+    """``parser`` is the provider's parser for this stream (``parse_frame`` its way in for a frame known not to be
+    plain, if it has a quicker one than ``feed``); ``plain(frames)`` the texts that whole frames carry if they may
+    go out unchanged, else None (``plain_segments``); ``hint`` where a read's plain frames usually end;
+    ``done`` whether ``parser`` has seen the terminator; ``accept`` may refuse pass-through on the stream's first
+    event (the stream is then canonical throughout)."""
+
+    __slots__ = (
+        "_accept",
+        "_canonical",
+        "_done",
+        "_failed",
+        "_fast",
+        "_hint",
+        "_over",
+        "_parse_frame",
+        "_parser",
+        "_plain",
+        "_tail",
+    )
 
     def __init__(
         self,
         parser: StreamParser,
-        plain: Callable[[bytes], int | None],
+        plain: Plain,
+        hint: bytes,
         done: Callable[[], bool],
         accept: Callable[[StreamStart], bool] = lambda _start: True,
+        parse_frame: Callable[[bytes], list[StreamEvent]] | None = None,
     ) -> None:
         self._parser = parser
+        self._parse_frame = parse_frame or parser.feed
         self._plain = plain
+        self._hint = hint
         self._done = done
         self._accept = accept
         self._tail = b""  # an unfinished frame
@@ -119,45 +168,36 @@ class FrameRelay(StreamParser):
             self._relay(data, pos, out)
 
     def _relay(self, data: bytes, pos: int, out: list[StreamEvent]) -> None:
-        """``data[pos:]`` (whole frames) as RawFrames if they are all plain (the usual read: one check); else
-        frame by frame, runs of plain frames forwarded, the others parsed into canonical events."""
-        region = data[pos:] if pos else data
-        produced = self._plain(region)
-        if produced is not None:
-            out.append(RawFrames(data=region, produced=produced))
-            return
+        """``data[pos:]`` (whole frames): runs of plain frames as RawFrames, the others parsed into canonical
+        events."""
         run_start = run_end = pos
-        run_produced = 0
-        size = len(data)
+        produced = 0
         try:
-            while pos < size:
-                end = data.find(_END, pos) + 2
-                if end == 1:
-                    end = size
-                frame = data[pos:end]
-                produced = self._plain(frame)
-                if produced is not None:
-                    if run_end != pos:
-                        run_start = pos
+            for start, end, texts in plain_segments(data, pos, self._plain, self._hint):
+                if texts is not None:
+                    if start != run_end:
+                        run_start = start
                     run_end = end
-                    run_produced += produced
-                    pos = end
+                    for text in texts:
+                        produced += len(text)
                     continue
                 if run_end > run_start:
-                    out.append(RawFrames(data=data[run_start:run_end], produced=run_produced))
+                    out.append(RawFrames(data=data[run_start:run_end], produced=produced))
                 run_start = run_end = end
-                run_produced = 0
-                out.extend(self._parser.feed(frame))
-                pos = end
+                produced = 0
+                out.extend(self._parse_frame(data[start:end]))
                 if self._done():
                     self._over = True
                     return
         except GatewayError as err:  # what was forwarded before the error still goes out, then the error
+            if run_end > run_start:
+                out.append(RawFrames(data=data[run_start:run_end], produced=produced))
             out.append(StreamFailure(error=err))
             self._over = self._failed = True
             return
         if run_end > run_start:
-            out.append(RawFrames(data=data[run_start:run_end], produced=run_produced))
+            whole = run_start == 0 and run_end == len(data)
+            out.append(RawFrames(data=data if whole else data[run_start:run_end], produced=produced))
 
     def close(self) -> list[StreamEvent]:
         if self._failed:
