@@ -140,8 +140,11 @@ def start_target(name: str, settings: Settings, mock: MockTarget) -> Target:
     return target
 
 
-def start_targets(settings: Settings, mock: MockTarget) -> list[Target]:
-    return [Target("direct", port=mock.port), *(start_target(n, settings, mock) for n in settings.targets)]
+def start_targets(settings: Settings, mock: MockTarget, targets: list[Target]) -> None:
+    """Into ``targets`` one by one, so that the caller stops those already up if a later one fails to start."""
+    targets.append(Target("direct", port=mock.port))
+    for name in settings.targets:
+        targets.append(start_target(name, settings, mock))
 
 
 def check_targets(targets: list[Target], chosen: list[Scenario], settings: Settings) -> None:
@@ -174,7 +177,7 @@ def run_benchmark(settings: Settings, soak_seconds: float = 0.0) -> Results:
     mock = MockTarget("mock").start(settings.chunks)
     targets: list[Target] = []
     try:
-        targets = start_targets(settings, mock)
+        start_targets(settings, mock, targets)
         for t in targets:
             results.notes[t.name] = t.notes
             if t.root_pid is not None:

@@ -83,12 +83,13 @@ class StreamFailure(msgspec.Struct, kw_only=True):
 
 class RawFrames(msgspec.Struct, kw_only=True):
     """Complete SSE frames exactly as the upstream sent them, in a wire format the inbound protocol declared it can
-    forward (``InboundProtocol.stream_format``); only ever produced after the stream's first content event.
-    ``produced`` counts the characters of text, reasoning and tool arguments they carry when that is known (0 when
-    not read: see ``FrameRelay.unaccounted``)."""
+    forward (``InboundProtocol.stream_format``); only ever produced after the stream's first content event. They
+    carry text only: ``texts`` (for the usage estimate, and for an encoder that cannot send ``data`` as it is and
+    renders the text itself) of the upstream's choice or content block ``block``."""
 
     data: bytes
-    produced: int = 0
+    texts: list[str]
+    block: int = 0
 
 
 StreamEvent = (

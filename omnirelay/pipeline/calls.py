@@ -379,7 +379,8 @@ class UpstreamStream:
             elif isinstance(event, ToolCallArgs):
                 produced += len(event.arguments)
             elif isinstance(event, RawFrames):
-                produced += event.produced
+                for text in event.texts:
+                    produced += len(text)
             elif isinstance(event, UsageReport):
                 self.usage = event.usage = sane_usage(event.usage)  # bounded before it is sent or charged
                 if event.cost is not None:

@@ -675,8 +675,12 @@ class AnthropicStreamEncoder(StreamEncoder):
             return b""
         if isinstance(event, StreamFailure):
             return self.error(event.error)
-        if isinstance(event, RawFrames):  # never given to a protocol without a stream_format
-            return b""
+        if isinstance(event, RawFrames):
+            # The upstream's text deltas go as they are when they continue the text block this stream has open
+            # under the same index; otherwise (the encoder numbered its blocks differently) they are rendered.
+            if self.open_kind == "text" and self.index == event.block:
+                return event.data
+            return b"".join(self.encode(TextDelta(text=text)) for text in event.texts if text)
         if event.choice != 0:  # Anthropic has a single choice; n > 1 cannot be asked for here
             return b""
         out = self._start()
@@ -761,6 +765,9 @@ COUNT_TOKENS_PATHS = ("/v1/messages/count_tokens", "/messages/count_tokens")
 class AnthropicMessagesProtocol(InboundProtocol):
     name = "anthropic"
     paths = ("/v1/messages", "/messages")
+    # Text deltas of an Anthropic upstream go out as they came (the encoder renders the rest: message start and
+    # delta with the usage and cost, block starts and stops, errors).
+    stream_format = wire.STREAM_FORMAT
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         try:

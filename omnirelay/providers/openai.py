@@ -305,7 +305,7 @@ class _PlainChunk(msgspec.Struct):
 _plain_chunks = msgspec.json.Decoder(list[_PlainChunk])
 
 
-def _plain_frames(frames: bytes) -> list[str] | None:
+def _plain_frames(frames: bytes) -> tuple[list[str], int] | None:
     """The texts in ``frames`` (whole SSE frames) if every one is a single ``data:`` line holding a plain chunk
     (``_PlainChunk``), else None. One decode for all of them, joined into a JSON array."""
     if not frames.startswith(b"data: "):
@@ -325,7 +325,7 @@ def _plain_frames(frames: bytes) -> list[str] | None:
             text = choice.delta.content
             if text:
                 texts.append(text)
-    return texts
+    return texts, 0
 
 
 # Where the plain frames of a read usually end: the finish frame (then usage and [DONE]).
@@ -367,12 +367,12 @@ class OpenAIStreamParser(StreamParser):
             out = self._sse_feed(frames[:pos])
             if not self.started or pos == end:
                 return out + self._sse_feed(chunk[pos:]) if pos < len(chunk) else out
-        for start, stop, texts in plain_segments(frames, pos, _plain_frames, _PLAIN_END):
-            if texts is None or self.ended or self.done:
+        for start, stop, found in plain_segments(frames, pos, _plain_frames, _PLAIN_END):
+            if found is None or self.ended or self.done:
                 out.extend(self._sse_feed(frames[start:stop]))
             else:
                 self.open.add(0)
-                out.extend([TextDelta(text=text) for text in texts])
+                out.extend([TextDelta(text=text) for text in found[0]])
         if end < len(chunk):
             out.extend(self._sse_feed(chunk[end:]))
         return out

@@ -5,8 +5,10 @@ upstream's own stream format. No I/O, like every parser.
 It still reads what the gateway must know. Each read's complete frames are checked in one go by the provider's
 ``plain`` function (one C-level decode of the frames as a JSON array into a shape that admits only content the
 canonical path would pass on unchanged: no usage, no error, no finish, no tool call, no reasoning), which also
-counts the characters they produce. Frames that fail it (and only those) go through the provider's ordinary parser
-and come out as canonical events, which the protocol's encoder renders as it always does.
+returns the texts they carry. Frames that fail it (and only those) go through the provider's ordinary parser and
+come out as canonical events, which the protocol's encoder renders as it always does. The encoder also decides
+about the ``RawFrames``: it sends their bytes when they continue what it has sent (the choice it opened, the text
+block it has open under the same index), else renders their texts.
 
 - Until the stream's first content event every frame is parsed (canonical): routing may still retry on another
   channel then, and the encoder sees the stream's start as usual.
@@ -37,28 +39,32 @@ MAX_TAIL_BYTES = 64 << 10
 _END = b"\n\n"
 
 
-# Checks whole SSE frames (a run of them, ``b"...\\n\\n"``): the texts they carry if every one is plain, else None.
-Plain = Callable[[bytes], "list[str] | None"]
+# Checks whole SSE frames (a run of them, ``b"...\\n\\n"``): if every one is plain, the texts they carry and the
+# choice or content block they belong to (all the same one), else None.
+Plain = Callable[[bytes], "tuple[list[str], int] | None"]
 
 
-def plain_segments(data: bytes, pos: int, plain: Plain, hint: bytes) -> Iterator[tuple[int, int, list[str] | None]]:
-    """``data[pos:]`` (whole frames) cut into ``(start, end, texts)``: a run of plain frames with their texts, or
-    one frame that is not plain (``texts`` None). The usual read is plain throughout (one check); the usual
+Found = tuple[list[str], int]
+
+
+def plain_segments(data: bytes, pos: int, plain: Plain, hint: bytes) -> Iterator[tuple[int, int, Found | None]]:
+    """``data[pos:]`` (whole frames) cut into ``(start, end, found)``: a run of plain frames with ``plain``'s
+    result, or one frame that is not plain (``found`` None). The usual read is plain throughout (one check); the usual
     exception is the end of the stream in the same read, so the frames before the first ``hint`` (where the end
     starts, e.g. a finish reason) are tried as one run before the rest is checked frame by frame."""
     size = len(data)
     at = data.find(hint, pos)
     if at < 0:
-        texts = plain(data[pos:] if pos else data)
-        if texts is not None:
-            yield pos, size, texts
+        found = plain(data[pos:] if pos else data)
+        if found is not None:
+            yield pos, size, found
             return
     else:
         start = data.rfind(_END, pos, at) + 2
         if start > pos + 1:
-            texts = plain(data[pos:start])
-            if texts is not None:
-                yield pos, start, texts
+            found = plain(data[pos:start])
+            if found is not None:
+                yield pos, start, found
                 pos = start
     while pos < size:
         end = data.find(_END, pos) + 2
@@ -171,33 +177,36 @@ class FrameRelay(StreamParser):
         """``data[pos:]`` (whole frames): runs of plain frames as RawFrames, the others parsed into canonical
         events."""
         run_start = run_end = pos
-        produced = 0
+        texts: list[str] = []
+        block = 0
         try:
-            for start, end, texts in plain_segments(data, pos, self._plain, self._hint):
-                if texts is not None:
-                    if start != run_end:
-                        run_start = start
+            for start, end, found in plain_segments(data, pos, self._plain, self._hint):
+                if found is not None:
+                    if start != run_end or found[1] != block:
+                        self._flush(data, run_start, run_end, texts, block, out)
+                        run_start, texts, block = start, [], found[1]
                     run_end = end
-                    for text in texts:
-                        produced += len(text)
+                    texts.extend(found[0])
                     continue
-                if run_end > run_start:
-                    out.append(RawFrames(data=data[run_start:run_end], produced=produced))
+                self._flush(data, run_start, run_end, texts, block, out)
                 run_start = run_end = end
-                produced = 0
+                texts = []
                 out.extend(self._parse_frame(data[start:end]))
                 if self._done():
                     self._over = True
                     return
         except GatewayError as err:  # what was forwarded before the error still goes out, then the error
-            if run_end > run_start:
-                out.append(RawFrames(data=data[run_start:run_end], produced=produced))
+            self._flush(data, run_start, run_end, texts, block, out)
             out.append(StreamFailure(error=err))
             self._over = self._failed = True
             return
-        if run_end > run_start:
-            whole = run_start == 0 and run_end == len(data)
-            out.append(RawFrames(data=data if whole else data[run_start:run_end], produced=produced))
+        self._flush(data, run_start, run_end, texts, block, out)
+
+    @staticmethod
+    def _flush(data: bytes, start: int, end: int, texts: list[str], block: int, out: list[StreamEvent]) -> None:
+        if end > start:
+            whole = start == 0 and end == len(data)
+            out.append(RawFrames(data=data if whole else data[start:end], texts=texts, block=block))
 
     def close(self) -> list[StreamEvent]:
         if self._failed:

@@ -12,7 +12,7 @@ import time
 
 from omnirelay.compound.pipeline_caller import install as install_compound
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.events import RawFrames, StreamEvent, StreamFailure
+from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
@@ -183,10 +183,6 @@ async def _send_frames(stream: UpstreamStream, encoder: StreamEncoder, exchange:
     pending: list[StreamEvent] | tuple[StreamEvent] = stream.take_ready()
     while True:
         for event in pending:
-            if type(event) is RawFrames:  # the upstream's frames, already in the caller's format
-                if event.data:
-                    frames.append(event.data)
-                continue
             if isinstance(event, StreamFailure):
                 frames.append(encoder.error(event.error))
                 await exchange.send(b"".join(frames))
