@@ -68,6 +68,8 @@ def targets_summary(results: Results) -> list[str]:
         out.append(_line("peak RSS per worker (process tree / workers)", per_worker, 100, False, " MB"))
     if results.soak:
         first, last = results.soak[0][1], results.soak[-1][1]
-        growth = (last - first) / max(first, 1) * 100
-        out.append(_line(f"RSS growth over the {results.soak[-1][0]:.0f} s soak", abs(growth), 10, False, " %"))
+        change = (last - first) / max(first, 1) * 100
+        held = "met" if abs(change) <= 10 else "NOT met"
+        seconds = results.soak[-1][0]
+        out.append(f"- RSS change over the {seconds:.0f} s soak: {change:+.1f} % (goal: flat within 10 %): {held}")
     return out
