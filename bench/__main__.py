@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): omnirelay vs a minimal Python relay, LiteLLM, Portkey, claude-code-router and
 nginx on one mock upstream.
 
-python -m bench                      # the full run (~15 min on 2 cores), writes bench/RESULTS.md
+python -m bench                      # the full run (~25 min on 2 cores), writes bench/RESULTS.md
 python -m bench --quick              # seconds: tiny load, same tables
 python -m bench --profile            # py-spy profile of omnirelay's hot path (bench/.work/profile/)
 """
