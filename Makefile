@@ -66,7 +66,15 @@ $(CONSOLE_STAMP): console/package.json console/package-lock.json scripts/console
 	npm ci --prefix console --no-audit --no-fund
 	bash scripts/console-assets.sh
 
-pytest: $(STAMP) $(NODE_STAMP) $(CONSOLE_STAMP) services
+# The bench's Node peers (Portkey, claude-code-router), pinned in bench/peers/*/package-lock.json, for the bench smoke
+# test (tests/test_bench_smoke.py); reruns only when a peer's package.json or lock changed.
+PEERS_STAMP := bench/.work/peers/.installed
+$(PEERS_STAMP): bench/peers/portkey/package.json bench/peers/portkey/package-lock.json \
+		bench/peers/claude-code-router/package.json bench/peers/claude-code-router/package-lock.json
+	$(PY) -m bench.install peers
+	touch $(PEERS_STAMP)
+
+pytest: $(STAMP) $(NODE_STAMP) $(CONSOLE_STAMP) $(PEERS_STAMP) services
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(ARGS)
 
 test: lint typecheck pytest

@@ -1,6 +1,7 @@
-"""``python -m bench`` (``make bench``): omnirelay vs a minimal Python relay vs LiteLLM vs nginx on one mock upstream.
+"""``python -m bench`` (``make bench``): omnirelay vs a minimal Python relay, LiteLLM, Portkey, claude-code-router and
+nginx on one mock upstream.
 
-python -m bench                      # the full run (~15 min on 2 cores), writes bench/RESULTS.md
+python -m bench                      # the full run (~25 min on 2 cores), writes bench/RESULTS.md
 python -m bench --quick              # seconds: tiny load, same tables
 python -m bench --profile            # py-spy profile of omnirelay's hot path (bench/.work/profile/)
 """
@@ -47,8 +48,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--targets",
         type=_names,
-        default=["omnirelay", "pyrelay", "litellm", "nginx"],
-        help="omnirelay,pyrelay,litellm,nginx (pyrelay: bench/pyrelay.py, the minimal Python relay)",
+        default=["omnirelay", "pyrelay", "litellm", "portkey", "ccr", "nginx"],
+        help="omnirelay,pyrelay,litellm,portkey,ccr,nginx (pyrelay: bench/pyrelay.py, the minimal Python relay; "
+        "portkey: @portkey-ai/gateway; ccr: claude-code-router, Anthropic-in only)",
     )
     p.add_argument(
         "--scenarios",
@@ -70,6 +72,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-install", action="store_true", help="never apt-get/pip install; skip what is missing")
     p.add_argument("--python-load", action="store_true", help="use the Python client instead of wrk everywhere")
+    p.add_argument(
+        "--workers-check",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="after the scenarios, omnirelay and pyrelay with 2 workers at c=32 (auto: on unless --quick)",
+    )
     p.add_argument("--soak", type=float, default=0.0, help="after the run, soak omnirelay for this many seconds")
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help="where to write the markdown (default bench/RESULTS.md)"
@@ -97,6 +105,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         metrics=args.metrics == "on",
         install=not args.no_install,
         use_wrk=not args.python_load,
+        workers_check=(not quick and args.workers == 1) if args.workers_check == "auto" else args.workers_check == "on",
     )
 
 

@@ -1,10 +1,14 @@
 """Everything the benchmark needs beyond omnirelay's own venv, installed on demand so that ``make bench`` works on
 a fresh machine: wrk and nginx from Debian's packages, LiteLLM's proxy and py-spy in separate venvs under
-``bench/.work`` (never in the project's venv: LiteLLM's dependency pins must not leak into omnirelay's).
+``bench/.work`` (never in the project's venv: LiteLLM's dependency pins must not leak into omnirelay's), and the
+Node peers (Portkey's gateway, claude-code-router) with ``npm ci`` from the pinned package.json + package-lock.json
+under ``bench/peers/<name>/`` into ``bench/.work/peers/<name>/`` (never at run time of a server).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +16,7 @@ import sys
 from pathlib import Path
 
 WORK = Path(__file__).resolve().parent / ".work"  # venvs, kept between runs
+PEERS = Path(__file__).resolve().parent / "peers"  # the Node peers' pinned package.json + package-lock.json
 # Configs, logs, databases and raw results of one run; BENCH_RUN_DIR moves them (the smoke test does, so it
 # never touches a benchmark running at the same time).
 RUN = Path(os.environ.get("BENCH_RUN_DIR") or WORK / "run")
@@ -83,3 +88,66 @@ def litellm_version(litellm_bin: Path) -> str:
         check=False,
     )
     return out.stdout.strip() or "unknown"
+
+
+def _peer_dir(name: str) -> Path:
+    return WORK / "peers" / name
+
+
+def _lock_digest(name: str) -> str:
+    src = PEERS / name
+    return hashlib.sha256((src / "package.json").read_bytes() + (src / "package-lock.json").read_bytes()).hexdigest()
+
+
+def peer_installed(name: str) -> Path | None:
+    """The ``node_modules`` of Node peer ``name`` if it is installed from the current pinned lock, else None."""
+    dest = _peer_dir(name)
+    stamp = dest / ".bench-lock"
+    if stamp.exists() and stamp.read_text() == _lock_digest(name) and (dest / "node_modules").is_dir():
+        return dest / "node_modules"
+    return None
+
+
+def ensure_peer(name: str) -> Path:
+    """``npm ci`` of ``bench/peers/<name>`` into ``bench/.work/peers/<name>`` (again only when the lock changed);
+    returns its ``node_modules``. No install scripts run: the peers need none to serve."""
+    found = peer_installed(name)
+    if found is not None:
+        return found
+    npm = shutil.which("npm")
+    if npm is None:
+        raise RuntimeError(f"the {name} peer needs Node.js and npm (Debian: apt-get install nodejs npm)")
+    dest = _peer_dir(name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("package.json", "package-lock.json"):
+        shutil.copyfile(PEERS / name / f, dest / f)
+    _run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"], cwd=dest)
+    (dest / ".bench-lock").write_text(_lock_digest(name))
+    return dest / "node_modules"
+
+
+def peer_version(name: str, package: str) -> str:
+    """The installed version of ``package`` in Node peer ``name`` (``-`` when not installed)."""
+    try:
+        meta = json.loads((_peer_dir(name) / "node_modules" / package / "package.json").read_text())
+        return str(meta.get("version", "-"))
+    except (OSError, ValueError):
+        return "-"
+
+
+NODE_PEERS = ("portkey", "claude-code-router")  # the folders under bench/peers/
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.install peers``: npm ci every Node peer whose lock changed (``make pytest`` runs it, so
+    the bench smoke test finds them installed and needs no network itself)."""
+    if argv != ["peers"]:
+        print("usage: python -m bench.install peers", file=sys.stderr)
+        return 2
+    for name in NODE_PEERS:
+        log(f"{name}: {ensure_peer(name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -13,7 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 from bench import wrk
-from bench.install import WORK, litellm_version, nginx_binary
+from bench.goals import targets_summary
+from bench.install import WORK, litellm_version, nginx_binary, peer_version
 from bench.runner import Results, Summary
 from bench.scenarios import scenarios
 
@@ -23,9 +24,11 @@ LABELS = {
     "omnirelay": "omnirelay",
     "pyrelay": "pyrelay",
     "litellm": "LiteLLM",
+    "portkey": "Portkey",
+    "ccr": "claude-code-router",
     "nginx": "nginx",
 }
-GATEWAYS = ["omnirelay", "pyrelay", "litellm", "nginx"]
+GATEWAYS = ["omnirelay", "pyrelay", "litellm", "portkey", "ccr", "nginx"]
 
 
 def _num(s: Summary | None, key: str) -> float | None:
@@ -105,8 +108,9 @@ def _rows(by_target: dict[str, Summary], stream: bool, chunks: int) -> list[Row]
 
 
 def scenario_table(runs: dict[str, dict[str, Summary]], targets: list[str], stream: bool, chunks: int) -> list[str]:
-    cols = ["direct", *[t for t in GATEWAYS if t in targets]]
-    ratio_cols = [t for t in ("pyrelay", "litellm", "nginx") if t in targets and "omnirelay" in targets]
+    served = [t for t in GATEWAYS if t in targets and any(t in r for r in runs.values())]
+    cols = ["direct", *served]
+    ratio_cols = [t for t in served if t != "omnirelay" and "omnirelay" in served]
     head = ["load", "metric", *(LABELS[c] for c in cols), *(f"omnirelay/{LABELS[r]}" for r in ratio_cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for load, by_target in runs.items():
@@ -163,6 +167,16 @@ def versions(targets: list[str], used_wrk: bool) -> list[str]:
         out.append("- pyrelay: bench/pyrelay.py on the same granian, aiohttp, msgspec and uvloop as omnirelay")
     if "litellm" in targets:
         out.append(f"- LiteLLM proxy {litellm_version(WORK / 'litellm-venv' / 'bin' / 'litellm')} (own venv)")
+    if "portkey" in targets or "ccr" in targets:
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False).stdout.strip()
+        out.append(f"- Node.js {node or '?'} (the Node peers; npm ci from bench/peers/*/package-lock.json)")
+    if "portkey" in targets:
+        out.append(
+            f"- Portkey gateway {peer_version('portkey', '@portkey-ai/gateway')} "
+            f"(@hono/node-server {peer_version('portkey', '@hono/node-server')})"
+        )
+    if "ccr" in targets:
+        out.append(f"- claude-code-router {peer_version('claude-code-router', '@musistudio/claude-code-router')}")
     if "nginx" in targets and (ng := nginx_binary()):
         v = subprocess.run([ng, "-v"], capture_output=True, text=True, check=False).stderr.strip()
         out.append(f"- {v.removeprefix('nginx version: ')}")
@@ -218,6 +232,9 @@ def render(results: Results, command: str) -> str:
                 "the OpenAI stream through (reference only).",
                 "",
             ]
+        for name, why in sc.cannot:
+            if name in s.targets:
+                lines += [f"{LABELS[name]} cannot serve this scenario (no column): {why}.", ""]
         lines += scenario_table(results.runs[sc.key], s.targets, sc.stream, s.chunks)
     lines += ["", "## Memory", "", "| server | idle RSS (MB) | peak RSS over the run (MB) |", "|---|---|---|"]
     for name, idle in results.idle_rss.items():
@@ -232,58 +249,6 @@ def render(results: Results, command: str) -> str:
         ]
     lines += ["", *targets_summary(results), ""]
     return "\n".join(lines)
-
-
-def targets_summary(results: Results) -> list[str]:
-    """The issue's targets, checked against this run."""
-    if "omnirelay" not in results.settings.targets:
-        return []
-    out = ["## Targets (issue 6) in this run", ""]
-    runs = results.runs
-
-    def best_rps(name: str) -> float | None:
-        vals = [_num(r.get(name), "rps") for lbl, r in runs.get("openai", {}).items() if lbl.startswith("c=")]
-        clean = [v for v in vals if v is not None]
-        return max(clean) if clean else None
-
-    omni = best_rps("omnirelay")
-    for other, goal in (("litellm", 30.0), ("nginx", 0.2)):
-        if other in results.settings.targets:
-            theirs = best_rps(other)
-            got = omni / theirs if omni and theirs else None
-            mark = "-" if got is None else ("met" if got >= goal else "NOT met")
-            out.append(
-                f"- max non-streaming throughput omnirelay/{LABELS[other]}: {fmt(got)}x (goal >= {goal:g}x): {mark}"
-            )
-    openai = runs.get("openai", {})
-
-    def added(load: str, key: str) -> float | None:
-        r = openai.get(load, {})
-        a, d = _num(r.get("omnirelay"), key), _num(r.get("direct"), key)
-        return None if a is None or d is None else a - d
-
-    for load, key, goal, what in (
-        ("c=1", "p50_ms", 0.3, "p50 added at c=1"),
-        ("c=32", "p99_ms", 5.0, "p99 added at c=32"),
-    ):
-        v = added(load, key)
-        mark = "-" if v is None else ("met" if v <= goal else "NOT met")
-        out.append(f"- {what}: {fmt(v)} ms (goal <= {goal:g} ms): {mark}")
-    stream = runs.get("stream", {}).get("c=1", {})
-    a, d = _num(stream.get("omnirelay"), "p50_ms"), _num(stream.get("direct"), "p50_ms")
-    if a is not None and d is not None:
-        per = (a - d) * 1000.0 / max(1, results.settings.chunks)
-        out.append(
-            f"- streaming added per chunk at c=1: {per:.0f} µs (goal <= 50 µs): {'met' if per <= 50 else 'NOT met'}"
-        )
-    peak = results.peak_rss.get("omnirelay")
-    if peak:
-        per_worker = peak / MB / max(1, results.settings.workers)
-        out.append(
-            f"- peak RSS per worker: {per_worker:.0f} MB (process tree / workers; goal <= 100 MB): "
-            f"{'met' if per_worker <= 100 else 'NOT met'}"
-        )
-    return out
 
 
 def command_line() -> str:

@@ -1,7 +1,8 @@
 """Orchestration: start the mock and every target, drive each with the same load, collect the numbers.
 
-Targets are interleaved within each load level (direct, omnirelay, pyrelay, LiteLLM, nginx, then the next level) so a
-noisy neighbour on this shared machine hits them all alike; comparisons are ratios within one run.
+Targets are interleaved within each load level (direct, omnirelay, pyrelay, LiteLLM, Portkey, claude-code-router,
+nginx, then the next level) so a noisy neighbour on this shared machine hits them all alike; comparisons are ratios
+within one run.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from bench.scenarios import Request, Scenario, scenarios
 from bench.targets import (
     CLIENT_KEY,
     ROOT,
+    CCRTarget,
     LiteLLMTarget,
     MockTarget,
     NginxTarget,
     OmnirelayTarget,
+    PortkeyTarget,
     PyRelayTarget,
     Target,
 )
@@ -42,12 +45,13 @@ class Settings:
     stream_rates: list[float]
     chunks: int
     workers: int
-    targets: list[str]  # among omnirelay, pyrelay, litellm, nginx (the mock "direct" baseline always runs)
+    targets: list[str]  # among omnirelay, pyrelay, litellm, portkey, ccr, nginx (the mock "direct" always runs)
     scenarios: list[str]
     state: bool
     install: bool
     use_wrk: bool = True
     metrics: bool = True  # omnirelay's metrics.enabled
+    workers_check: bool = False  # after the scenarios: omnirelay and pyrelay again with 2 workers, openai at c=32
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Results:
     peak_rss: dict[str, int] = field(default_factory=dict)
     notes: dict[str, list[str]] = field(default_factory=dict)
     soak: list[tuple[float, int]] = field(default_factory=list)
+    workers2: dict[str, Summary] = field(default_factory=dict)  # target -> openai c=32 with --workers 2
 
 
 def loads_for(scenario: Scenario, settings: Settings) -> list[Load]:
@@ -97,8 +102,9 @@ def python_load(url: str, req: Request, stream: bool, load: Load, settings: Sett
 
 def drive(target: Target, scenario: Scenario, load: Load, settings: Settings) -> Summary:
     req = scenario.request_for(target.name)
-    if target.key != CLIENT_KEY:
-        req = replace(req, headers={k: v.replace(CLIENT_KEY, target.key) for k, v in req.headers.items()})
+    if target.key != CLIENT_KEY or target.headers:
+        headers = {k: v.replace(CLIENT_KEY, target.key) for k, v in req.headers.items()}
+        req = replace(req, headers={**headers, **target.headers})
     url = target.url + req.path
     if not scenario.stream and not load.rate and settings.use_wrk:
         script = wrk.write_script(RUN / f"wrk-{scenario.key}-{target.name}.lua", req.body, req.headers)
@@ -123,6 +129,10 @@ def start_target(name: str, settings: Settings, mock: MockTarget) -> Target:
         target = PyRelayTarget("pyrelay").start(mock.url, settings.workers)
     elif name == "litellm":
         target = LiteLLMTarget("litellm").start(mock.url, settings.workers)
+    elif name == "portkey":
+        target = PortkeyTarget("portkey").start(mock.url, settings.install)
+    elif name == "ccr":
+        target = CCRTarget("ccr").start(mock.url, settings.install)
     elif name == "nginx":
         target = NginxTarget("nginx").start(mock.url, settings.workers)
     else:
@@ -131,8 +141,11 @@ def start_target(name: str, settings: Settings, mock: MockTarget) -> Target:
     return target
 
 
-def start_targets(settings: Settings, mock: MockTarget) -> list[Target]:
-    return [Target("direct", port=mock.port), *(start_target(n, settings, mock) for n in settings.targets)]
+def start_targets(settings: Settings, mock: MockTarget, targets: list[Target]) -> None:
+    """Into ``targets`` one by one, so that the caller stops those already up if a later one fails to start."""
+    targets.append(Target("direct", port=mock.port))
+    for name in settings.targets:
+        targets.append(start_target(name, settings, mock))
 
 
 def check_targets(targets: list[Target], chosen: list[Scenario], settings: Settings) -> None:
@@ -140,6 +153,8 @@ def check_targets(targets: list[Target], chosen: list[Scenario], settings: Setti
     probe = replace(settings, duration=0.2, warmup=0.0, use_wrk=False)
     for scenario in chosen:
         for target in targets:
+            if not scenario.serves(target.name):
+                continue
             res = drive(target, scenario, Load("probe", concurrency=1), probe)
             if not res["requests"] or res["errors"]:
                 raise RuntimeError(f"{target.name} failed the {scenario.key} probe: {res}\n{_log_of(target)}")
@@ -163,7 +178,7 @@ def run_benchmark(settings: Settings, soak_seconds: float = 0.0) -> Results:
     mock = MockTarget("mock").start(settings.chunks)
     targets: list[Target] = []
     try:
-        targets = start_targets(settings, mock)
+        start_targets(settings, mock, targets)
         for t in targets:
             results.notes[t.name] = t.notes
             if t.root_pid is not None:
@@ -174,6 +189,8 @@ def run_benchmark(settings: Settings, soak_seconds: float = 0.0) -> Results:
             by_load = results.runs.setdefault(scenario.key, {})
             for load in loads_for(scenario, settings):
                 for i, target in enumerate(targets):
+                    if not scenario.serves(target.name):
+                        continue
                     log(f"{scenario.key:10s} {load.label:12s} {target.name:10s} ...")
                     res = _measured(target, scenario, load, settings, results)
                     by_load.setdefault(load.label, {})[target.name] = res
@@ -188,11 +205,37 @@ def run_benchmark(settings: Settings, soak_seconds: float = 0.0) -> Results:
             omni = next((t for t in targets if t.name == "omnirelay"), None)
             if omni is not None:
                 results.soak = soak(omni, chosen[0] if chosen else scenarios()[0], settings, soak_seconds)
+        if settings.workers_check:  # last: it stops the 1-worker omnirelay and pyrelay
+            workers_check(targets, chosen, settings, mock, results)
     finally:
         for t in reversed(targets):
             t.stop()
         mock.stop()
     return results
+
+
+def workers_check(
+    targets: list[Target], chosen: list[Scenario], settings: Settings, mock: MockTarget, results: Results
+) -> None:
+    """omnirelay and pyrelay once more with 2 workers each, non-streaming at c=32: how throughput scales with a
+    second worker on this machine. The 1-worker servers are stopped first, so only the 2-worker ones run."""
+    openai = next((s for s in chosen if s.key == "openai"), None)
+    names = [t.name for t in targets if t.name in ("omnirelay", "pyrelay")]
+    if openai is None or not names:
+        return
+    for t in targets:
+        if t.name in names:
+            t.stop()
+    two = replace(settings, workers=2)
+    for name in names:
+        target = start_target(name, two, mock)
+        try:
+            time.sleep(1.0)
+            res = _measured(target, openai, Load("c=32", concurrency=32), two, Results(two))
+            results.workers2[name] = res
+            log(f"openai     c=32 workers=2 {name:10s} {_fmt(res)}")
+        finally:
+            target.stop()
 
 
 def _measured(target: Target, scenario: Scenario, load: Load, settings: Settings, results: Results) -> Summary:
@@ -252,6 +295,7 @@ def save_raw(results: Results, path: Path, command: str) -> None:
         "peak_rss": results.peak_rss,
         "notes": results.notes,
         "soak": results.soak,
+        "workers2": results.workers2,
     }
     path.write_text(json.dumps(payload, indent=1, default=str))
 
@@ -263,4 +307,5 @@ def load_raw(path: Path) -> tuple[Results, str]:
     results.runs, results.idle_rss, results.peak_rss = raw["runs"], raw["idle_rss"], raw["peak_rss"]
     results.notes = raw["notes"]
     results.soak = [(t, v) for t, v in raw["soak"]]
+    results.workers2 = raw.get("workers2", {})
     return results, str(raw["command"])

@@ -1,4 +1,5 @@
-"""The four benchmark scenarios: what is sent, where, and how a complete answer is recognised."""
+"""The four benchmark scenarios: what is sent, where, how a complete answer is recognised, and which targets
+cannot serve which (and why)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ class Scenario:
     open_loop: bool  # whether the fixed-rate runs are part of this scenario
     # Targets that cannot do this scenario's translation: they are sent ``direct`` (their column is reference only).
     passthrough: tuple[str, ...] = ()
+    # Targets that cannot serve this scenario at all, and why: not run (their column shows "-").
+    cannot: tuple[tuple[str, str], ...] = ()
+
+    def serves(self, target_name: str) -> bool:
+        return all(name != target_name for name, _why in self.cannot)
 
     def request_for(self, target_name: str) -> Request:
         if target_name == "direct" or target_name in self.passthrough:
@@ -70,6 +76,18 @@ class Scenario:
 
 # The relays that only pass bytes on (bench/pyrelay.py, nginx proxy_pass).
 NO_TRANSLATION = ("pyrelay", "nginx")
+# claude-code-router has only the Anthropic Messages route.
+CCR_ONLY_MESSAGES = ("ccr", "claude-code-router serves only Anthropic Messages (/v1/messages) in")
+PORTKEY_NO_MESSAGES = (
+    "portkey",
+    "Portkey's /v1/messages serves only Anthropic-family providers (anthropic, bedrock, vertex-ai); "
+    'for an OpenAI provider it answers "messages is not supported by openai"',
+)
+PORTKEY_NO_RESPONSES = (
+    "portkey",
+    "Portkey sends /v1/responses on to the OpenAI provider's own /v1/responses (and refuses it for other "
+    'providers: "createModelResponse is not supported by ..."): no Responses -> chat translation',
+)
 
 
 def _openai(body: dict[str, object], terminator: str = "") -> Request:
@@ -84,8 +102,24 @@ def scenarios() -> list[Scenario]:
         "/v1/responses", msgspec.json.encode(RESPONSES_STREAM_BODY), OPENAI_HEADERS, "event: response.completed"
     )
     return [
-        Scenario("openai", "OpenAI-in -> OpenAI-up, non-streaming", False, nonstream, nonstream, open_loop=True),
-        Scenario("stream", "OpenAI-in -> OpenAI-up, streaming ({chunks} chunks)", True, stream, stream, open_loop=True),
+        Scenario(
+            "openai",
+            "OpenAI-in -> OpenAI-up, non-streaming",
+            False,
+            nonstream,
+            nonstream,
+            open_loop=True,
+            cannot=(CCR_ONLY_MESSAGES,),
+        ),
+        Scenario(
+            "stream",
+            "OpenAI-in -> OpenAI-up, streaming ({chunks} chunks)",
+            True,
+            stream,
+            stream,
+            open_loop=True,
+            cannot=(CCR_ONLY_MESSAGES,),
+        ),
         Scenario(
             "anthropic",
             "Anthropic-in (/v1/messages) -> OpenAI-up, streaming ({chunks} chunks): translation both ways",
@@ -94,6 +128,7 @@ def scenarios() -> list[Scenario]:
             stream,
             open_loop=False,
             passthrough=NO_TRANSLATION,
+            cannot=(PORTKEY_NO_MESSAGES,),
         ),
         Scenario(
             "responses",
@@ -105,5 +140,6 @@ def scenarios() -> list[Scenario]:
             # LiteLLM's openai provider sends /v1/responses on to the upstream's own /v1/responses, which a
             # chat-completions upstream does not have: no Responses -> chat translation to compare with.
             passthrough=(*NO_TRANSLATION, "litellm"),
+            cannot=(PORTKEY_NO_RESPONSES, CCR_ONLY_MESSAGES),
         ),
     ]

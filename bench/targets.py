@@ -1,6 +1,7 @@
 """The servers under test, each configured for the same mock upstream: the mock itself (the baseline every
 "added latency" is measured against), omnirelay, a minimal Python relay (bench/pyrelay.py: the floor any
-Python gateway reaches here), LiteLLM's proxy, and nginx ``proxy_pass`` (the ceiling)."""
+Python gateway reaches here), LiteLLM's proxy, Portkey's open-source gateway (Node), claude-code-router (Node, the
+Claude Code proxy: Anthropic-in only), and nginx ``proxy_pass`` (the ceiling)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from bench.install import RUN, ensure_litellm, nginx_binary
+from bench.install import RUN, ensure_litellm, ensure_peer, nginx_binary, peer_installed
 from bench.mock_upstream import MODEL
 from bench.procs import Service, free_port
 
@@ -30,6 +31,7 @@ class Target:
     service: Service | None = None
     port: int = 0
     key: str = CLIENT_KEY  # what the load sends as its API key
+    headers: dict[str, str] = field(default_factory=dict)  # sent on every request besides the scenario's
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -237,4 +239,84 @@ class NginxTarget(Target):
         self.service = Service("nginx", argv, RUN / "logs" / "nginx.log").start(cwd=prefix)
         self.service.wait_http(self.url + "/health", timeout=20)
         self.notes.append("proxy_pass with upstream keep-alive, buffering off; no auth, no translation")
+        return self
+
+
+def _node_modules(peer: str, install: bool) -> Path:
+    found = peer_installed(peer)
+    if found is not None:
+        return found
+    if not install:
+        raise RuntimeError(f"the {peer} peer is not installed (run the bench once without --no-install)")
+    return ensure_peer(peer)
+
+
+def _node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("Node.js is not installed")
+    return node
+
+
+class PortkeyTarget(Target):
+    """Portkey's gateway (``@portkey-ai/gateway``), one Node process, reaching the mock as an OpenAI provider at a
+    custom host. It has no key of its own: the client's key goes upstream as the provider key (checked by nobody),
+    so like nginx it does no key check."""
+
+    def start(self, upstream: str, install: bool) -> PortkeyTarget:
+        modules = _node_modules("portkey", install)
+        self.port = free_port()
+        argv = [_node(), str(modules / "@portkey-ai" / "gateway" / "build" / "start-server.js")]
+        argv += [f"--port={self.port}", "--headless"]
+        # production: no log console UI and no per-request log stream kept in memory.
+        env = {"NODE_ENV": "production", "ENVIRONMENT": "production"}
+        self.service = Service("portkey", argv, RUN / "logs" / "portkey.log", env=env).start(cwd=modules.parent)
+        self.service.wait_http(self.url + "/", timeout=60)
+        self.headers = {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream + "/v1"}
+        self.notes.append(
+            "one Node process whatever --workers (the gateway has no worker option); OpenAI provider at the mock via "
+            "x-portkey-provider / x-portkey-custom-host headers; no key check of its own, no logging store"
+        )
+        return self
+
+
+CCR_PROVIDER = "mock"
+
+
+class CCRTarget(Target):
+    """claude-code-router (``@musistudio/claude-code-router``, ``ccr start``): Claude Code's Anthropic Messages in,
+    an OpenAI chat-completions provider out. Its config lives under ``$HOME/.claude-code-router``, so HOME is a
+    bench-owned directory."""
+
+    def start(self, upstream: str, install: bool) -> CCRTarget:
+        modules = _node_modules("claude-code-router", install)
+        self.port = free_port()
+        home = RUN / "ccr-home"
+        conf_dir = home / ".claude-code-router"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        config = {
+            "LOG": False,  # its default is a debug log line per request
+            "PORT": self.port,
+            "APIKEY": CLIENT_KEY,  # checked on every request (x-api-key or Bearer)
+            "NON_INTERACTIVE_MODE": True,
+            "Providers": [
+                {
+                    "name": CCR_PROVIDER,
+                    "api_base_url": upstream + "/v1/chat/completions",
+                    "api_key": UPSTREAM_KEY,
+                    "models": [MODEL],
+                }
+            ],
+            "Router": {"default": f"{CCR_PROVIDER},{MODEL}"},
+        }
+        (conf_dir / "config.json").write_text(json.dumps(config, indent=1))
+        (conf_dir / ".claude-code-router.pid").unlink(missing_ok=True)  # a stale pid file makes `start` a no-op
+        argv = [_node(), str(modules / "@musistudio" / "claude-code-router" / "dist" / "cli.js"), "start"]
+        env = {"HOME": str(home)}
+        self.service = Service("ccr", argv, RUN / "logs" / "ccr.log", env=env).start(cwd=home)
+        self.service.wait_http(self.url + "/health", timeout=60)
+        self.notes.append(
+            "one Node process whatever --workers; Anthropic Messages in only (it has no OpenAI-in route), "
+            "API key checked, request log off"
+        )
         return self

@@ -1,6 +1,9 @@
-"""The benchmark harness runs end to end on a tiny load (omnirelay and the mock only; no LiteLLM, no nginx).
+"""The benchmark harness runs end to end on a tiny load: omnirelay and the mock, then (when installed) the Node
+peers, Portkey and claude-code-router, in the scenarios each can serve. No LiteLLM, no nginx.
 
-No timing assertions: this only proves `make bench` can produce its tables on this machine.
+No timing assertions: this only proves `make bench` can produce its tables on this machine. No network either: the
+Node peers are installed beforehand by `make pytest` (`python -m bench.install peers`, npm ci from the pinned locks
+under bench/peers/); without them their test is skipped, saying how to install them.
 """
 
 from __future__ import annotations
@@ -13,30 +16,90 @@ from pathlib import Path
 
 import pytest
 
+from bench.install import peer_installed
+
 ROOT = Path(__file__).resolve().parent.parent
+TITLES = {
+    "openai": "OpenAI-in -> OpenAI-up, non-streaming",
+    "stream": "OpenAI-in -> OpenAI-up, streaming (50 chunks)",
+    "anthropic": "Anthropic-in (/v1/messages) -> OpenAI-up, streaming (50 chunks)",
+    "responses": "Responses-in (/v1/responses) -> OpenAI-up, streaming (50 chunks)",
+}
 
 
-@pytest.mark.timeout(240)
-def test_bench_quick_produces_tables(tmp_path: Path) -> None:
+def _quick(tmp_path: Path, targets: str) -> str:
     out = tmp_path / "RESULTS.md"
-    argv = [sys.executable, "-m", "bench", "--quick", "--targets", "omnirelay", "--no-install"]
+    argv = [sys.executable, "-m", "bench", "--quick", "--targets", targets, "--no-install"]
     argv += ["--duration", "0.5", "--warmup", "0.2", "--concurrency", "1,4", "--out", str(out)]
     env = {**os.environ, "BENCH_RUN_DIR": str(tmp_path / "run")}
-    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=220, check=False)
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    text = out.read_text()
-    titles = ("OpenAI-in -> OpenAI-up, non-streaming", "streaming (50 chunks)", "Anthropic-in (/v1/messages)")
-    for title in (*titles, "Responses-in (/v1/responses) -> OpenAI-up, streaming (50 chunks)"):
-        assert title in text
-    assert "| load | metric | mock direct | omnirelay |" in text
-    rows = [line for line in text.splitlines() if "| throughput (req/s) |" in line]
-    assert len(rows) >= 4 * 2  # four scenarios, at least two closed-loop levels each
-    for row in rows:
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        direct, omnirelay = cells[2], cells[3]
-        assert re.fullmatch(r"[\d,.]+", direct), row
-        assert re.fullmatch(r"[\d,.]+", omnirelay), row
-        assert float(omnirelay.replace(",", "")) > 0, row
-    errors = [line for line in text.splitlines() if "| errors |" in line]
-    assert errors and all(line.rstrip(" |").endswith("| 0") for line in errors), errors
+    return out.read_text()
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _throughputs(section: str, column: str) -> list[float]:
+    """The throughput cells of ``column`` in a scenario's table (one per load level)."""
+    header = next(line for line in section.splitlines() if line.startswith("| load | metric |"))
+    names = [c.strip() for c in header.strip("|").split("|")]
+    at = names.index(column)
+    values = []
+    for line in section.splitlines():
+        if "| throughput (req/s) |" in line:
+            cell = [c.strip() for c in line.strip("|").split("|")][at]
+            assert re.fullmatch(r"[\d,.]+", cell), line
+            values.append(float(cell.replace(",", "")))
+    return values
+
+
+def _no_errors(section: str) -> None:
+    errors = [line for line in section.splitlines() if "| errors |" in line]
+    assert errors, section
+    for line in errors:
+        cells = [c.strip() for c in line.strip("|").split("|")][2:]
+        assert all(c in ("0", "-") for c in cells if not c.endswith("x")), line
+
+
+@pytest.mark.timeout(300)
+def test_bench_quick_produces_tables(tmp_path: Path) -> None:
+    text = _quick(tmp_path, "omnirelay")
+    for title in TITLES.values():
+        section = _section(text, title)
+        assert "| load | metric | mock direct | omnirelay |" in section
+        rows = _throughputs(section, "omnirelay")
+        assert len(rows) >= 2 and all(v > 0 for v in rows), section  # at least two closed-loop levels each
+        assert all(v > 0 for v in _throughputs(section, "mock direct"))
+        _no_errors(section)
     assert "peak RSS" in text and "Machine" in text and "make bench ARGS=" in text
+    assert "## Targets (issue 16) in this run" in text
+
+
+@pytest.mark.timeout(300)
+def test_bench_quick_with_the_node_peers(tmp_path: Path) -> None:
+    missing = [name for name in ("portkey", "claude-code-router") if peer_installed(name) is None]
+    if missing:
+        pytest.skip(
+            f"Node peers not installed ({', '.join(missing)}): `python -m bench.install peers` (npm ci from "
+            "bench/peers/*/package-lock.json; `make pytest` does it) needs the npm registry once"
+        )
+    text = _quick(tmp_path, "omnirelay,portkey,ccr")
+    # Portkey serves the OpenAI-in scenarios, claude-code-router only Anthropic-in; each says why not the others.
+    for key, served in (("openai", "Portkey"), ("stream", "Portkey"), ("anthropic", "claude-code-router")):
+        section = _section(text, TITLES[key])
+        assert all(v > 0 for v in _throughputs(section, served)), section
+        header = next(line for line in section.splitlines() if line.startswith("| load | metric |"))
+        assert header.rstrip().endswith(f"| omnirelay/{served} |"), header
+        ratios = [line for line in section.splitlines() if "| throughput (req/s) |" in line]
+        assert all(re.search(r"\| [\d.]+x \|$", line) for line in ratios), ratios  # omnirelay/peer
+        _no_errors(section)
+    for key, absent in (("anthropic", "Portkey"), ("responses", "Portkey"), ("openai", "claude-code-router")):
+        section = _section(text, TITLES[key])
+        assert f"{absent} cannot serve this scenario (no column): " in section
+        header = next(line for line in section.splitlines() if line.startswith("| load | metric |"))
+        assert f"| {absent} |" not in header
+    assert "Portkey gateway 1.15.2" in text and "claude-code-router 1.0.73" in text

@@ -3,6 +3,9 @@
 Order guarantees a parser must keep: ``StreamStart`` first; for each choice any number of reasoning, text and
 tool-call events; ``ChoiceEnd`` once per choice; ``UsageReport`` any time (the last one is the total, not a
 delta); nothing after an ``StreamFailure``.
+
+``RawFrames`` is the exception to "canonical": a same-format stream (``providers/passthrough.py``) hands over the
+upstream's own SSE frames, for an inbound protocol of the same wire format to send on as they are.
 """
 
 from __future__ import annotations
@@ -78,6 +81,17 @@ class StreamFailure(msgspec.Struct, kw_only=True):
     error: GatewayError
 
 
+class RawFrames(msgspec.Struct, kw_only=True):
+    """Complete SSE frames exactly as the upstream sent them, in a wire format the inbound protocol declared it can
+    forward (``InboundProtocol.stream_format``); only ever produced after the stream's first content event. They
+    carry text only: ``texts`` (for the usage estimate, and for an encoder that cannot send ``data`` as it is and
+    renders the text itself) of the upstream's choice or content block ``block``."""
+
+    data: bytes
+    texts: list[str]
+    block: int = 0
+
+
 StreamEvent = (
     StreamStart
     | TextDelta
@@ -89,4 +103,5 @@ StreamEvent = (
     | StreamFailure
     | CitationDelta
     | ServerToolUse
+    | RawFrames
 )

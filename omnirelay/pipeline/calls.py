@@ -23,6 +23,7 @@ from omnirelay.core.embeddings import EmbeddingRequest, EmbeddingResponse
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.estimate import estimated_usage
 from omnirelay.core.events import (
+    RawFrames,
     ReasoningDelta,
     StreamEvent,
     StreamFailure,
@@ -55,7 +56,12 @@ class Executor(Protocol):
     ) -> ChatResponse: ...
 
     def stream(
-        self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts
+        self,
+        provider: HttpProvider,
+        req: ChatRequest,
+        model: str,
+        timeouts: Timeouts,
+        stream_format: str | None = None,
     ) -> AsyncIterator[StreamEvent]: ...
 
     async def embed(
@@ -152,14 +158,16 @@ class CallPipeline:
         resp.cost = self.settle_usage(ctx, resp.usage, resp.cost if record.provider == COMPOUND_PROVIDER else None)
         return resp
 
-    async def stream(self, ctx: CallContext) -> UpstreamStream:
+    async def stream(self, ctx: CallContext, stream_format: str | None = None) -> UpstreamStream:
         """Try channels until one yields its first content event (text, reasoning, tool call, end of choice).
         Nothing reaches the caller before that, so a failure up to that point, a reset right after the
-        upstream's headers included, moves on to the next channel."""
+        upstream's headers included, moves on to the next channel. ``stream_format``: the caller's stream wire
+        format, when it can take an upstream stream in that format as ``RawFrames`` (same-format pass-through;
+        an HTTP channel whose provider speaks it forwards its frames, any other channel stays canonical)."""
         req = ctx.req
 
         async def call(channel: Channel, timeouts: Timeouts) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent]]:
-            events = self._stream_once(channel, req, timeouts)
+            events = self._stream_once(channel, req, timeouts, stream_format)
             head: list[StreamEvent] = []
             try:
                 while True:
@@ -220,10 +228,14 @@ class CallPipeline:
         except TimeoutError:
             raise GatewayError("timeout", f"local model {channel.model} timed out") from None
 
-    def _stream_once(self, channel: Channel, req: ChatRequest, timeouts: Timeouts) -> AsyncIterator[StreamEvent]:
+    def _stream_once(
+        self, channel: Channel, req: ChatRequest, timeouts: Timeouts, stream_format: str | None = None
+    ) -> AsyncIterator[StreamEvent]:
         provider = self._provider(channel)
         if isinstance(provider, HttpProvider):
-            return self.executor.stream(provider, req, channel.model, timeouts)
+            if stream_format is None:
+                return self.executor.stream(provider, req, channel.model, timeouts)
+            return self.executor.stream(provider, req, channel.model, timeouts, stream_format)
         return provider.stream(req, channel.model)
 
     # -- cost ---------------------------------------------------------------------------------------------
@@ -367,6 +379,9 @@ class UpstreamStream:
                 produced += len(event.text)
             elif isinstance(event, ToolCallArgs):
                 produced += len(event.arguments)
+            elif isinstance(event, RawFrames):
+                for text in event.texts:
+                    produced += len(text)
             elif isinstance(event, UsageReport):
                 self.usage = event.usage = sane_usage(event.usage)  # bounded before it is sent or charged
                 if event.cost is not None:

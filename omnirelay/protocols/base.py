@@ -61,6 +61,11 @@ class InboundProtocol(ABC):
     paths: ClassVar[tuple[str, ...]]
     # Set by protocols that keep state across requests (see RequestHooks).
     hooks: RequestHooks | None = None
+    # The wire format of this protocol's streams (``wire.<family>.STREAM_FORMAT``) when its encoder can take an
+    # upstream stream in that same format as ``RawFrames`` besides canonical events (sending their bytes as they
+    # are when they fit what it has sent so far): the relay then asks the pipeline for a pass-through stream
+    # (providers/passthrough.py). None: always canonical.
+    stream_format: ClassVar[str | None] = None
 
     @abstractmethod
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:

@@ -21,6 +21,7 @@ from omnirelay.core.errors import ErrorKind, GatewayError, invalid
 from omnirelay.core.events import (
     ChoiceEnd,
     CitationDelta,
+    RawFrames,
     ReasoningDelta,
     StreamEvent,
     StreamFailure,
@@ -346,6 +347,10 @@ class OpenAIStreamEncoder(StreamEncoder):
         return encode_event(_encoder.encode(chunk))
 
     def encode(self, event: StreamEvent) -> bytes:
+        if type(event) is RawFrames:  # the upstream's own chunks of a choice this stream has opened go as they are
+            if event.block in self.opened:
+                return event.data
+            return b"".join(self._chunk(event.block, wire.Delta(content=text)) for text in event.texts if text)
         if isinstance(event, TextDelta):
             if not event.text:
                 return b""
@@ -399,6 +404,9 @@ class OpenAIStreamEncoder(StreamEncoder):
 class OpenAIChatProtocol(InboundProtocol):
     name: ClassVar[str] = "openai"
     paths: ClassVar[tuple[str, ...]] = ("/v1/chat/completions", "/chat/completions")
+    # Frames of a chat-completions upstream go out as they came (the encoder renders the parsed ones: the usage
+    # frame with the cost, finish, errors and the terminator).
+    stream_format: ClassVar[str | None] = wire.STREAM_FORMAT
 
     def parse_request(self, body: bytes, headers: Mapping[str, str]) -> ChatRequest:
         req = decode_openai_body(_parse_request, body)

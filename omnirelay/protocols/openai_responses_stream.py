@@ -125,10 +125,24 @@ def status_of(finish: FinishReason) -> tuple[wire.ResponseStatus, wire.Incomplet
     return "completed", None
 
 
+_TEXT_DELTA_HEAD = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+
+
 class _OpenItem:
     """An output item being streamed."""
 
-    __slots__ = ("annotations", "call_id", "index", "item_id", "kind", "name", "parts", "signature", "summary_open")
+    __slots__ = (
+        "annotations",
+        "call_id",
+        "delta_mid",
+        "index",
+        "item_id",
+        "kind",
+        "name",
+        "parts",
+        "signature",
+        "summary_open",
+    )
 
     def __init__(self, kind: str, index: int, item_id: str) -> None:
         self.kind = kind  # "message", "reasoning" or "function_call"
@@ -140,6 +154,7 @@ class _OpenItem:
         self.summary_open = False
         self.call_id = ""
         self.name = ""
+        self.delta_mid = b""  # a message's text-delta frame between sequence number and text (_text_delta)
 
     def item(self, status: ItemStatus, template: ResponseTemplate) -> wire.OutputItem:
         text = "".join(self.parts)
@@ -172,6 +187,17 @@ class ResponsesStreamEncoder(StreamEncoder):
 
     def _event(self, kind: str, event: msgspec.Struct) -> bytes:
         return encode_event(_encoder.encode(event), kind)
+
+    def _text_delta(self, item: _OpenItem, text: str) -> bytes:
+        """The ``response.output_text.delta`` frame that encoding ``wire.OutputTextDelta`` gives, built from its
+        parts: the stream's most frequent frame (tests/unit/protocols pins the bytes to the Struct's)."""
+        if not item.delta_mid:
+            item.delta_mid = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
+                _encoder.encode(item.item_id),
+                item.index,
+            )
+        seq = str(self._next()).encode()
+        return b"".join((_TEXT_DELTA_HEAD, seq, item.delta_mid, _encoder.encode(text), b',"logprobs":[]}\n\n'))
 
     def _next(self) -> int:
         seq = self.seq
@@ -289,6 +315,11 @@ class ResponsesStreamEncoder(StreamEncoder):
     # -- canonical events ------------------------------------------------------------------------------------
 
     def encode(self, event: StreamEvent) -> bytes:
+        if type(event) is TextDelta and event.choice == 0 and event.text and self.started:
+            item = self._current("message")
+            if item is not None:  # the usual event: more text for the open message
+                item.parts.append(event.text)
+                return self._text_delta(item, event.text)
         if isinstance(event, StreamStart):
             self.model = event.model or self.model
             return self._start()
@@ -299,14 +330,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             if event.text:
                 item, opened = self._message()
                 item.parts.append(event.text)
-                delta = wire.OutputTextDelta(
-                    sequence_number=self._next(),
-                    item_id=item.item_id,
-                    output_index=item.index,
-                    content_index=0,
-                    delta=event.text,
-                )
-                out += opened + self._event("response.output_text.delta", delta)
+                out += opened + self._text_delta(item, event.text)
         elif isinstance(event, ReasoningDelta):
             out += self._reasoning_delta(event)
         elif isinstance(event, ToolCallStart):

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -64,6 +64,7 @@ from omnirelay.core.types import (
     Usage,
 )
 from omnirelay.providers.base import CHAT, COUNT_TOKENS, HttpProvider, StreamParser, UpstreamRequest
+from omnirelay.providers.passthrough import FrameRelay
 from omnirelay.wire import anthropic_messages as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -397,6 +398,44 @@ def stream_error(detail: wire.ErrorDetail) -> GatewayError:
     return GatewayError(kind, detail.message[:MAX_ERROR_MESSAGE] or detail.type, code=detail.type)
 
 
+class _PlainTextDelta(msgspec.Struct):
+    type: Literal["text_delta"]
+    text: str
+
+
+class _PlainDeltaEvent(msgspec.Struct):
+    """A ``content_block_delta`` event that may go to a Messages caller as it is: text for a text block."""
+
+    type: Literal["content_block_delta"]
+    index: int
+    delta: _PlainTextDelta
+
+
+_plain_deltas = msgspec.json.Decoder(list[_PlainDeltaEvent])
+_DELTA_FRAME = b"event: content_block_delta\ndata: "
+_NEXT_DELTA = b"\n\n" + _DELTA_FRAME
+# Where the plain frames of a read usually end: the text block's stop.
+_PLAIN_END = b"event: content_block_stop"
+
+
+def _plain_text_deltas(frames: bytes, kinds: dict[int, str]) -> tuple[list[str], int] | None:
+    """The texts and block index of ``frames`` (whole SSE frames) if every one is a ``text_delta`` of the same text
+    block (``kinds``: the parser's block kinds), else None. One decode for all of them, joined into a JSON array."""
+    if not frames.startswith(_DELTA_FRAME):
+        return None
+    body = frames[len(_DELTA_FRAME) : -2]
+    try:
+        events = _plain_deltas.decode(b"[" + body.replace(_NEXT_DELTA, b",") + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(events) != body.count(_NEXT_DELTA) + 1:  # the frames must be exactly the array's items
+        return None
+    block = events[0].index
+    if kinds.get(block) != "text" or any(e.index != block for e in events):
+        return None
+    return [e.delta.text for e in events], block
+
+
 class AnthropicStreamParser(StreamParser):
     def __init__(self, out_tool: OutputTool | None) -> None:
         self.out_tool = out_tool
@@ -707,6 +746,20 @@ class AnthropicProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return AnthropicStreamParser(output_tool(req))
+
+    def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
+        """Messages frames to a Messages caller: the text deltas of text blocks forwarded as they are, everything
+        else parsed (message start and delta for usage and stop reason, block starts and stops, errors)."""
+        if stream_format != wire.STREAM_FORMAT:
+            return None
+        parser = AnthropicStreamParser(output_tool(req))
+        kinds = parser.kinds
+        return FrameRelay(
+            parser,
+            lambda frames: _plain_text_deltas(frames, kinds),
+            _PLAIN_END,
+            lambda: parser.done or parser.failed,
+        )
 
     def build_count_tokens(self, req: ChatRequest, model: str) -> UpstreamRequest:
         """``POST /v1/messages/count_tokens``: the Messages request this gateway would send, less the fields the

@@ -87,6 +87,12 @@ class HttpProvider(ABC):
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         """A parser for one streamed reply."""
 
+    def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
+        """A parser that hands this upstream's stream frames on unchanged (``RawFrames``, providers/passthrough.py)
+        when its stream for ``req`` is in ``stream_format``, the inbound protocol's; None (the default): no
+        pass-through, parse as usual."""
+        return None
+
     @abstractmethod
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> GatewayError:
         """An error reply (status >= 400) as a GatewayError; use core.errors.upstream_status_error for the

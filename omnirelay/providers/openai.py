@@ -67,6 +67,7 @@ from omnirelay.providers.base import (
 )
 from omnirelay.providers.openai_embeddings import embeddings_body, parse_embeddings_reply
 from omnirelay.providers.openai_images import image_body, parse_images
+from omnirelay.providers.passthrough import FrameRelay, plain_segments
 from omnirelay.wire import openai_chat as wire
 from omnirelay.wire.sse import SSEDecoder
 
@@ -275,6 +276,67 @@ def _text(value: str | msgspec.UnsetType | None) -> str:
     return value if isinstance(value, str) else ""
 
 
+class _PlainDelta(msgspec.Struct):
+    content: str | None = None
+    # What the canonical path rewrites (tool-call indices and signatures, ``reasoning`` -> ``reasoning_content``,
+    # citations): a frame with any of these is parsed, not forwarded. Fields not named here are ignored.
+    tool_calls: None = None
+    function_call: None = None
+    reasoning_content: None = None
+    reasoning: None = None
+    annotations: list[None] | None = None  # only an empty list or null
+
+
+class _PlainChoice(msgspec.Struct):
+    delta: _PlainDelta
+    index: Literal[0] = 0
+    finish_reason: None = None
+
+
+class _PlainChunk(msgspec.Struct):
+    """A ``chat.completion.chunk`` that may go to a chat-completions caller as it is: content only (no usage, no
+    error, no finish: those frames are parsed and rendered by the encoder)."""
+
+    choices: list[_PlainChoice]
+    usage: None = None
+    error: None = None
+
+
+_plain_chunks = msgspec.json.Decoder(list[_PlainChunk])
+
+
+def _plain_frames(frames: bytes) -> tuple[list[str], int] | None:
+    """The texts in ``frames`` (whole SSE frames) if every one is a single ``data:`` line holding a plain chunk
+    (``_PlainChunk``), else None. One decode for all of them, joined into a JSON array."""
+    if not frames.startswith(b"data: "):
+        return None
+    if len(frames) < 1024 and (_PLAIN_END in frames or b"[DONE]" in frames or b'"usage":{' in frames):
+        return None  # one frame of the stream's end: not worth a decode that fails
+    body = frames[6:-2]
+    try:
+        chunks = _plain_chunks.decode(b"[" + body.replace(b"\n\ndata: ", b",") + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    if len(chunks) != body.count(b"\n\ndata: ") + 1:  # the frames must be exactly the array's items
+        return None
+    texts: list[str] = []
+    for chunk in chunks:
+        for choice in chunk.choices:
+            text = choice.delta.content
+            if text:
+                texts.append(text)
+    return texts, 0
+
+
+# Where the plain frames of a read usually end: the finish frame (then usage and [DONE]).
+_PLAIN_END = b'"finish_reason":"'
+
+
+def _own_chunk_ids(start: StreamStart) -> bool:
+    """Frames can go out unchanged only if their id is what the encoder would send (it prefixes ``chatcmpl-``)."""
+    return start.id.startswith("chatcmpl")
+
+
 class OpenAIStreamParser(StreamParser):
     """``chat.completion.chunk`` SSE -> canonical events. A stream must end with ``[DONE]`` or with every
     choice finished; anything else was cut short."""
@@ -290,6 +352,36 @@ class OpenAIStreamParser(StreamParser):
         self.call_count: dict[int, int] = {}
 
     def feed(self, chunk: bytes) -> list[StreamEvent]:
+        # Runs of plain content frames (``_plain_frames``) skip the SSE decoder and the full chunk decode: the text
+        # of each is all they carry. The first frame, and anything else, takes the general path.
+        if self.done or self.ended or not self.sse.at_boundary or b"\r" in chunk:
+            return self._sse_feed(chunk)
+        end = chunk.rfind(b"\n\n") + 2
+        if end == 1:
+            return self._sse_feed(chunk)
+        frames = chunk if end == len(chunk) else chunk[:end]
+        out: list[StreamEvent] = []
+        pos = 0
+        if not self.started:
+            pos = frames.find(b"\n\n") + 2
+            out = self._sse_feed(frames[:pos])
+            if not self.started or pos == end:
+                return out + self._sse_feed(chunk[pos:]) if pos < len(chunk) else out
+        for start, stop, found in plain_segments(frames, pos, _plain_frames, _PLAIN_END):
+            if found is None or self.ended or self.done:
+                out.extend(self._sse_feed(frames[start:stop]))
+            else:
+                self.open.add(0)
+                out.extend([TextDelta(text=text) for text in found[0]])
+        if end < len(chunk):
+            out.extend(self._sse_feed(chunk[end:]))
+        return out
+
+    def feed_frames(self, chunk: bytes) -> list[StreamEvent]:
+        """``feed`` without the plain-frame fast path: for frames already known not to be plain."""
+        return self._sse_feed(chunk)
+
+    def _sse_feed(self, chunk: bytes) -> list[StreamEvent]:
         out: list[StreamEvent] = []
         for ev in self.sse.feed(chunk):
             if self.done:
@@ -639,6 +731,14 @@ class OpenAIProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(req.model)
+
+    def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
+        """Chat-completions frames forwarded as they are to a chat-completions caller. One choice only: the
+        encoder then renders the few parsed frames (finish, usage) of a choice it has opened itself."""
+        if stream_format != wire.STREAM_FORMAT or req.n != 1:
+            return None
+        parser = OpenAIStreamParser(req.model)
+        return FrameRelay(parser, _plain_frames, _PLAIN_END, lambda: parser.done, _own_chunk_ids, parser.feed_frames)
 
     def build_image_request(self, req: ImageRequest, model: str) -> UpstreamRequest:
         preset = self.upstream.preset or "openai"

@@ -158,7 +158,8 @@ class Relay:
         admission = ctx.admission
         assert admission is not None
         encoder = protocol.stream_encoder(ctx.req)
-        stream = await self.pipeline.stream(ctx)
+        # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer.
+        stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None)
         client_gone = False
         task = asyncio.current_task()
         assert task is not None

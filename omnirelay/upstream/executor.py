@@ -26,7 +26,7 @@ from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.image_gen import ImageRequest, ImageResult
 from omnirelay.core.redact import Scrubber, secrets_of
 from omnirelay.core.types import ChatRequest, ChatResponse
-from omnirelay.providers.base import HttpProvider, UpstreamRequest
+from omnirelay.providers.base import HttpProvider, StreamParser, UpstreamRequest
 from omnirelay.upstream.http1 import (
     ConnectFailed,
     ConnectionClosed,
@@ -180,17 +180,28 @@ class HttpExecutor:
         body = await self._exchange(provider, timeouts, provider.build_image_request(req, model))
         return self._parsed(provider, lambda: provider.parse_image_response(body, req))
 
-    def stream(self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts) -> EventStream:
+    def stream(
+        self,
+        provider: HttpProvider,
+        req: ChatRequest,
+        model: str,
+        timeouts: Timeouts,
+        stream_format: str | None = None,
+    ) -> EventStream:
         """Events of one streamed reply. Errors before the first event raise (the caller may retry);
-        errors after it raise too, and the relay turns them into the protocol's error frame."""
-        return EventStream(self._stream_batches(provider, req, model, timeouts))
+        errors after it raise too, and the relay turns them into the protocol's error frame. With
+        ``stream_format`` (the caller's), a provider whose stream is in that format hands its frames on as
+        ``RawFrames`` (``HttpProvider.frame_relay``)."""
+        parser = provider.frame_relay(req, stream_format) if stream_format is not None else None
+        if parser is None:
+            parser = provider.stream_parser(req)
+        return EventStream(self._stream_batches(provider, req, model, timeouts, parser))
 
     async def _stream_batches(
-        self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts
+        self, provider: HttpProvider, req: ChatRequest, model: str, timeouts: Timeouts, parser: StreamParser
     ) -> AsyncGenerator[list[StreamEvent], None]:
         """The events parsed from the bytes that arrived between two reads, one list per read."""
         name = provider.upstream.name
-        parser = provider.stream_parser(req)
         try:
             reply = await self._send(provider, provider.build_request(req, model), timeouts)
         except UpstreamHTTPError as exc:

@@ -225,7 +225,8 @@ class Reply:
         self._buffered += len(data)
         if self._buffered > READ_HIGH_WATER and not self._collect and self._conn is not None:
             self._conn.pause()
-        self._wake()
+        if self._waiter is not None:
+            self._wake()
 
     def _complete(self) -> None:
         self._ended = True
@@ -416,7 +417,10 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         reply = self.reply
         if reply is not None and reply.status:
-            reply._add_body(body)
+            if reply._decoder is None:  # called once per HTTP chunk (a streamed event each): one call less
+                reply._append(body)
+            else:
+                reply._add_body(body)
 
     def on_message_complete(self) -> None:
         reply = self.reply

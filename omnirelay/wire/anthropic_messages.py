@@ -390,3 +390,8 @@ class ModelPage(msgspec.Struct, kw_only=True):
     has_more: bool = False
     first_id: str | None = None
     last_id: str | None = None
+
+
+# The name of this family's stream format (Messages SSE): a protocol and a provider that both declare it can pass
+# frames through unchanged (providers/passthrough.py).
+STREAM_FORMAT = "anthropic_messages"

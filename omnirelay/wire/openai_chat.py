@@ -317,3 +317,8 @@ class Model(msgspec.Struct, kw_only=True):
 class ModelList(msgspec.Struct, kw_only=True):
     data: list[Model]
     object: str = "list"
+
+
+# The name of this family's stream format (``chat.completion.chunk`` SSE): a protocol and a provider that both
+# declare it can pass frames through unchanged (providers/passthrough.py).
+STREAM_FORMAT = "openai_chat"

@@ -105,6 +105,11 @@ class SSEDecoder:
             self._event = value
 
     @property
+    def at_boundary(self) -> bool:
+        """True when nothing of an unfinished event or line is buffered: the next byte starts a new event."""
+        return not self._parts and not self._data and self._event is None and not self._pending_cr
+
+    @property
     def has_partial(self) -> bool:
         """True when bytes or fields of an unfinished event are buffered (a truncated stream)."""
         return any(part.strip() for part in self._parts) or bool(self._data)
