@@ -8,9 +8,9 @@ from urllib.parse import parse_qs
 
 import msgspec
 
-from omnirelay.core.errors import GatewayError
 from omnirelay.state.fields import bad
 from omnirelay.web.exchange import Exchange
+from omnirelay.web.json_body import read_json_object
 
 ADMIN_BODY_LIMIT = 64 * 1024
 MAX_QUERY_LIMIT = 1_000_000_000
@@ -19,18 +19,7 @@ _LIMIT_DIGITS = re.compile(r"^[0-9]{1,10}$")
 
 async def json_body(request: Exchange) -> dict[str, Any]:
     """The request's JSON object (an empty body reads as ``{}``)."""
-    raw = await request.body(ADMIN_BODY_LIMIT)
-    if not raw.strip():
-        return {}
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise GatewayError("invalid_request", "the body is not valid JSON") from None
-    except RecursionError:
-        raise GatewayError("invalid_request", "the body nests arrays and objects too deeply") from None
-    if not isinstance(body, dict):
-        raise GatewayError("invalid_request", "the body must be a JSON object")
-    return body
+    return await read_json_object(request, ADMIN_BODY_LIMIT)
 
 
 async def send_json(request: Exchange, status: int, body: Any) -> None:

@@ -19,7 +19,7 @@ from omnirelay.batches.finalize import anthropic_results
 from omnirelay.batches.targets import MESSAGES
 from omnirelay.core.batches import BatchJob, BatchStore
 from omnirelay.core.errors import GatewayError, invalid
-from omnirelay.pipeline.gate import Gate, bearer_token
+from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
@@ -114,8 +114,8 @@ class AnthropicBatchesApi:
             ANTHROPIC.render_error,
         )
 
-    def _caller(self, exchange: Exchange) -> str | None:
-        return self.gate.authenticate(bearer_token(exchange.headers)).key_id
+    async def _caller(self, exchange: Exchange) -> str | None:
+        return (await authenticated(self.gate, bearer_token(exchange.headers))).key_id
 
     async def _own(self, batch_id: str, key_id: str | None) -> BatchJob:
         job = await self.batches.get(batch_id, key_id)
@@ -124,7 +124,7 @@ class AnthropicBatchesApi:
         return job
 
     async def create(self, exchange: Exchange) -> None:
-        admission = self.gate.authenticate(bearer_token(exchange.headers))
+        admission = await authenticated(self.gate, bearer_token(exchange.headers))
         try:
             body = msgspec.json.decode(await exchange.body(self.max_body))
         except msgspec.DecodeError:
@@ -133,7 +133,7 @@ class AnthropicBatchesApi:
         await exchange.respond(200, _encoder.encode(batch_object(job, base_url(exchange))))
 
     async def list_batches(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         q = parse_qs(exchange.query_string)
         text = q.get("limit", ["20"])[-1].strip()
         if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_LIMIT):
@@ -155,7 +155,7 @@ class AnthropicBatchesApi:
         await exchange.respond(200, _encoder.encode(page))
 
     async def retrieve(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         batch_id, _, tail = exchange.path.rstrip("/").removeprefix(PREFIX + "/").partition("/")
         if tail not in ("", "results"):
             raise GatewayError("not_found", f"no route for GET {exchange.path}", code="unknown_url")
@@ -169,7 +169,7 @@ class AnthropicBatchesApi:
         await exchange.respond(200, results, content_type="application/x-jsonl")
 
     async def cancel(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         batch_id, _, tail = exchange.path.rstrip("/").removeprefix(PREFIX + "/").partition("/")
         if tail != "cancel":
             raise GatewayError("not_found", f"no route for POST {exchange.path}", code="unknown_url")
@@ -180,7 +180,7 @@ class AnthropicBatchesApi:
         await exchange.respond(200, _encoder.encode(batch_object(job, base_url(exchange))))
 
     async def delete(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         batch_id = exchange.path.rstrip("/").removeprefix(PREFIX + "/")
         job = await self._own(batch_id, key_id)
         if not job.ended:

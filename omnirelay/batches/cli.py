@@ -6,58 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from omnirelay.config import ConfigError, load_config
 from omnirelay.core.batches import BatchJob
-from omnirelay.state.backends import open_store
+from omnirelay.state.cli import ConfigOption, JsonOption, table, with_store
 from omnirelay.state.keys import to_usd
 from omnirelay.state.store import Store
 
 batches_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Inspect and follow batch jobs.")
 
-T = TypeVar("T")
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", envvar="OMNIRELAY_CONFIG", help="YAML config file (default: built-in)"),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 COLUMNS = ["id", "api", "endpoint", "status", "total", "done", "failed", "cost", "key_id", "created"]
-
-
-def _store_url(config: Path | None) -> str:
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"omnirelay: {exc}", err=True)
-        raise typer.Exit(2) from None
-    return cfg.state.database_url or ""
-
-
-def _with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
-    url = _store_url(config)
-
-    async def run() -> T:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except (OSError, ValueError) as exc:
-        typer.echo(f"omnirelay: {exc}", err=True)
-        raise typer.Exit(2) from None
 
 
 def summary(j: BatchJob) -> dict[str, Any]:
@@ -83,22 +48,6 @@ def summary(j: BatchJob) -> dict[str, Any]:
     }
 
 
-def _cell(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.6f}".rstrip("0").rstrip(".") if v else "0"
-    return str(v)
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    cells = [[_cell(r.get(c)) for c in COLUMNS] for r in rows]
-    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(COLUMNS)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 @batches_app.command("list")
 def list_batches(
     config: ConfigOption = None,
@@ -111,15 +60,15 @@ def list_batches(
     async def work(store: Store) -> list[BatchJob]:
         return await store.batches.page(key, None, limit=limit, all_owners=key is None)
 
-    rows = [summary(j) for j in _with_store(config, work)]
-    typer.echo(msgspec.json.encode(rows).decode() if as_json else _table(rows))
+    rows = [summary(j) for j in with_store(config, work)]
+    typer.echo(msgspec.json.encode(rows).decode() if as_json else table(rows, COLUMNS))
 
 
 def _get(config: Path | None, batch_id: str) -> BatchJob:
     async def work(store: Store) -> BatchJob | None:
         return await store.batches.get_any(batch_id)
 
-    job = _with_store(config, work)
+    job = with_store(config, work)
     if job is None:
         typer.echo(f"omnirelay: no batch {batch_id}", err=True)
         raise typer.Exit(1)
@@ -158,18 +107,12 @@ def watch(
     interval: Annotated[float, typer.Option(help="seconds between refreshes")] = 1.0,
 ) -> None:
     """Follow a batch with a live progress bar until it ends."""
-    url = _store_url(config)
     console = Console()
 
-    async def run() -> BatchJob:
-        store = open_store(url)
-        await store.open()
-        try:
-            return await _follow(store, batch_id, interval, console)
-        finally:
-            await store.close()
+    async def work(store: Store) -> BatchJob:
+        return await _follow(store, batch_id, interval, console)
 
-    job = asyncio.run(run())
+    job = with_store(config, work)
     console.print(_describe(job, 0.0).split(" | ")[0] + f" | ${to_usd(job.counts.cost_units):.6f}")
 
 

@@ -17,7 +17,7 @@ from omnirelay.config import BatchesConfig
 from omnirelay.core.batches import BatchJob, BatchStore, FileStore, StoredFile
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.ids import new_id
-from omnirelay.pipeline.gate import Gate, bearer_token
+from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
@@ -116,13 +116,13 @@ class OpenAIBatchesApi:
             OPENAI.render_error,
         )
 
-    def _caller(self, exchange: Exchange) -> str | None:
-        return self.gate.authenticate(bearer_token(exchange.headers)).key_id
+    async def _caller(self, exchange: Exchange) -> str | None:
+        return (await authenticated(self.gate, bearer_token(exchange.headers))).key_id
 
     # -- files -------------------------------------------------------------------------------------------
 
     async def upload(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         limit = self.settings.max_file_bytes
         try:
             body = await exchange.body(limit + 64 * 1024)  # room for the form's own headers
@@ -154,14 +154,14 @@ class OpenAIBatchesApi:
         await exchange.respond(200, _encoder.encode(file_object(f)))
 
     async def list_files(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         after, limit = page_params(exchange.query_string)
         purpose = parse_qs(exchange.query_string).get("purpose", [None])[-1] or None
         found = await self.files.page(key_id, purpose, after, limit + 1)
         await exchange.respond(200, _page([file_object(f) for f in found[:limit]], len(found) > limit))
 
     async def file_route(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         rest = exchange.path.rstrip("/").removeprefix("/v1/files/")
         file_id, _, tail = rest.partition("/")
         if tail not in ("", "content"):
@@ -175,7 +175,7 @@ class OpenAIBatchesApi:
             await exchange.respond(200, _encoder.encode(file_object(f)))
 
     async def delete_file(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         file_id = exchange.path.rstrip("/").removeprefix("/v1/files/")
         if not await self.files.delete(file_id, key_id):
             raise _not_found("file", file_id)
@@ -184,7 +184,7 @@ class OpenAIBatchesApi:
     # -- batches -----------------------------------------------------------------------------------------
 
     async def create(self, exchange: Exchange) -> None:
-        admission = self.gate.authenticate(bearer_token(exchange.headers))
+        admission = await authenticated(self.gate, bearer_token(exchange.headers))
         try:
             req = msgspec.json.decode(await exchange.body(1024 * 1024))
         except msgspec.DecodeError:
@@ -210,7 +210,7 @@ class OpenAIBatchesApi:
         await exchange.respond(200, _encoder.encode(batch_object(job)))
 
     async def retrieve(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         batch_id = exchange.path.rstrip("/").removeprefix("/v1/batches/")
         job = await self.batches.get(batch_id, key_id)
         if job is None or job.api != "openai":
@@ -218,7 +218,7 @@ class OpenAIBatchesApi:
         await exchange.respond(200, _encoder.encode(batch_object(job)))
 
     async def cancel(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         batch_id, _, tail = exchange.path.rstrip("/").removeprefix("/v1/batches/").partition("/")
         if tail != "cancel":
             raise GatewayError("not_found", f"no route for POST {exchange.path}", code="unknown_url")
@@ -231,7 +231,7 @@ class OpenAIBatchesApi:
         await exchange.respond(200, _encoder.encode(batch_object(job)))
 
     async def list_batches(self, exchange: Exchange) -> None:
-        key_id = self._caller(exchange)
+        key_id = await self._caller(exchange)
         after, limit = page_params(exchange.query_string)
         found = await self.batches.page(key_id, "openai", after=after, limit=limit + 1)
         await exchange.respond(200, _page([batch_object(j) for j in found[:limit]], len(found) > limit))

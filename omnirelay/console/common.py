@@ -14,6 +14,7 @@ from omnirelay.state.accounts import Group, User
 from omnirelay.state.fields import bad, is_number
 from omnirelay.state.keys import UNITS_PER_USD, to_units
 from omnirelay.web.exchange import Exchange
+from omnirelay.web.json_body import read_json_object
 
 BODY_LIMIT = 64 * 1024  # every console JSON body but the playground's (which has the chat endpoints' limit)
 MAX_PAGE = 500
@@ -40,18 +41,7 @@ ApiRoute = tuple[str, str, CallerHandler]  # method, path below /console/api (or
 
 
 async def json_object(request: Exchange, limit: int = BODY_LIMIT) -> dict[str, Any]:
-    raw = await request.body(limit)
-    if not raw.strip():
-        return {}
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise GatewayError("invalid_request", "the body is not valid JSON") from None
-    except RecursionError:
-        raise GatewayError("invalid_request", "the body nests arrays and objects too deeply") from None
-    if not isinstance(body, dict):
-        raise GatewayError("invalid_request", "the body must be a JSON object")
-    return body
+    return await read_json_object(request, limit)
 
 
 async def send(request: Exchange, status: int, body: Any, headers: dict[str, str] | None = None) -> None:

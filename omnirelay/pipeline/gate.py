@@ -19,6 +19,7 @@ import msgspec
 
 from omnirelay.config import Config
 from omnirelay.core.catalog import Price
+from omnirelay.core.errors import GatewayError
 from omnirelay.core.pricing import price_for
 from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest
@@ -65,6 +66,17 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     return key.strip() if key else None
 
 
+async def authenticated(gate: Gate, token: str | None) -> Admission:
+    """``gate.authenticate(token)``, tried once more after ``gate.look_up`` when it refuses: a key issued a moment
+    ago on another worker or replica is let in at once. Every endpoint authenticates through this."""
+    try:
+        return gate.authenticate(token)
+    except GatewayError as err:
+        if err.status != 401 or not await gate.look_up(token):
+            raise
+    return gate.authenticate(token)
+
+
 class Gate(ABC):
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -78,6 +90,11 @@ class Gate(ABC):
     @abstractmethod
     def authenticate(self, token: str | None) -> Admission:
         """Who is calling: 401 for a caller the gate does not let in. ``admit`` completes the admission."""
+
+    async def look_up(self, token: str | None) -> bool:
+        """``authenticate`` refused ``token``: True if the gate has since learnt a key for it (one issued a moment
+        ago elsewhere), so that authenticating again may succeed."""
+        return False
 
     @abstractmethod
     async def admit(

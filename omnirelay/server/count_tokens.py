@@ -20,7 +20,7 @@ from omnirelay.core.errors import GatewayError
 from omnirelay.core.token_count import count_request_tokens
 from omnirelay.core.types import ChatRequest
 from omnirelay.pipeline.calls import CallPipeline
-from omnirelay.pipeline.gate import Gate, bearer_token
+from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
 from omnirelay.protocols.anthropic_messages import PROTOCOL as ANTHROPIC
 from omnirelay.providers.base import HttpProvider
 from omnirelay.routing.table import Channel
@@ -63,7 +63,7 @@ class TokenCounter:
     async def handle(self, request: Exchange) -> None:
         body = await request.body(self.max_body)
         req = parse_count_request(body)
-        admission = self.gate.authenticate(bearer_token(request.headers))
+        admission = await authenticated(self.gate, bearer_token(request.headers))
         routes = self.gate.permitted(admission, req, self.pipeline.plan(req))
         channel = routes[0].order()[0]
         count = await self._native(channel, req)

@@ -15,7 +15,7 @@ from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
-from omnirelay.pipeline.gate import Gate, bearer_token
+from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
 from omnirelay.protocols import openai_embeddings as protocol
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
@@ -36,7 +36,7 @@ class EmbeddingsEndpoint:
         t0 = time.perf_counter()
         body = await exchange.body(self.max_body)
         req = protocol.parse_request(body)
-        admission = self.gate.authenticate(bearer_token(exchange.headers))
+        admission = await authenticated(self.gate, bearer_token(exchange.headers))
         record = UsageRecord(
             request_id=new_id("req_"),
             created_at=started,

@@ -22,7 +22,7 @@ from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, Message, TextPart, Usage
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
-from omnirelay.pipeline.gate import Gate, Plan, bearer_token, priced_for
+from omnirelay.pipeline.gate import Gate, Plan, authenticated, bearer_token, priced_for
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.protocols.openai_images import PATHS, PROTOCOL_NAME, parse_image_request, render_images
 from omnirelay.providers.base import HttpProvider
@@ -50,7 +50,7 @@ class ImageGenerator:
     async def handle(self, request: Exchange) -> None:
         started, t0 = time.time(), time.perf_counter()
         req = parse_image_request(await request.body(self.max_body))
-        admission = self.gate.authenticate(bearer_token(request.headers))
+        admission = await authenticated(self.gate, bearer_token(request.headers))
         if not req.model:
             raise GatewayError(
                 "invalid_request",

@@ -17,7 +17,7 @@ from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
 from omnirelay.pipeline.context import CallContext, Disconnected
-from omnirelay.pipeline.gate import Admission, Gate, bearer_token, compound_admission
+from omnirelay.pipeline.gate import Admission, Gate, authenticated, bearer_token, compound_admission
 from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder
 from omnirelay.providers.base import EngineProvider, HttpProvider
@@ -60,7 +60,7 @@ class Relay:
         headers = exchange.headers
         req = protocol.parse_request(body, headers)
         if admission is None:
-            admission = self.gate.authenticate(bearer_token(headers))
+            admission = await authenticated(self.gate, bearer_token(headers))
         record = UsageRecord(
             request_id=new_id("req_"),
             created_at=started,

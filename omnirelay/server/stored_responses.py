@@ -18,7 +18,7 @@ import msgspec
 
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.records import StoredResponse
-from omnirelay.pipeline.gate import bearer_token
+from omnirelay.pipeline.gate import authenticated, bearer_token
 from omnirelay.state.gate import KeyGate
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import SUBTREE, Endpoint, ErrorRenderer, Mount
@@ -153,13 +153,13 @@ class StoredResponsesApi:
         endpoints += [Endpoint("GET", prefix, refuse_websocket) for prefix in PREFIXES]
         return Mount("", endpoints, render_error)
 
-    def _caller(self, request: Exchange) -> str | None:
+    async def _caller(self, request: Exchange) -> str | None:
         """The key id of the caller (401 for a caller the gate does not let in)."""
-        return self.gate.authenticate(bearer_token(request.headers)).key_id
+        return (await authenticated(self.gate, bearer_token(request.headers))).key_id
 
     async def read(self, request: Exchange) -> None:
         response_id, sub = _target(request.path)
-        key_id = self._caller(request)
+        key_id = await self._caller(request)
         if sub == INPUT_ITEMS:
             query = page_query(request.query_string)
             stored = await self.gate.responses.get(response_id, key_id)
@@ -181,7 +181,7 @@ class StoredResponsesApi:
         response_id, sub = _target(request.path)
         if sub:
             raise _no_route(request)
-        if not await self.gate.responses.delete(response_id, self._caller(request)):
+        if not await self.gate.responses.delete(response_id, await self._caller(request)):
             raise not_found(response_id)
         await request.respond(200, _encoder.encode(DeletedResponse(id=response_id)))
 

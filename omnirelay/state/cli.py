@@ -60,7 +60,9 @@ def with_store(config: Path | None, work: Callable[[Store], Awaitable[T]]) -> T:
         raise fail(str(exc)) from None
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Rows as aligned text columns (the CLI's tables): None as '-', floats without trailing zeros, lists joined."""
+
     def cell(v: Any) -> str:
         if v is None:
             return "-"
@@ -88,7 +90,7 @@ def _print_keys(keys: list[KeyRecord], as_json: bool) -> None:
     for v in views:
         if v["expires_at"] is not None:
             v["expires_at"] = _iso(float(v["expires_at"]))  # type: ignore[arg-type]
-    typer.echo(_table(views, KEY_COLUMNS))
+    typer.echo(table(views, KEY_COLUMNS))
 
 
 def _iso(ts: float) -> str:
@@ -226,7 +228,7 @@ def _print_rejected(rows: list[RejectedUsage], as_json: bool) -> None:
         return
     for v in views:
         v["rejected_at"] = _iso(float(v["rejected_at"]))
-    typer.echo(_table(views, REJECTED_COLUMNS))
+    typer.echo(table(views, REJECTED_COLUMNS))
 
 
 SUMMARY_COLUMNS = [
@@ -276,4 +278,4 @@ def usage(
     total = {c: sum(r[c] for r in rows) for c in SUMMARY_COLUMNS}
     if dims:
         total[dims[0]] = "TOTAL"
-    typer.echo(_table([*rows, total] if len(rows) > 1 else rows, [*dims, *SUMMARY_COLUMNS]))
+    typer.echo(table([*rows, total] if len(rows) > 1 else rows, [*dims, *SUMMARY_COLUMNS]))

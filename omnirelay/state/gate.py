@@ -71,6 +71,9 @@ if TYPE_CHECKING:
     from omnirelay.pipeline.gate import Plan
     from omnirelay.routing.table import Route
 
+# Store reads per second (per process) for key ids the cache does not know (KeyGate.look_up).
+LOOKUPS_PER_SECOND = 50
+
 log = logging.getLogger("omnirelay.state")
 
 _DUMMY = KeyRecord(id="", name="", secret_hash=hash_secret("x"), created_at=0.0, updated_at=0.0)
@@ -211,6 +214,10 @@ class KeyGate(Gate):
         self.reserve_ttl_s = max((u.timeouts.total for u in config.upstreams), default=600.0) + 60.0
         self._refresher: asyncio.Task[None] | None = None
         self._redis_down_logged = False
+        # Keys issued since the last refresh (another worker or replica made them): see look_up.
+        self._lookup_lock = asyncio.Lock()
+        self._lookup_window = 0.0
+        self._lookups_in_window = 0
         self.store.responses.retention_s = config.state.responses_retention_s
         self.response_sweeper = ResponseSweeper(self.store.responses)
 
@@ -324,6 +331,32 @@ class KeyGate(Gate):
             raise _auth_error("Incorrect API key provided.")
         self._verified[token] = cached
         return cached
+
+    async def look_up(self, token: str | None) -> bool:
+        """A token whose key id this process does not know: is it a key issued since the last refresh (by another
+        worker or replica)? If the store has it, refresh now, so a new key works at once everywhere instead of
+        after up to ``key_refresh_s``. Bounded to LOOKUPS_PER_SECOND store reads, so made-up ids cannot turn
+        every request into a database query."""
+        key_id = key_id_of(token) if token is not None else None
+        if key_id is None or key_id in self.keys or not self._lookup_allowed():
+            return False
+        try:
+            if await self.store.get_key(key_id) is None:
+                return False
+            async with self._lookup_lock:  # concurrent first requests of one new key: one refresh
+                if key_id not in self.keys:
+                    await self.refresh()
+        except Exception as exc:  # the database is away: the key cache answers as before
+            log.warning("looking up an unknown key id failed: %s", exc)
+            return False
+        return key_id in self.keys
+
+    def _lookup_allowed(self) -> bool:
+        now = time.monotonic()
+        if now - self._lookup_window >= 1.0:
+            self._lookup_window, self._lookups_in_window = now, 0
+        self._lookups_in_window += 1
+        return self._lookups_in_window <= LOOKUPS_PER_SECOND
 
     def authenticate(self, token: str | None) -> Admission:
         cached = self._authenticate(token)
