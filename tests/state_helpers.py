@@ -109,7 +109,7 @@ class Admin:
         data: list[dict[str, Any]] = r.json()["data"]
         return data
 
-    def wait_usage(self, count: int, timeout: float = 3.0, **params: Any) -> list[dict[str, Any]]:
+    def wait_usage(self, count: int, timeout: float = 15.0, **params: Any) -> list[dict[str, Any]]:
         """The records matching ``params`` once there are ``count`` of them. The gateway settles a request
         right after its last byte is sent, so the client can be a few milliseconds ahead of the record."""
         deadline = time.monotonic() + timeout

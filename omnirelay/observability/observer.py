@@ -168,6 +168,9 @@ class Observability:
                         self._finished(protocol, request, observation, error, duration, traced)
                 except Exception:  # observing must never fail the request
                     log.exception("observing a request failed")
+                # The exception's traceback holds this frame, which holds the exception: a cycle that would keep
+                # the request (and granian's connection, closed when released) alive until the next GC pass.
+                error = None
 
         return observed
 
