@@ -143,12 +143,14 @@ def test_metrics_count_every_workers_traffic(env: Env, mocks: MockUpstreams) -> 
     assert delta(after, before, "gen_ai_server_time_per_output_token_count", **genai) == 1
     assert delta(after, before, "omnirelay_overhead_seconds_count", protocol="openai") == 18
     assert delta(after, before, "omnirelay_upstream_duration_seconds_count", channel=ok["channel"]) == 18
+
     # The cost is the usage records' cost, to the last digit a float sum keeps.
     def recorded() -> list[dict[str, Any]] | None:  # each worker's usage writer flushes on its own
         rows = env.admin.usage(key=env.kid)
         return rows if len(rows) >= 18 and {r["request_id"] for r in rows} >= set(ids) else None
 
     rows = wait_until(recorded, deadline=30, what="the 18 usage records of both workers")
+    assert rows is not None
     charged = sum(r["cost"] for r in rows)
     assert charged == pytest.approx((16 * 12 + 9) * 2e-6 + (16 * 7 + 4) * 8e-6, abs=1e-12)
     assert delta(after, before, "omnirelay_cost_usd_total", **ok) == pytest.approx(charged, abs=1e-12)
