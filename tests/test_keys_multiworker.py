@@ -5,6 +5,7 @@ refresh. The refresh interval here is a minute, so only the lookup can let the n
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
@@ -55,3 +56,30 @@ def test_made_up_key_ids_are_still_401(gateway_2w: Gateway) -> None:
         )
         assert r.status_code == 401, r.text
         assert r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_the_first_key_closes_every_worker_of_an_open_gateway_at_once(
+    mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No key issued and no master key: the gateway starts open. The first key is issued through one worker; the
+    other, which has not refreshed (a minute away), must not serve that key's requests as an open gateway's
+    (unattributed, uncharged): each of them is recorded under the key."""
+    workdir = tmp_path_factory.mktemp("multiworker-open")
+    with backend("sqlite", workdir) as b:
+        cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")), key_refresh_s=60.0)
+        cfg["server"] = {**cfg["server"], "workers": 2}
+        gw = start_gateway(cfg, workdir, b)
+        try:
+            admin = Admin(gw.url)
+            kid, secret = admin.create_key()
+
+            def one(i: int) -> None:  # connections of their own, 4 at a time: both workers get some
+                with openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0, timeout=30) as client:
+                    client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": f"hi {i}"}])
+
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(one, range(24)))
+            rows = admin.wait_usage(24)
+            assert len(rows) == 24 and all(r["key_id"] == kid for r in rows), [r["key_id"] for r in rows]
+        finally:
+            gw.stop()

@@ -217,6 +217,7 @@ class KeyGate(Gate):
         # Keys issued since the last refresh (another worker or replica made them): see look_up.
         self._lookup_lock = asyncio.Lock()
         self._lookup_window = 0.0
+        self._absent_while_open: set[str] = set()  # tokens look_up found in no store while open (see _authenticate)
         self._lookups_in_window = 0
         self.store.responses.retention_s = config.state.responses_retention_s
         self.response_sweeper = ResponseSweeper(self.store.responses)
@@ -283,6 +284,7 @@ class KeyGate(Gate):
             fresh[rec.id] = CachedKey(rec, matcher or ModelMatcher(rec.models), by_key.get(rec.id))
         self.keys = fresh
         self._verified = {}
+        self._absent_while_open = set()
         setting = self.config.server.open
         if setting is not None:
             self.open = setting
@@ -326,7 +328,10 @@ class KeyGate(Gate):
         # Hash and compare even for an unknown id, so timing does not tell which ids exist.
         matches = secret_matches(token, cached.record if cached is not None else _DUMMY)
         if cached is None or not matches:
-            if self.open:
+            # Open, a key id of ours this process has not loaded is refused once so that ``look_up`` can check the
+            # store: the key may have been issued since the last refresh (by another worker), which closes the
+            # gateway; served open, its requests would go unattributed and uncharged.
+            if self.open and (cached is not None or key_id is None or token in self._absent_while_open):
                 return None
             raise _auth_error("Incorrect API key provided.")
         self._verified[token] = cached
@@ -338,18 +343,26 @@ class KeyGate(Gate):
         after up to ``key_refresh_s``. Bounded to LOOKUPS_PER_SECOND store reads, so made-up ids cannot turn
         every request into a database query."""
         key_id = key_id_of(token) if token is not None else None
-        if key_id is None or key_id in self.keys or not self._lookup_allowed():
+        if token is None or key_id is None or key_id in self.keys:
             return False
-        try:
-            if await self.store.get_key(key_id) is None:
-                return False
-            async with self._lookup_lock:  # concurrent first requests of one new key: one refresh
-                if key_id not in self.keys:
-                    await self.refresh()
-        except Exception as exc:  # the database is away: the key cache answers as before
-            log.warning("looking up an unknown key id failed: %s", exc)
-            return False
-        return key_id in self.keys
+        found = False
+        if self._lookup_allowed():
+            try:
+                found = await self.store.get_key(key_id) is not None
+                if found:
+                    async with self._lookup_lock:  # concurrent first requests of one new key: one refresh
+                        if key_id not in self.keys:
+                            await self.refresh()
+            except Exception as exc:  # the database is away: the key cache answers as before
+                log.warning("looking up an unknown key id failed: %s", exc)
+        if key_id in self.keys:
+            return True
+        if self.open:  # not a key of the store's: an open gateway serves it, as any other token
+            if len(self._absent_while_open) >= 10_000:
+                self._absent_while_open.clear()
+            self._absent_while_open.add(token)
+            return True
+        return False
 
     def _lookup_allowed(self) -> bool:
         now = time.monotonic()
