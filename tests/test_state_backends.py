@@ -59,6 +59,22 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+
+@on_session_loop
+async def test_replicas_starting_at_once_create_one_schema(tmp_path: Path) -> None:
+    """Several workers opening a schema that does not exist yet, at the same instant: every one of them opens
+    (PostgreSQL's CREATE SCHEMA IF NOT EXISTS alone lets all but one fail on pg_namespace's unique index)."""
+    tag = "u" + uuid.uuid4().hex[:12]
+    stores = [open_store(_url("postgres", tmp_path, tag)) for _ in range(6)]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        versions = await asyncio.gather(*(s.schema_version() for s in stores))
+        assert versions == [LATEST_VERSION] * len(stores)
+    finally:
+        for s in stores:
+            await s.close()
+        await _drop_schema(tag)
+
 def _row(request_id: str, key_id: str | None, cost_units: int, created_at: float | None = None, **kw: Any) -> UsageRow:
     fields: dict[str, Any] = {
         "request_id": request_id,

@@ -127,7 +127,11 @@ class PostgresStore(Store):
         if self.schema:
             conn = await asyncpg.connect(self.dsn)
             try:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+                # IF NOT EXISTS is not safe against a concurrent CREATE (two workers starting at once: one fails
+                # on pg_namespace's unique index), so schema creation takes the migrations' lock too.
+                async with conn.transaction():
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", PG_MIGRATION_LOCK)
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             finally:
                 await conn.close()
             settings["search_path"] = self.schema
