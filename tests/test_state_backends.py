@@ -169,6 +169,36 @@ async def test_sqlite_writes_survive_a_transaction_a_cancelled_writer_left_open(
 
 
 @on_session_loop
+async def test_sqlite_write_after_a_cancelled_begin_still_queued(tmp_path: Path) -> None:
+    """A BEGIN whose caller was cancelled while it still waited in aiosqlite's queue runs later, behind the
+    writer's back: the next write must not find its transaction open only once its own BEGIN is queued (seen at
+    shutdown of bench.inproc: "cannot start a transaction within a transaction", 273 records left pending)."""
+    store = open_store(f"sqlite:///{tmp_path}/queued.db")
+    await store.open()
+    try:
+        rec, _ = new_key("k", credit=1)
+        await store.insert_key(rec)
+        writer = store.writer  # type: ignore[attr-defined]
+        # Keep the connection's thread busy so that the BEGIN below is still queued when it is cancelled.
+        slow = asyncio.create_task(
+            writer.execute_fetchall(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+                "SELECT count(*) FROM c"
+            )
+        )
+        begin = asyncio.create_task(writer.execute("BEGIN IMMEDIATE"))
+        await asyncio.sleep(0.01)
+        assert not slow.done() and not writer.in_transaction
+        begin.cancel()
+        assert await store.write_usage([_row("req_after_cancel", rec.id, 9)]) == 1
+        await slow
+        key = await store.get_key(rec.id)
+        assert key is not None and key.spent_units == 9
+        assert not writer.in_transaction
+    finally:
+        await store.close()
+
+@on_session_loop
 async def test_large_usage_batches_charge_only_new_rows(store: Store) -> None:
     """Batches big enough for the multi-row inserts (SQLite: groups of 40 plus the rest one by one; PostgreSQL:
     one JSON payload), with a replay overlapping them, duplicates inside a group and rows of no key."""

@@ -172,8 +172,10 @@ class SqliteStore(Store):
         BEGIN runs in aiosqlite's thread finds ``in_transaction`` still false and cannot roll back; without this
         the next BEGIN would fail ("cannot start a transaction within a transaction") and autocommit writes
         would join the stale transaction. Whatever is open here is such a leftover: roll it back (its usage rows
-        are still in the journal)."""
+        are still in the journal). A cancelled BEGIN may also still wait in aiosqlite's queue, to run after the
+        check: one round trip through the connection's thread first (it runs calls in order) lets it run."""
         w = self.writer
+        await w.execute_fetchall("SELECT 1")
         if w.in_transaction:
             await w.execute("ROLLBACK")
         return w
