@@ -103,3 +103,30 @@ def test_bench_quick_with_the_node_peers(tmp_path: Path) -> None:
         header = next(line for line in section.splitlines() if line.startswith("| load | metric |"))
         assert f"| {absent} |" not in header
     assert "Portkey gateway 1.15.2" in text and "claude-code-router 1.0.73" in text
+
+
+@pytest.mark.timeout(200)
+def test_ablation_reports_every_variant_and_the_floor() -> None:
+    """``python -m bench.ablate`` on a tiny load: a CPU figure for the floor and each variant in both scenarios."""
+    argv = [sys.executable, "-m", "bench.ablate", "--rounds", "2", "--requests", "60", "--concurrency", "4"]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = re.findall(r"^(openai|stream) +c=4 +(\S+) +min +([\d.]+) +median +([\d.]+)", proc.stdout, re.M)
+    seen = {(scenario, variant) for scenario, variant, _min, _median in rows}
+    variants = ("floor", "full", "no-limits", "no-gate")
+    assert seen == {(s, v) for s in ("openai", "stream") for v in variants}, proc.stdout
+    assert all(0 < float(low) <= float(median) for *_names, low, median in rows), proc.stdout
+
+
+def test_ablation_patches_are_undone() -> None:
+    """A variant's no-ops last for its round only: the gate's own methods are back afterwards."""
+    from bench.ablate import _patched
+
+    class Gate:
+        def admit(self) -> str:
+            return "real"
+
+    gate = Gate()
+    with _patched(gate, "admit", lambda: "no-op"):
+        assert gate.admit() == "no-op"
+    assert gate.admit() == "real" and "admit" not in vars(gate)
