@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
 import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import uvloop
 
-from bench.inproc import _app, _drive
-from bench.procs import Service, free_port
+from bench.inproc import _app, _drive, with_mock
 from bench.scenarios import scenarios
 from bench.targets import UPSTREAM_KEY
 
@@ -50,13 +44,15 @@ def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
             delattr(obj, name)
 
 
+async def _admit_all(admission: Any, req: Any, protocol: str, plan: Any, reserve: Any = None) -> Any:
+    """``Gate.admit`` letting every planned route through, with no limit, reservation or credit check."""
+    return [route for _name, route in plan]
+
+
 @contextlib.contextmanager
 def _no_limits(app: Any) -> Iterator[None]:
     """Admission without limits, reservations or charging; the usage record is still journalled."""
     gate = app.gate
-
-    async def admit(admission: Any, req: Any, protocol: str, plan: Any, reserve: Any = None) -> Any:
-        return [route for _name, route in plan]
 
     async def settle(admission: Any, record: Any) -> None:
         from omnirelay.state.store import UsageRow
@@ -66,22 +62,18 @@ def _no_limits(app: Any) -> Iterator[None]:
         admission.settled = True
         await gate.writer.record(UsageRow.from_record(record))
 
-    with _patched(gate, "admit", admit), _patched(gate, "settle", settle):
+    with _patched(gate, "admit", _admit_all), _patched(gate, "settle", settle):
         yield
 
 
 @contextlib.contextmanager
 def _no_gate(app: Any) -> Iterator[None]:
     """No limits and no usage record at all."""
-    gate = app.gate
-
-    async def admit(admission: Any, req: Any, protocol: str, plan: Any, reserve: Any = None) -> Any:
-        return [route for _name, route in plan]
 
     async def settle(admission: Any, record: Any) -> None:
         return None
 
-    with _patched(gate, "admit", admit), _patched(gate, "settle", settle):
+    with _patched(app.gate, "admit", _admit_all), _patched(app.gate, "settle", settle):
         yield
 
 
@@ -176,19 +168,7 @@ def main() -> None:
     args.variants = args.variants.split(",")
     args.access_log = False
     args.wallet = False
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="omnirelay-ablate-"))
-    argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port), "--chunks", str(args.chunks)]
-    mock = Service("mock", argv, workdir / "mock.log").start(cwd=Path(__file__).resolve().parent.parent)
-    try:
-        mock.wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
-        os.environ["OMNIRELAY_DATA_DIR"] = str(workdir)
-        (workdir / "prometheus").mkdir()
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "prometheus"))
-        uvloop.run(_main(args, f"http://127.0.0.1:{port}", workdir))
-    finally:
-        mock.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with_mock(args.chunks, "omnirelay-ablate-", ("prometheus",), lambda url, workdir: _main(args, url, workdir))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -203,19 +204,28 @@ def main() -> None:
     p.add_argument("--callers", help="with --profile: also print who calls functions matching this")
     args = p.parse_args()
     args.scenarios = args.scenarios.split(",")
+    subdirs = ("prometheus", "off", "on")  # the last two: --ab-metrics' apps
+    with_mock(args.chunks, "omnirelay-inproc-", subdirs, lambda url, workdir: _main(args, url, workdir))
+
+
+def with_mock(
+    chunks: int, prefix: str, subdirs: tuple[str, ...], run: Callable[[str, Path], Coroutine[Any, Any, None]]
+) -> None:
+    """``run(upstream_url, workdir)`` on uvloop, with the mock upstream in its own process and a scratch data dir
+    (``subdirs`` made in it: the first holds prometheus_client's multiprocess files)."""
     port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="omnirelay-inproc-"))
-    argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port), "--chunks", str(args.chunks)]
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    argv = [sys.executable, "-m", "bench.mock_upstream", "--port", str(port), "--chunks", str(chunks)]
     mock = Service("mock", argv, workdir / "mock.log").start(cwd=Path(__file__).resolve().parent.parent)
     try:
         mock.wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
         os.environ["OMNIRELAY_DATA_DIR"] = str(workdir)
         # As under `omnirelay serve`: the metrics in prometheus_client's multiprocess files (set before the app
         # imports prometheus_client), so the per-request cost measured is the served one.
-        for sub in ("prometheus", "off", "on"):  # the last two: --ab-metrics' apps
+        for sub in subdirs:
             (workdir / sub).mkdir()
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / "prometheus"))
-        uvloop.run(_main(args, f"http://127.0.0.1:{port}", workdir))
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(workdir / subdirs[0]))
+        uvloop.run(run(f"http://127.0.0.1:{port}", workdir))
     finally:
         mock.stop()
         shutil.rmtree(workdir, ignore_errors=True)
