@@ -59,7 +59,6 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
-
 @on_session_loop
 async def test_replicas_starting_at_once_create_one_schema(tmp_path: Path) -> None:
     """Several workers opening a schema that does not exist yet, at the same instant: every one of them opens
@@ -74,6 +73,7 @@ async def test_replicas_starting_at_once_create_one_schema(tmp_path: Path) -> No
         for s in stores:
             await s.close()
         await _drop_schema(tag)
+
 
 def _row(request_id: str, key_id: str | None, cost_units: int, created_at: float | None = None, **kw: Any) -> UsageRow:
     fields: dict[str, Any] = {
@@ -197,6 +197,7 @@ async def test_sqlite_write_after_a_cancelled_begin_still_queued(tmp_path: Path)
         assert not writer.in_transaction
     finally:
         await store.close()
+
 
 @on_session_loop
 async def test_large_usage_batches_charge_only_new_rows(store: Store) -> None:
