@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -77,10 +78,22 @@ def _no_gate(app: Any) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _python_gc(app: Any) -> Iterator[None]:
+    """The collector at Python's default first threshold (700) instead of ``server.gc_threshold``."""
+    before = gc.get_threshold()
+    gc.set_threshold(700, before[1], before[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 VARIANTS: dict[str, list[Patch]] = {
     "full": [],
     "no-limits": [_no_limits],
     "no-gate": [_no_gate],
+    "python-gc": [_python_gc],
 }
 
 
@@ -168,6 +181,7 @@ def main() -> None:
     args.variants = args.variants.split(",")
     args.access_log = False
     args.wallet = False
+    args.gc_threshold = None
     with_mock(args.chunks, "omnirelay-ablate-", ("prometheus",), lambda url, workdir: _main(args, url, workdir))
 
 

@@ -82,6 +82,8 @@ async def _app(args: argparse.Namespace, upstream: str, workdir: Path, metrics: 
     server: dict[str, Any] = {"host": "127.0.0.1", "port": 1}
     if args.access_log:
         server["access_log"] = "json"
+    if args.gc_threshold is not None:
+        server["gc_threshold"] = args.gc_threshold
     config = {
         "server": server,
         "upstreams": [
@@ -99,7 +101,7 @@ async def _app(args: argparse.Namespace, upstream: str, workdir: Path, metrics: 
     }
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     key = create_key(config_path, {"OMNIRELAY_DATA_DIR": str(workdir)})
-    app = App(load_config(str(config_path)))
+    app = App(load_config(str(config_path)), server_process=True)  # as a worker of `omnirelay serve` runs
     await app.startup()
     if args.wallet:
         key = await _wallet_key(app)
@@ -198,6 +200,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10, help="with --ab-metrics: batches per variant")
     p.add_argument("--access-log", action="store_true", help="the JSON access log on (lines go to stderr)")
     p.add_argument("--wallet", action="store_true", help="use a key owned by a console user (wallet + ledger)")
+    p.add_argument("--gc-threshold", type=int, help="server.gc_threshold (default: the config's; 0: Python's)")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--sort", default="tottime")
     p.add_argument("--top", type=int, default=30)

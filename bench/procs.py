@@ -137,12 +137,15 @@ def tree_rss(root: int) -> int:
 
 
 class RssSampler:
-    """Samples a process tree's RSS in a background thread; ``peak`` is the largest sum seen."""
+    """Samples a process tree's RSS in a background thread. ``peak``: the largest sum over the tree seen (pages
+    shared between processes count once per process); ``peak_process``: the largest RSS of any one process in
+    it, which for a server with a supervisor (granian, nginx's master) is a worker's own peak."""
 
     def __init__(self, root: int, interval: float = 0.2) -> None:
         self.root = root
         self.interval = interval
         self.peak = 0
+        self.peak_process = 0
         self.samples: list[tuple[float, int]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -154,9 +157,11 @@ class RssSampler:
             if time.monotonic() - last_tree > 1.0:  # workers may be respawned; re-walk the tree now and then
                 pids = process_tree(self.root)
                 last_tree = time.monotonic()
-            total = sum(rss_bytes(pid) for pid in pids)
+            sizes = [rss_bytes(pid) for pid in pids]
+            total = sum(sizes)
             self.samples.append((time.monotonic(), total))
             self.peak = max(self.peak, total)
+            self.peak_process = max(self.peak_process, *sizes, 0)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:

@@ -86,9 +86,12 @@ def _rows(by_target: dict[str, Summary], stream: bool, chunks: int) -> list[Row]
         a = added("p50_ms")(t)
         return None if a is None else a * 1000.0 / max(1, chunks)
 
-    def rss(t: str) -> float | None:
-        v = _num(by_target.get(t), "peak_rss")
-        return None if v is None else v / MB
+    def rss(field: str) -> Callable[[str], float | None]:
+        def f(t: str) -> float | None:
+            v = _num(by_target.get(t), field)
+            return None if v is None else v / MB
+
+        return f
 
     rows: list[Row] = [
         ("throughput (req/s)", get("rps"), "rps"),
@@ -103,7 +106,8 @@ def _rows(by_target: dict[str, Summary], stream: bool, chunks: int) -> list[Row]
         rows.append(("time to first byte p50 (ms)", get("ttft_p50_ms"), "ms"))
     rows.append(("server CPU per request (µs)", get("cpu_us_per_request"), "us"))
     rows.append(("errors", get("errors"), "int"))
-    rows.append(("peak RSS, process tree (MB)", rss, "MB"))
+    rows.append(("peak RSS, process tree (MB)", rss("peak_rss"), "MB"))
+    rows.append(("peak RSS, largest process (MB)", rss("peak_process_rss"), "MB"))
     return rows
 
 
@@ -236,9 +240,22 @@ def render(results: Results, command: str) -> str:
             if name in s.targets:
                 lines += [f"{LABELS[name]} cannot serve this scenario (no column): {why}.", ""]
         lines += scenario_table(results.runs[sc.key], s.targets, sc.stream, s.chunks)
-    lines += ["", "## Memory", "", "| server | idle RSS (MB) | peak RSS over the run (MB) |", "|---|---|---|"]
+    lines += [
+        "",
+        "## Memory",
+        "",
+        "Process tree: every process of the server summed (a granian or nginx supervisor and its workers; pages they "
+        "share count once per process). Largest process: the biggest single one, a worker where there is a "
+        "supervisor.",
+        "",
+        "| server | idle RSS, tree (MB) | peak RSS over the run, tree (MB) | peak RSS, largest process (MB) |",
+        "|---|---|---|---|",
+    ]
     for name, idle in results.idle_rss.items():
-        lines.append(f"| {LABELS.get(name, name)} | {idle / MB:.0f} | {results.peak_rss.get(name, 0) / MB:.0f} |")
+        tree, one = results.peak_rss.get(name, 0) / MB, results.peak_process_rss.get(name)
+        lines.append(
+            f"| {LABELS.get(name, name)} | {idle / MB:.0f} | {tree:.0f} | {'-' if one is None else f'{one / MB:.0f}'} |"
+        )
     if results.soak:
         first, last = results.soak[0][1], results.soak[-1][1]
         peak = max(v for _t, v in results.soak)

@@ -70,6 +70,7 @@ class Results:
     runs: dict[str, dict[str, dict[str, Summary]]] = field(default_factory=dict)
     idle_rss: dict[str, int] = field(default_factory=dict)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    peak_process_rss: dict[str, int] = field(default_factory=dict)  # the largest single process (a worker)
     notes: dict[str, list[str]] = field(default_factory=dict)
     soak: list[tuple[float, int]] = field(default_factory=list)
     workers2: dict[str, Summary] = field(default_factory=dict)  # target -> openai c=32 with --workers 2
@@ -251,7 +252,10 @@ def _measured(target: Target, scenario: Scenario, load: Load, settings: Settings
     done = int(res["requests"]) + int(res["errors"])  # type: ignore[call-overload]
     res["cpu_us_per_request"] = cpu * 1e6 / done if done else None
     res["peak_rss"] = sampler.peak
+    res["peak_process_rss"] = sampler.peak_process
     results.peak_rss[target.name] = max(results.peak_rss.get(target.name, 0), sampler.peak)
+    most = max(results.peak_process_rss.get(target.name, 0), sampler.peak_process)
+    results.peak_process_rss[target.name] = most
     res["still_busy"] = not wait_idle(target.root_pid)
     return res
 
@@ -293,6 +297,7 @@ def save_raw(results: Results, path: Path, command: str) -> None:
         "runs": results.runs,
         "idle_rss": results.idle_rss,
         "peak_rss": results.peak_rss,
+        "peak_process_rss": results.peak_process_rss,
         "notes": results.notes,
         "soak": results.soak,
         "workers2": results.workers2,
@@ -305,6 +310,7 @@ def load_raw(path: Path) -> tuple[Results, str]:
     raw = json.loads(path.read_text())
     results = Results(Settings(**raw["settings"]), started_at=raw["started_at"], load_avg=tuple(raw["load_avg"]))
     results.runs, results.idle_rss, results.peak_rss = raw["runs"], raw["idle_rss"], raw["peak_rss"]
+    results.peak_process_rss = raw.get("peak_process_rss", {})
     results.notes = raw["notes"]
     results.soak = [(t, v) for t, v in raw["soak"]]
     results.workers2 = raw.get("workers2", {})

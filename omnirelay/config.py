@@ -146,6 +146,10 @@ class ServerConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # limits); false: never. The log says at start which applies.
     open: bool | None = None
     access_log: str | None = None  # "json": one JSON line per relayed request on the omnirelay.access logger
+    # The cyclic garbage collector's first-generation threshold in a worker once it has started (Python's
+    # default is 700; 0 leaves it at that). Requests make next to no cyclic garbage, so the collector's passes
+    # are almost pure cost on the hot path (omnirelay/server/collector.py, bench/CHANGES.md section 18).
+    gc_threshold: int = 10_000
 
 
 class MetricsConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -408,6 +412,8 @@ def _check_server(server: ServerConfig) -> None:
             raise ConfigError(f"server.{name} must be a positive number of seconds")
     if server.access_log not in (None, "json"):
         raise ConfigError("server.access_log must be json (or unset)")
+    if server.gc_threshold < 0:
+        raise ConfigError("server.gc_threshold must be 0 (Python's default) or a positive number of allocations")
 
 
 def _check_observability(cfg: Config) -> None:

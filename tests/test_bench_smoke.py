@@ -75,8 +75,17 @@ def test_bench_quick_produces_tables(tmp_path: Path) -> None:
         assert len(rows) >= 2 and all(v > 0 for v in rows), section  # at least two closed-loop levels each
         assert all(v > 0 for v in _throughputs(section, "mock direct"))
         _no_errors(section)
-    assert "peak RSS" in text and "Machine" in text and "make bench ARGS=" in text
+    assert "Machine" in text and "make bench ARGS=" in text
+    _worker_within_tree(_section(text, "Memory"))
     assert "## Targets (issue 16) in this run" in text
+    assert "- peak RSS per worker (largest process): " in text
+
+
+def _worker_within_tree(memory: str) -> None:
+    """omnirelay's memory row: a worker's own peak is measured, above zero and no more than the whole tree's."""
+    row = next(line for line in memory.splitlines() if line.startswith("| omnirelay |"))
+    _idle, tree, largest = (float(c) for c in [c.strip() for c in row.strip("|").split("|")][1:])
+    assert 0 < largest <= tree, row
 
 
 @pytest.mark.timeout(300)
@@ -113,7 +122,7 @@ def test_ablation_reports_every_variant_and_the_floor() -> None:
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = re.findall(r"^(openai|stream) +c=4 +(\S+) +min +([\d.]+) +median +([\d.]+)", proc.stdout, re.M)
     seen = {(scenario, variant) for scenario, variant, _min, _median in rows}
-    variants = ("floor", "full", "no-limits", "no-gate")
+    variants = ("floor", "full", "no-limits", "no-gate", "python-gc")
     assert seen == {(s, v) for s in ("openai", "stream") for v in variants}, proc.stdout
     assert all(0 < float(low) <= float(median) for *_names, low, median in rows), proc.stdout
 

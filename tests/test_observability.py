@@ -120,10 +120,13 @@ def test_metrics_count_every_workers_traffic(env: Env, mocks: MockUpstreams) -> 
     with pytest.raises(openai.BadRequestError):
         env.oai().chat.completions.create(model="gpt-4.1", messages=ask("error"))
 
+    # Another worker's flush may be half read by the scrape (its counter file written, its histogram file not
+    # yet): a scrape sees every request finished a flush interval ago, so wait until both series have them all.
     def settled() -> Samples | None:
         now = scrape(env.gw)
         done = delta(now, before, "omnirelay_requests_total", model="gpt-4.1")
-        return now if done >= 18 else None
+        timed = delta(now, before, "gen_ai_server_request_duration_count", gen_ai_request_model="gpt-4.1")
+        return now if done >= 18 and timed >= 18 else None
 
     after = wait_until(settled, deadline=10, what="18 requests counted")
     assert after is not None

@@ -26,6 +26,7 @@ from omnirelay.providers.base import EngineProvider
 from omnirelay.routing.table import RouteTable
 from omnirelay.server.asgi import AsgiExchange, Receive, Scope, Send
 from omnirelay.server.channel_test import ChannelTester
+from omnirelay.server.collector import settle_after_startup
 from omnirelay.server.count_tokens import TokenCounter
 from omnirelay.server.embeddings import EmbeddingsEndpoint
 from omnirelay.server.images import ImageGenerator
@@ -41,8 +42,11 @@ log = logging.getLogger("omnirelay")
 
 
 class App:
-    def __init__(self, config: Config, gate: KeyGate | None = None) -> None:
+    def __init__(self, config: Config, gate: KeyGate | None = None, *, server_process: bool = False) -> None:
+        """``server_process``: this App is the process's whole purpose (a worker of ``omnirelay serve``), so
+        once started it may tune the process's garbage collector (server/collector.py)."""
         self.config = config
+        self.server_process = server_process
         self.executor = HttpExecutor()
         self.providers = ProviderMap()
         for up in config.upstreams:
@@ -100,6 +104,8 @@ class App:
         await self.observability.start()
         if self.config.server.master_key is None:
             log.warning("no master key configured: admission is decided by the key store only")
+        if self.server_process:
+            settle_after_startup(self.config.server.gc_threshold)
 
     async def shutdown(self) -> None:
         await self.batches.stop()
@@ -199,4 +205,4 @@ def create_app() -> App:
         level=os.environ.get("OMNIRELAY_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return App(load_config(os.environ.get("OMNIRELAY_CONFIG") or None))
+    return App(load_config(os.environ.get("OMNIRELAY_CONFIG") or None), server_process=True)
