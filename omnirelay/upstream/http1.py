@@ -338,13 +338,28 @@ class Reply:
             conn.discard()
 
 
+class _ParserCallbacks:
+    """What llhttp calls while ``data_received`` feeds it: the connection's ``on_*`` methods, but for the body,
+    whose pieces go straight into a list (a C call per HTTP chunk, where a streamed reply has a chunk per event,
+    instead of two Python ones); the connection hands them to the reply at once, after each read."""
+
+    __slots__ = ("on_body", "on_header", "on_headers_complete", "on_message_complete")
+
+    def __init__(self, conn: _Connection) -> None:
+        self.on_header = conn.on_header
+        self.on_headers_complete = conn.on_headers_complete
+        self.on_message_complete = conn.on_message_complete
+        self.on_body = conn.pieces.append
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; llhttp calls the ``on_*`` methods while ``data_received`` feeds it."""
 
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.pieces: list[bytes] = []  # body bytes parsed from the current read, not yet the reply's
+        self.parser = httptools.HttpResponseParser(_ParserCallbacks(self))
         self.reply: Reply | None = None
         self.closed = False
         self.keep_alive = True
@@ -370,9 +385,14 @@ class _Connection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            self._hand_body()
             reply._abort(ProtocolViolation("upstream switched protocols"))
         except httptools.HttpParserError as exc:
+            self._hand_body()
             reply._abort(ProtocolViolation(f"malformed HTTP reply: {exc}"))
+        else:
+            if self.pieces:
+                self._hand_body()
 
     def eof_received(self) -> bool:
         return False  # close the transport; connection_lost settles the reply
@@ -414,15 +434,19 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         reply._headers_complete(status)
 
-    def on_body(self, body: bytes) -> None:
+    def _hand_body(self) -> None:
+        """The body pieces parsed so far go to the reply, as one piece (its reader joins them anyway)."""
+        pieces = self.pieces
+        if not pieces:
+            return
+        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        pieces.clear()  # in place: the parser holds this list's append
         reply = self.reply
         if reply is not None and reply.status:
-            if reply._decoder is None:  # called once per HTTP chunk (a streamed event each): one call less
-                reply._append(body)
-            else:
-                reply._add_body(body)
+            reply._add_body(body)
 
     def on_message_complete(self) -> None:
+        self._hand_body()  # before the reply is marked complete
         reply = self.reply
         if reply is None or not reply.status:
             self.header_count = 0
