@@ -4,6 +4,7 @@ expired lease reclaimed), results recorded at most once, owner checks, cancel, f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import asyncpg
 import pytest
 
 from omnirelay.core.batches import BatchItem, BatchJob, ItemResult, StoredFile
+from omnirelay.core.errors import GatewayError
 from omnirelay.state.backends import open_store
 from omnirelay.state.store import Store
 from tests.state_helpers import BACKENDS, PG_BASE
@@ -134,3 +136,47 @@ async def test_expiry_closes_pending_items(store: Store) -> None:
     ended = await b.get_any("batch_e")
     assert ended is not None and ended.counts.expired == 2 and ended.counts.processing == 0
     assert [j.id for j in await b.due(t, 60)] == ["batch_e"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_batches_created_at_once_cannot_spend_the_same_credit(backend: str, tmp_path: Path) -> None:
+    """Two replicas create a batch for one key at once, each admitted only if the key's open batches leave room
+    for its 300 units (the key's whole credit): the second reads the holds only after the first is in."""
+    tag = "r" + uuid.uuid4().hex[:12]
+    url = f"{PG_BASE}?schema=omni_{tag}" if backend == "postgres" else f"sqlite:///{tmp_path}/state.db"
+    one, two = open_store(url), open_store(url)
+    await one.open()
+    await two.open()
+    reached_while_first_inside = asyncio.Event()
+    inside = 0
+    second: list[asyncio.Task[None]] = []
+
+    async def admit(holds: dict[str, int]) -> None:
+        nonlocal inside
+        if holds.get("k1", 0) + 300 > 300:
+            raise GatewayError("quota", "not enough credit", code="insufficient_quota", retryable=False)
+        inside += 1
+        if inside > 1:
+            reached_while_first_inside.set()
+            return
+        # The first creation, between reading the holds and adding its own: the other replica starts its own.
+        second.append(asyncio.create_task(two.batches.create(_job("batch_two"), _items(3), admit)))
+        with contextlib.suppress(TimeoutError):  # it must not get this far until this transaction has ended
+            await asyncio.wait_for(reached_while_first_inside.wait(), 1.5)
+
+    try:
+        await one.batches.create(_job("batch_one"), _items(3), admit)
+        with pytest.raises(GatewayError, match="not enough credit"):
+            await second[0]
+        assert not reached_while_first_inside.is_set()
+        assert await one.batches.held_units() == {"k1": 300}
+        assert await two.batches.get_any("batch_two") is None  # refused: nothing of it was written
+    finally:
+        await one.close()
+        await two.close()
+        if backend == "postgres":
+            conn = await asyncpg.connect(PG_BASE)
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
+            finally:
+                await conn.close()

@@ -14,7 +14,7 @@ from omnirelay.batches.execute import DEFAULT_BATCH_DISCOUNT
 from omnirelay.batches.native import native_capable
 from omnirelay.batches.targets import EMBEDDINGS, parse_item
 from omnirelay.config import BatchesConfig
-from omnirelay.core.batches import BatchApi, BatchItem, BatchJob, BatchStore
+from omnirelay.core.batches import AdmitHolds, BatchApi, BatchItem, BatchJob, BatchStore
 from omnirelay.core.errors import GatewayError, invalid
 from omnirelay.core.ids import new_id
 from omnirelay.pipeline.calls import CallPipeline
@@ -117,7 +117,6 @@ class BatchCreator:
             models.add(model)
             natives.add(native)
         reserved = sum(i.reserve_units for i in items)
-        await self._check_credit(admission, reserved)
         now = time.time()
         job = BatchJob(
             id=new_id("msgbatch_" if api == "anthropic" else "batch_"),
@@ -134,39 +133,47 @@ class BatchCreator:
             models=sorted(models),
             native_upstream=natives.pop() if len(natives) == 1 else None,  # every request to that one upstream
         )
-        await self.batches.create(job, items)
+        await self.batches.create(job, items, self._credit_check(admission, reserved))
         self.notify()
         job.counts.total = job.counts.processing = len(items)
         return job
 
-    async def _check_credit(self, admission: Admission, reserved: int) -> None:
+    def _credit_check(self, admission: Admission, reserved: int) -> AdmitHolds | None:
+        """With a credit limit (the key's, or its owner's wallet): what ``BatchStore.create`` runs with the holds of
+        the open batches, inside its transaction, to refuse a batch that the credit left after them cannot pay
+        for at its worst case. None: nothing limits the key."""
         cached = admission.key if isinstance(admission, KeyAdmission) else None
         if cached is None:
-            return
+            return None
         wallet = cached.ownership.wallet if cached.ownership is not None else None
-        if wallet is not None:  # a console user's key: the batch must fit the owner's wallet too
-            holds = await self.batches.held_units()
-            held = sum(holds.get(k, 0) for k in wallet.key_ids)
-            if reserved > wallet.balance_units(self.gate.pending_units) - held:
-                raise GatewayError(
-                    "quota",
-                    f"You exceeded your current quota: the wallet of API key {cached.record.id}'s owner has not "
-                    f"enough balance left for this batch, which may cost up to ${to_usd(reserved):.6f} at the batch "
-                    f"price (open batches hold ${to_usd(held):.6f}).",
-                    code="insufficient_quota",
-                    retryable=False,
-                )
-        if cached.record.credit_units is None:
-            return
         rec = cached.record
-        balance = self.gate.balance_units(rec)
-        held = (await self.batches.held_units()).get(rec.id, 0)
-        if balance is not None and reserved > balance - held:
-            raise GatewayError(
-                "quota",
-                f"You exceeded your current quota: API key {rec.id} has not enough credit left for this batch, "
-                f"which may cost up to ${to_usd(reserved):.6f} at the batch price (its other open batches hold "
-                f"${to_usd(held):.6f}).",
-                code="insufficient_quota",
-                retryable=False,
-            )
+        if wallet is None and rec.credit_units is None:
+            return None
+
+        async def admit(holds: dict[str, int]) -> None:
+            if wallet is not None:  # a console user's key: the batch must fit the owner's wallet too
+                held = sum(holds.get(k, 0) for k in wallet.key_ids)
+                if reserved > wallet.balance_units(self.gate.pending_units) - held:
+                    raise _refused(
+                        f"the wallet of API key {rec.id}'s owner has not enough balance left for this batch",
+                        reserved,
+                        held,
+                    )
+            balance = self.gate.balance_units(rec) if rec.credit_units is not None else None
+            held = holds.get(rec.id, 0)
+            if balance is not None and reserved > balance - held:
+                raise _refused(
+                    f"API key {rec.id} has not enough credit left for this batch", reserved, held, "its other "
+                )
+
+        return admit
+
+
+def _refused(why: str, reserved: int, held: int, whose: str = "") -> GatewayError:
+    return GatewayError(
+        "quota",
+        f"You exceeded your current quota: {why}, which may cost up to ${to_usd(reserved):.6f} at the batch price "
+        f"({whose}open batches hold ${to_usd(held):.6f}).",
+        code="insufficient_quota",
+        retryable=False,
+    )

@@ -10,6 +10,7 @@ or batch is answered like a missing one.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
@@ -128,10 +129,16 @@ class FileStore(ABC):
     async def delete(self, file_id: str, key_id: str | None) -> bool: ...
 
 
+# Decides, given the units open batches hold per key, whether a new batch may be created (raises if not).
+AdmitHolds = Callable[[dict[str, int]], Awaitable[None]]
+
+
 class BatchStore(ABC):
     @abstractmethod
-    async def create(self, job: BatchJob, items: list[BatchItem]) -> None:
-        """The job and its items, in one transaction."""
+    async def create(self, job: BatchJob, items: list[BatchItem], admit: AdmitHolds | None = None) -> None:
+        """The job and its items, in one transaction. ``admit`` is given what open batches hold per key
+        (``held_units``) inside that transaction, with every other creation that has an ``admit`` waiting, and
+        refuses the batch by raising: two batches created at once cannot both spend the same credit."""
 
     @abstractmethod
     async def get(self, batch_id: str, key_id: str | None) -> BatchJob | None:

@@ -30,6 +30,10 @@ class Tx(ABC):
     @abstractmethod
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
 
+    @abstractmethod
+    async def serialize(self, lock: int) -> None:
+        """Wait until no other transaction, in any process, holds ``lock``; hold it until this one ends."""
+
 
 class Db(ABC):
     # What a claim's row selection ends with: PostgreSQL locks the rows it takes and skips those another
@@ -56,6 +60,9 @@ class SqliteTx(Tx):
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         await self.conn.executemany(sql, rows)
+
+    async def serialize(self, lock: int) -> None:
+        return None  # the transaction began with BEGIN IMMEDIATE: it holds the database's one write lock already
 
 
 class SqliteDb(Db):
@@ -101,6 +108,9 @@ class PostgresTx(Tx):
 
     async def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         await self.conn.executemany(dollars(sql), rows)
+
+    async def serialize(self, lock: int) -> None:
+        await self.conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
 
 
 class PostgresDb(Db):

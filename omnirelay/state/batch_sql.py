@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from omnirelay.core.batches import (
+    AdmitHolds,
     BatchApi,
     BatchItem,
     BatchJob,
@@ -201,14 +202,32 @@ def _add_counts(jobs: dict[str, BatchJob], rows: Sequence[Row]) -> None:
             setattr(c, outcome, getattr(c, outcome) + n)
 
 
+# What open batches hold, per owner key: the reservations of their items not done yet.
+_HELD = (
+    "SELECT b.key_id, COALESCE(SUM(i.reserve_units), 0) FROM batch_items i JOIN batches b"
+    " ON b.id = i.batch_id WHERE i.state IN ('pending', 'running') AND b.key_id IS NOT NULL GROUP BY b.key_id"
+)
+
+# PostgreSQL advisory lock taken by batch creations that check credit (any 64-bit number no other lock uses;
+# the migrations' is PG_MIGRATION_LOCK): one at a time reads the holds and adds its own.
+BATCH_HOLDS_LOCK = 0x6F6D6E6962617463  # "omnibatc" in ASCII
+
+
+def _holds(rows: list[Row]) -> dict[str, int]:
+    return {r[0]: int(r[1]) for r in rows if int(r[1])}
+
+
 class SqlBatches(BatchStore):
     def __init__(self, db: Db) -> None:
         self.db = db
         self._claim = _CLAIM.format(skip_locked=db.skip_locked)
 
-    async def create(self, job: BatchJob, items: list[BatchItem]) -> None:
+    async def create(self, job: BatchJob, items: list[BatchItem], admit: AdmitHolds | None = None) -> None:
         rows = [(job.id, it.index, it.custom_id, it.body, it.reserve_units) for it in items]
         async with self.db.transaction() as tx:
+            if admit is not None:
+                await tx.serialize(BATCH_HOLDS_LOCK)
+                await admit(_holds(await tx.fetch(_HELD)))
             await tx.execute(_INSERT_JOB, _job_values(job))
             await tx.executemany(_INSERT_ITEM, rows)
 
@@ -442,8 +461,4 @@ class SqlBatches(BatchStore):
             return await tx.execute(sql, [native_id, batch_id]) > 0
 
     async def held_units(self) -> dict[str, int]:
-        rows = await self.db.fetch(
-            "SELECT b.key_id, COALESCE(SUM(i.reserve_units), 0) FROM batch_items i JOIN batches b"
-            " ON b.id = i.batch_id WHERE i.state IN ('pending', 'running') AND b.key_id IS NOT NULL GROUP BY b.key_id"
-        )
-        return {r[0]: int(r[1]) for r in rows if int(r[1])}
+        return _holds(await self.db.fetch(_HELD))
