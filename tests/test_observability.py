@@ -56,6 +56,7 @@ def env(mocks: MockUpstreams, tmp_path_factory: pytest.TempPathFactory) -> Itera
     with backend("sqlite", workdir) as b:
         cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
         cfg["server"] = {**cfg["server"], "workers": 2, "access_log": "json"}
+        cfg["upstreams"][0]["models"] = [*cfg["upstreams"][0]["models"], "text-embedding-*"]
         cfg["metrics"] = {"require_admin_key": True, "flush_interval_s": 0.1}
         cfg["tracing"] = {"enabled": True, "endpoint": collector.url, "export_delay_ms": 50, "service_name": "gw"}
         cfg["routing"] = {"retry": {"backoff_base": 0.01, "backoff_cap": 0.02}}
@@ -163,6 +164,49 @@ def test_metrics_count_every_workers_traffic(env: Env, mocks: MockUpstreams) -> 
     assert total(after, "omnirelay_breaker_state", channel=ok["channel"]) == 0
     assert ("omnirelay_usage_journal_backlog", frozenset()) in after
     wait_until(lambda: total(scrape(env.gw), "omnirelay_requests_in_flight") == 0, what="nothing in flight")
+
+
+def test_embeddings_and_images_are_counted_and_traced_as_their_own_operations(env: Env) -> None:
+    before = scrape(env.gw)
+    header, trace_id, _parent = traceparent()
+    raw = env.oai(traceparent=header).embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=[f"one {SECRET_WORD}", "two"]
+    )
+    used = raw.parse().usage.prompt_tokens
+    assert used > 0
+    image = env.oai().images.generate(model="gpt-image-1", prompt=f"a lighthouse {SECRET_WORD}")
+    assert image.data
+
+    embeddings = {"gen_ai_operation_name": "embeddings", "gen_ai_request_model": "text-embedding-3-small"}
+    images = {"gen_ai_operation_name": "generate_content", "gen_ai_request_model": "gpt-image-1"}
+    duration = "gen_ai_server_request_duration_count"
+
+    def settled() -> Samples | None:
+        now = scrape(env.gw)
+        done = delta(now, before, duration, **embeddings) + delta(now, before, duration, **images)
+        return now if done >= 2 else None
+
+    after = wait_until(settled, deadline=10, what="the embeddings and image requests counted")
+    assert after is not None
+    count = "omnirelay_requests_total"
+    ok = {"status": "200", "stream": "false"}
+    assert delta(after, before, count, protocol="openai_embeddings", model="text-embedding-3-small", **ok) == 1
+    assert delta(after, before, count, protocol="openai_images", model="gpt-image-1", **ok) == 1
+    assert delta(after, before, duration, **embeddings) == 1 and delta(after, before, duration, **images) == 1
+    tokens = "gen_ai_client_token_usage_sum"
+    assert delta(after, before, tokens, gen_ai_token_type="input", **embeddings) == used
+    assert delta(after, before, duration, gen_ai_operation_name="chat", gen_ai_request_model="gpt-image-1") == 0
+
+    spans = spans_of(env, trace_id, 2)
+    (request,) = [s for s in spans if s.kind == SERVER]
+    assert request.name == "embeddings text-embedding-3-small"
+    assert request.attributes["gen_ai.operation.name"] == "embeddings"
+    assert request.attributes["omnirelay.request_id"] == raw.headers["x-request-id"]
+    assert request.attributes["gen_ai.usage.input_tokens"] == used
+    (attempt,) = [s for s in spans if s.kind == CLIENT]
+    assert attempt.attributes["gen_ai.operation.name"] == "embeddings"
+    assert attempt.parent_id == request.span_id
+    _no_prompt_text(spans)
 
 
 def test_metrics_count_rate_limit_rejections(env: Env) -> None:

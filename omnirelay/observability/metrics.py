@@ -157,6 +157,9 @@ class GatewayMetrics:
         # the metrics join no registry. Otherwise a registry of this instance's own.
         self.own_registry = CollectorRegistry() if self.directory is None else None
         self.series: dict[SeriesKey, Series] = {}
+        # Each protocol's GenAI operation name (gen_ai_operation_name: "embeddings" for openai_embeddings, ...),
+        # as the endpoints registered themselves with the observer; "chat" for the rest.
+        self.operations: dict[str, str] = {}
         self.in_flight = 0
         self.rate_limited: dict[tuple[str, str], int] = {}
         self.gauge_sources: list[Callable[[GatewayMetrics], None]] = []
@@ -370,7 +373,7 @@ class GatewayMetrics:
 
     def _flush_series(self, key: SeriesKey, s: Series) -> None:
         protocol, request_model, response_model, provider, channel, status, error_type, stream, key_id = key
-        genai = ("chat", provider, request_model, response_model)
+        genai = (self.operations.get(protocol, "chat"), provider, request_model, response_model)
         keyed = (key_id,) if self.config.key_label else ()
         self.requests.labels(protocol, request_model, channel, status, stream, *keyed).inc(s.requests)
         if error_type:

@@ -120,11 +120,25 @@ class Observability:
 
     # -- per request ---------------------------------------------------------------------------------------
 
-    def wrap(self, protocol: str, max_body: int, handler: ObservedHandler) -> Handler:
+    def handler(self, protocol: str, max_body: int, handler: ObservedHandler, operation: str = "chat") -> Handler:
+        """An endpoint's handler: the body read (up to ``max_body``) and handed to ``handler``, observed as
+        ``protocol`` requests of the GenAI ``operation`` when anything observes, with nothing in between when
+        nothing does."""
+        if not self.active:
+
+            async def plain(request: Exchange) -> None:
+                await handler(request, await request.body(max_body), Observation())
+
+            return plain
+        return self.wrap(protocol, max_body, handler, operation)
+
+    def wrap(self, protocol: str, max_body: int, handler: ObservedHandler, operation: str = "chat") -> Handler:
         """The endpoint handler: read the body (up to ``max_body``), ``handler`` it, observed (only used while
         something observes: ``active``). It reads the body itself so that the request's coroutine chain is no
         longer than without observers: every await of a request passes through each frame of it."""
         metrics = self.metrics
+        if metrics is not None:
+            metrics.operations[protocol] = operation
         tracing = self.tracing
         names = self.provider_names
         only_metrics = tracing is None and not self.access_log
@@ -137,7 +151,7 @@ class Observability:
             traced: TracedCall | None = None
             token = None
             if tracing is not None:
-                traced = tracing.request_span(protocol, request.method, request.path, request.headers)
+                traced = tracing.request_span(protocol, operation, request.method, request.path, request.headers)
                 token = current_span.set(traced)
             error: BaseException | None = None
             try:

@@ -64,21 +64,24 @@ class Tracing:
         self.tracer = self.provider.get_tracer("omnirelay")
         self.propagator = TraceContextTextMapPropagator()
 
-    def request_span(self, protocol: str, method: str, path: str, headers: Mapping[str, str]) -> TracedCall:
-        """The SERVER span of one request, a child of the caller's ``traceparent`` if it sent one."""
+    def request_span(
+        self, protocol: str, operation: str, method: str, path: str, headers: Mapping[str, str]
+    ) -> TracedCall:
+        """The SERVER span of one request (GenAI ``operation``: chat, embeddings, ...), a child of the caller's
+        ``traceparent`` if it sent one."""
         parent = self.propagator.extract(carrier=dict(headers)) if "traceparent" in headers else None
         span = self.tracer.start_span(
-            "chat",
+            operation,
             context=parent,
             kind=SpanKind.SERVER,
             attributes={
                 "http.request.method": method,
                 "url.path": path,
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": operation,
                 "omnirelay.protocol": protocol,
             },
         )
-        return TracedCall(self, span)
+        return TracedCall(self, span, operation)
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # sends what is still batched
@@ -92,11 +95,12 @@ def _wall_ns(monotonic: float) -> int:
 class TracedCall:
     """A traced call: a request's span, or a compound sub-call's (``pipeline.observe.CallSpan``)."""
 
-    __slots__ = ("context", "span", "tracing")
+    __slots__ = ("context", "operation", "span", "tracing")
 
-    def __init__(self, tracing: Tracing, span: trace.Span) -> None:
+    def __init__(self, tracing: Tracing, span: trace.Span, operation: str = "chat") -> None:
         self.tracing = tracing
         self.span = span
+        self.operation = operation
         self.context: Context = trace.set_span_in_context(span)
 
     def attempt(
@@ -112,7 +116,7 @@ class TracedCall:
             attributes={
                 "omnirelay.channel": channel.name,
                 "omnirelay.attempt": attempt,
-                "gen_ai.operation.name": "chat",
+                "gen_ai.operation.name": self.operation,
                 "gen_ai.provider.name": self.tracing.provider_names.of(upstream.name, upstream.provider),
                 "gen_ai.request.model": channel.model,
                 "omnirelay.status": error.status if error is not None else 200,
@@ -154,7 +158,7 @@ class TracedCall:
         span = self.span
         span.set_attribute("http.response.status_code", status)
         if record is not None:
-            span.update_name(f"chat {record.model_requested}")
+            span.update_name(f"{self.operation} {record.model_requested}")
             span.set_attribute("omnirelay.request_id", record.request_id)
             _describe(span, record, self.tracing.provider_names)
         if isinstance(error, GatewayError):

@@ -16,6 +16,7 @@ from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI_CHAT
 from omnirelay.wire import openai_embeddings as wire
 
 PROTOCOL_NAME = "openai_embeddings"
+OPERATION = "embeddings"  # the OpenTelemetry GenAI operation name (gen_ai.operation.name)
 EMBEDDINGS_PATHS = ("/v1/embeddings", "/embeddings")
 MAX_INPUTS = 2048  # OpenAI's limit on the inputs of one request
 MAX_TOKEN_ID = 2**31 - 1

@@ -21,6 +21,9 @@ from omnirelay.wire import openai_images as wire
 
 PATHS = ("/v1/images/generations", "/images/generations")
 PROTOCOL_NAME = "openai_images"
+# The OpenTelemetry GenAI operation name (gen_ai.operation.name): its well-known value for generating
+# non-text content.
+OPERATION = "generate_content"
 RESPONSE_FORMATS = ("url", "b64_json")
 
 _decoder = msgspec.json.Decoder(wire.ImageGenerationRequest)

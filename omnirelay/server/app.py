@@ -78,9 +78,18 @@ class App:
         accounts = admin_key_endpoints(self.console)
         admin = admin_mount(self.config, self.gate, self.routes, OPENAI.render_error, accounts)
         stored_responses = StoredResponsesApi(self.gate).mount(OPENAI.render_error)
-        embeddings = self.embeddings.mount()
+        embeddings = self.embeddings.mount(self.observability)
         console = console_mounts(self.console, OPENAI.render_error) if self.config.console.enabled else []
-        mounts = [*protocols, count, embeddings, models, health, admin, stored_responses, self.images.mount()]
+        mounts = [
+            *protocols,
+            count,
+            embeddings,
+            models,
+            health,
+            admin,
+            stored_responses,
+            self.images.mount(self.observability),
+        ]
         mounts += [*self.batches.mounts(), *console]
         metrics = self.observability.mount(OPENAI.render_error)
         return mounts if metrics is None else [*mounts, metrics]
@@ -187,7 +196,7 @@ class App:
 
             return handle
 
-        return self.observability.wrap(protocol.name, self.max_body, partial(self.relay.handle, protocol))
+        return self.observability.handler(protocol.name, self.max_body, partial(self.relay.handle, protocol))
 
     def _breaker_states(self) -> dict[str, str]:
         return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}

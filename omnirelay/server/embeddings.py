@@ -13,9 +13,11 @@ from omnirelay.core.embeddings import admission_request
 from omnirelay.core.errors import GatewayError
 from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
+from omnirelay.observability.observer import Observability
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
 from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
+from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols import openai_embeddings as protocol
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
@@ -27,14 +29,14 @@ class EmbeddingsEndpoint:
         self.gate = gate
         self.max_body = max_body
 
-    def mount(self) -> Mount:
-        endpoints = [Endpoint("POST", path, self.handle) for path in protocol.EMBEDDINGS_PATHS]
+    def mount(self, observability: Observability) -> Mount:
+        handler = observability.handler(protocol.PROTOCOL_NAME, self.max_body, self.handle, protocol.OPERATION)
+        endpoints = [Endpoint("POST", path, handler) for path in protocol.EMBEDDINGS_PATHS]
         return Mount("", endpoints, protocol.render_error)
 
-    async def handle(self, exchange: Exchange) -> None:
+    async def handle(self, exchange: Exchange, body: bytes, observation: Observation) -> None:
         started = time.time()
         t0 = time.perf_counter()
-        body = await exchange.body(self.max_body)
         req = protocol.parse_request(body)
         admission = await authenticated(self.gate, bearer_token(exchange.headers))
         record = UsageRecord(
@@ -44,6 +46,7 @@ class EmbeddingsEndpoint:
             protocol=protocol.PROTOCOL_NAME,
             model_requested=req.model,
         )
+        observation.record = record
         gate_req = admission_request(req)
         try:
             named = self.pipeline.plan(gate_req)
@@ -55,6 +58,7 @@ class EmbeddingsEndpoint:
             raise
         plan = await self.gate.admit(admission, gate_req, protocol.PROTOCOL_NAME, named)  # refused: no record
         ctx = CallContext(protocol.PROTOCOL_NAME, gate_req, plan, admission, record, t0, exchange.disconnected)
+        observation.ctx = ctx
         try:
             resp = await self.pipeline.embed(ctx, req)
             out = protocol.render_response(resp, req)

@@ -20,11 +20,13 @@ from omnirelay.core.ids import new_id
 from omnirelay.core.image_gen import ImageRequest, ImageResult, image_cost, image_reservation, is_image_model
 from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, Message, TextPart, Usage
+from omnirelay.observability.observer import Observability
 from omnirelay.pipeline.calls import CallPipeline
 from omnirelay.pipeline.context import CallContext
 from omnirelay.pipeline.gate import Gate, Plan, authenticated, bearer_token, priced_for
+from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
-from omnirelay.protocols.openai_images import PATHS, PROTOCOL_NAME, parse_image_request, render_images
+from omnirelay.protocols.openai_images import OPERATION, PATHS, PROTOCOL_NAME, parse_image_request, render_images
 from omnirelay.providers.base import HttpProvider
 from omnirelay.routing.table import Channel
 from omnirelay.upstream.executor import HttpExecutor
@@ -44,12 +46,13 @@ class ImageGenerator:
         self.gate = gate
         self.max_body = max_body
 
-    def mount(self) -> Mount:
-        return Mount("", [Endpoint("POST", path, self.handle) for path in PATHS], OPENAI.render_error)
+    def mount(self, observability: Observability) -> Mount:
+        handler = observability.handler(PROTOCOL_NAME, self.max_body, self.handle, OPERATION)
+        return Mount("", [Endpoint("POST", path, handler) for path in PATHS], OPENAI.render_error)
 
-    async def handle(self, request: Exchange) -> None:
+    async def handle(self, request: Exchange, body: bytes, observation: Observation) -> None:
         started, t0 = time.time(), time.perf_counter()
-        req = parse_image_request(await request.body(self.max_body))
+        req = parse_image_request(body)
         admission = await authenticated(self.gate, bearer_token(request.headers))
         if not req.model:
             raise GatewayError(
@@ -68,6 +71,7 @@ class ImageGenerator:
             protocol=PROTOCOL_NAME,
             model_requested=req.model,
         )
+        observation.record = record
         try:
             named = self._plan(chat)
         except GatewayError as err:  # answered, so recorded (as the chat relay records an unknown model)
@@ -78,6 +82,7 @@ class ImageGenerator:
         reserve = self._worst_case(req, named, prompt_tokens)
         routes = await self.gate.admit(admission, chat, PROTOCOL_NAME, named, reserve=reserve)  # 403/429: no record
         ctx = CallContext(PROTOCOL_NAME, chat, routes, admission, record, t0)
+        observation.ctx = ctx
         try:
             result = await self._generate(ctx, req)
             record.usage = result.usage if result.usage is not None else Usage()

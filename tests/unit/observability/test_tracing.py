@@ -53,7 +53,7 @@ def _by_name(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
 def test_request_attempt_and_sub_call_spans() -> None:
     tracing, exporter = _tracing()
     headers = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
-    call = tracing.request_span("openai", "POST", "/v1/chat/completions", headers)
+    call = tracing.request_span("openai", "chat", "POST", "/v1/chat/completions", headers)
     channel = Channel(upstream=CONFIG.upstreams[0], model="deepseek-chat")
     started = time.monotonic() - 0.5
     call.attempt(channel, 1, started, 0.2, GatewayError("upstream", "upstream error 500: boom"))
@@ -89,7 +89,7 @@ def test_request_attempt_and_sub_call_spans() -> None:
 
 def test_content_only_when_enabled_and_errors_mark_the_span() -> None:
     tracing, exporter = _tracing(include_content=True)
-    call = tracing.request_span("openai", "POST", "/v1/chat/completions", {})
+    call = tracing.request_span("openai", "chat", "POST", "/v1/chat/completions", {})
     call.add_content(_req())
     call.end_request(None, 502, GatewayError("upstream", "no"))
     (span,) = _finished(tracing, exporter)
