@@ -5,6 +5,7 @@ complete replies, streams, and a client leaving mid-stream must come out the sam
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import anthropic
 import httpx
@@ -14,7 +15,7 @@ import pytest
 from tests.gateway import Gateway
 from tests.mocks.faults import Fault, FaultServer
 from tests.polling import wait_until
-from tests.routing_support import ADMIN_KEY, base_config, channel, task_count, usage_rows
+from tests.routing_support import ADMIN_KEY, admin_get, base_config, channel, task_count, usage_rows
 
 LIMIT = 64 * 1024
 
@@ -26,6 +27,10 @@ def gw(
     models = {
         "plain": {"channels": [channel("ok")]},
         "stalls": {"channels": [channel("stall", timeouts={"first_byte": 30.0})]},
+        "text-embedding-stalls": {
+            "channels": [channel("stall", "text-embedding-3-small", timeouts={"first_byte": 30.0})]
+        },
+        "gpt-image-stalls": {"channels": [channel("stall", "gpt-image-1", timeouts={"first_byte": 30.0})]},
     }
     cfg = base_config(faults, ["ok", "stall"], models)
     cfg["server"]["max_body_bytes"] = LIMIT
@@ -92,4 +97,37 @@ def test_client_leaving_mid_stream_ends_the_request(gw: Gateway, faults: FaultSe
     # task counted then has ended since.)
     (row,) = usage_rows(gw, request_id)
     assert row["status"] == 499 and row["error"] == "client closed the connection"
+    faults.reset()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "stalls", "messages": [{"role": "user", "content": "x"}], "stream": True}),
+        ("/v1/chat/completions", {"model": "stalls", "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/embeddings", {"model": "text-embedding-stalls", "input": "x"}),
+        ("/v1/images/generations", {"model": "gpt-image-stalls", "prompt": "x"}),
+    ],
+    ids=["stream", "complete", "embeddings", "images"],
+)
+def test_client_leaving_before_the_upstream_answers_ends_the_call(
+    gw: Gateway, faults: FaultServer, path: str, body: dict[str, object]
+) -> None:
+    """The upstream takes the request and says nothing (a model thinking before its first byte); the client gives
+    up. The gateway must drop the upstream call and record the request as the client's leaving, well before the
+    channel's 30 s first-byte timeout."""
+    faults.set("stall", Fault(mode="hang_headers"))
+    hits = faults.hits("stall")
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    with pytest.raises(httpx.ReadTimeout):  # the client leaving: it closes the connection
+        httpx.post(gw.url + path, json=body, headers=headers, timeout=httpx.Timeout(10.0, read=1.0))
+    assert faults.hits("stall") == hits + 1  # the call had reached the upstream when the client left
+
+    def recorded() -> list[dict[str, Any]]:
+        rows = admin_get(gw, "/admin/usage").json()["data"]
+        return [r for r in rows if r["model_requested"] == body["model"] and r["status"] == 499]
+
+    (row, *_older) = wait_until(recorded, 10, "the request recorded as the client's leaving")
+    assert row["error"] == "client closed the connection"
+    wait_until(lambda: faults.open_handlers == 0, 10, "the upstream call to be dropped")
     faults.reset()

@@ -7,6 +7,7 @@ request leaves a usage record with protocol ``openai_embeddings``.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from omnirelay.core.embeddings import admission_request
@@ -19,6 +20,7 @@ from omnirelay.pipeline.context import CallContext
 from omnirelay.pipeline.gate import Gate, authenticated, bearer_token
 from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols import openai_embeddings as protocol
+from omnirelay.server.client_watch import ClientWatch
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
 
@@ -59,8 +61,14 @@ class EmbeddingsEndpoint:
         plan = await self.gate.admit(admission, gate_req, protocol.PROTOCOL_NAME, named)  # refused: no record
         ctx = CallContext(protocol.PROTOCOL_NAME, gate_req, plan, admission, record, t0, exchange.disconnected)
         observation.ctx = ctx
+        watch = ClientWatch.of_this_task(exchange.disconnected)
         try:
-            resp = await self.pipeline.embed(ctx, req)
+            try:
+                resp = await self.pipeline.embed(ctx, req)
+            except asyncio.CancelledError as cancelled:
+                watch.client_left(record, cancelled)
+            finally:
+                watch.stop()
             out = protocol.render_response(resp, req)
             headers = {"x-request-id": record.request_id, "x-omnirelay-attempts": str(record.attempts)}
             if record.upstream:

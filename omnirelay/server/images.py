@@ -10,6 +10,7 @@ exact charge) -> reply in OpenAI's shape.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -29,6 +30,7 @@ from omnirelay.protocols.openai_chat import PROTOCOL as OPENAI
 from omnirelay.protocols.openai_images import OPERATION, PATHS, PROTOCOL_NAME, parse_image_request, render_images
 from omnirelay.providers.base import HttpProvider
 from omnirelay.routing.table import Channel
+from omnirelay.server.client_watch import ClientWatch
 from omnirelay.upstream.executor import HttpExecutor
 from omnirelay.web.exchange import Exchange
 from omnirelay.web.routes import Endpoint, Mount
@@ -83,8 +85,14 @@ class ImageGenerator:
         routes = await self.gate.admit(admission, chat, PROTOCOL_NAME, named, reserve=reserve)  # 403/429: no record
         ctx = CallContext(PROTOCOL_NAME, chat, routes, admission, record, t0)
         observation.ctx = ctx
+        watch = ClientWatch.of_this_task(request.disconnected)
         try:
-            result = await self._generate(ctx, req)
+            try:
+                result = await self._generate(ctx, req)
+            except asyncio.CancelledError as cancelled:
+                watch.client_left(record, cancelled)
+            finally:
+                watch.stop()
             record.usage = result.usage if result.usage is not None else Usage()
             record.cost = priced_for(admission, self._cost(record, req, result, prompt_tokens))
             out = render_images(result, req, _usage_of(result))

@@ -7,7 +7,6 @@ the client's side: the response, the stream's frames, and the client leaving.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from omnirelay.compound.pipeline_caller import install as install_compound
@@ -16,18 +15,14 @@ from omnirelay.core.events import StreamEvent, StreamFailure
 from omnirelay.core.ids import new_id
 from omnirelay.core.records import UsageRecord
 from omnirelay.pipeline.calls import CallPipeline, Executor, UpstreamStream
-from omnirelay.pipeline.context import CallContext, Disconnected
+from omnirelay.pipeline.context import CallContext
 from omnirelay.pipeline.gate import Admission, Gate, authenticated, bearer_token, compound_admission
 from omnirelay.pipeline.observe import Observation
 from omnirelay.protocols.base import InboundProtocol, RequestHooks, StreamEncoder
 from omnirelay.providers.base import EngineProvider, HttpProvider
 from omnirelay.routing.table import RouteTable
-from omnirelay.web.exchange import ClientGone, Exchange
-
-log = logging.getLogger("omnirelay.relay")
-
-# How long a call runs before the relay starts watching for its client leaving (see ClientWatch).
-WATCH_AFTER_S = 0.2
+from omnirelay.server.client_watch import CLIENT_GONE, ClientWatch
+from omnirelay.web.exchange import Exchange
 
 # A protocol's hooks and what their ``prepare`` returned: run once the answer is complete.
 Finished = tuple[RequestHooks, object]
@@ -128,20 +123,13 @@ class Relay:
         assert ctx.admission is not None
         # Race the upstream call against the client leaving, as the stream path does: a client that gave up
         # must not keep an upstream call running, nor be recorded as served.
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = ClientWatch(ctx.disconnected, task)
+        watch = ClientWatch.of_this_task(ctx.disconnected)
         try:
             resp = await self.pipeline.complete(ctx)
-        except asyncio.CancelledError:
-            if not watcher.left:
-                raise
-            task.uncancel()
-            record.status = 499
-            record.error = "client closed the connection"
-            raise ClientGone() from None
+        except asyncio.CancelledError as cancelled:
+            watch.client_left(record, cancelled)
         finally:
-            watcher.stop()
+            watch.stop()
         out = protocol.render_response(resp, ctx.req)
         if after is not None:
             await after[0].finished(after[1], out)
@@ -161,12 +149,18 @@ class Relay:
         admission = ctx.admission
         assert admission is not None
         encoder = protocol.stream_encoder(ctx.req)
-        # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer.
-        stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None)
+        # Watched from the start: a reasoning model may think for a minute before its first byte.
+        watcher = ClientWatch.of_this_task(ctx.disconnected)
+        try:
+            # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer.
+            stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None)
+        except asyncio.CancelledError as cancelled:
+            watcher.stop()
+            watcher.client_left(record, cancelled)
+        except BaseException:
+            watcher.stop()
+            raise
         client_gone = False
-        task = asyncio.current_task()
-        assert task is not None
-        watcher = ClientWatch(ctx.disconnected, task)
         frames: list[bytes] = []
         try:
             headers = self._response_headers(record, admission)
@@ -189,10 +183,9 @@ class Relay:
             if not watcher.left:
                 raise
             # The client went away: stop the upstream, keep the record.
-            task.uncancel()
+            watcher.forgive()
             client_gone = True
-            record.status = 499
-            record.error = "client closed the connection"
+            record.status, record.error = CLIENT_GONE
         finally:
             watcher.stop()
             await stream.aclose()  # ends the lease; charges what was produced if the stream did not complete
@@ -223,44 +216,3 @@ async def _send_frames(stream: UpstreamStream, encoder: StreamEncoder, exchange:
             pending = (await stream.__anext__(),)
         except StopAsyncIteration:
             return True
-
-
-class ClientWatch:
-    """Cancels the request's task once its client has gone, so that an upstream call nobody waits for stops.
-
-    The watching starts only ``WATCH_AFTER_S`` after the call does: waiting on the server's disconnect signal
-    is a task and, over RSGI, an awaited call into granian whose set-up and cancellation cost about a quarter of
-    a fast request's CPU (bench/CHANGES.md). A request done sooner never pays it; a client that left in the
-    meantime is seen as soon as the watching starts, since the signal is already set by then."""
-
-    __slots__ = ("_disconnected", "_task", "_timer", "_watcher", "left")
-
-    def __init__(self, disconnected: Disconnected | None, task: asyncio.Task[object]) -> None:
-        self.left = False  # the client went away and the task was cancelled for it
-        self._disconnected = disconnected
-        self._task = task
-        self._watcher: asyncio.Task[None] | None = None
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(WATCH_AFTER_S, self._start) if disconnected is not None else None
-
-    def _start(self) -> None:
-        self._timer = None
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
-
-    async def _watch(self) -> None:
-        assert self._disconnected is not None
-        try:
-            await self._disconnected()
-        except Exception:  # the server interface cannot tell: keep serving (an unread task error would be logged)
-            log.debug("cannot watch the client connection", exc_info=True)
-            return
-        self.left = True
-        self._task.cancel()
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._watcher is not None:
-            self._watcher.cancel()
-            self._watcher = None

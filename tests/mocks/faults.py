@@ -12,7 +12,8 @@ answers ``from <name>: echo <last user text>`` unless told to fail. Faults:
 - ``truncated``: the body ends cleanly in the middle of a JSON body / SSE event
 - ``slow``: wait ``delay_s`` before answering, then answer correctly
 
-A fault applies to every request, or to the next ``times`` requests only, or (``every``) to every n-th one.
+A fault applies to every request, or to the next ``times`` requests only, or (``every``) to every n-th one. The
+embeddings and image generation paths take the same faults (and answer a chat completion when none applies).
 The server runs in a background thread with its own loop, like tests.mocks.server.MockUpstreams.
 """
 
@@ -98,6 +99,10 @@ class FaultServer:
         async def boot() -> None:
             app = web.Application()
             app.router.add_post("/{channel}/v1/chat/completions", self._handle)
+            # The same faults on the other endpoints a gateway calls; only the failing modes mean anything there
+            # (a fault-free answer is a chat completion, not an embedding or an image).
+            app.router.add_post("/{channel}/v1/embeddings", self._handle)
+            app.router.add_post("/{channel}/v1/images/generations", self._handle)
             # Cancel a hung handler when the gateway gives up on it, as a real server's request would end.
             self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
             await self._runner.setup()
