@@ -23,6 +23,15 @@ REDIS_URL = "redis://localhost:6379/0"
 BACKENDS = ["sqlite", "postgres"]
 
 
+async def drop_schema(tag: str) -> None:
+    """Remove the PostgreSQL schema ``omni_<tag>`` a test's store ran in, with everything in it."""
+    conn = await asyncpg.connect(PG_BASE)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
+    finally:
+        await conn.close()
+
+
 class Backend:
     """Where state lives for one test module: env for the gateway and the database URL for direct checks."""
 
@@ -45,14 +54,7 @@ class Backend:
         if self.kind != "postgres":
             return
 
-        async def drop() -> None:
-            conn = await asyncpg.connect(PG_BASE)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{self.tag}" CASCADE')
-            finally:
-                await conn.close()
-
-        asyncio.run(drop())
+        asyncio.run(drop_schema(self.tag))
         r = redis.Redis.from_url(REDIS_URL)
         for name in r.scan_iter(f"omni-{self.tag}:*"):
             r.delete(name)

@@ -26,7 +26,7 @@ from omnirelay.state.passwords import verify_password
 from omnirelay.state.store import Store, UsageRow
 from omnirelay.state.users_cli import users_app
 from tests.mocks.server import MockUpstreams
-from tests.state_helpers import BACKENDS, PG_BASE, backend, start_gateway, state_config
+from tests.state_helpers import BACKENDS, PG_BASE, backend, drop_schema, start_gateway, state_config
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 
@@ -36,13 +36,8 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     tag = "a" + uuid.uuid4().hex[:12]
     if request.param == "postgres":
         yield f"{PG_BASE}?schema=omni_{tag}"
-        import asyncpg
 
-        conn = await asyncpg.connect(PG_BASE)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(tag)
     else:
         yield f"sqlite:///{tmp_path}/accounts.db"
 

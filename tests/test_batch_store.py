@@ -10,14 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from omnirelay.core.batches import BatchItem, BatchJob, ItemResult, StoredFile
 from omnirelay.core.errors import GatewayError
 from omnirelay.state.backends import open_store
 from omnirelay.state.store import Store
-from tests.state_helpers import BACKENDS, PG_BASE
+from tests.state_helpers import BACKENDS, PG_BASE, drop_schema
 
 # The async fixtures live on the session loop (pyproject); the tests must run there too.
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -32,11 +31,7 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     yield s
     await s.close()
     if request.param == "postgres":
-        conn = await asyncpg.connect(PG_BASE)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(tag)
 
 
 def _job(batch_id: str, key_id: str | None = "k1", created: float | None = None) -> BatchJob:
@@ -175,8 +170,4 @@ async def test_batches_created_at_once_cannot_spend_the_same_credit(backend: str
         await one.close()
         await two.close()
         if backend == "postgres":
-            conn = await asyncpg.connect(PG_BASE)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-            finally:
-                await conn.close()
+            await drop_schema(tag)

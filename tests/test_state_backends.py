@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
@@ -25,7 +24,7 @@ from omnirelay.state.redis_limits import RedisLimiter
 from omnirelay.state.store import Store, UsageFilter, UsageRow
 from omnirelay.state.usage import UsageWriter
 from tests.polling import wait_until_async
-from tests.state_helpers import BACKENDS, PG_BASE, REDIS_URL
+from tests.state_helpers import BACKENDS, PG_BASE, REDIS_URL, drop_schema
 
 # The async fixtures live on the session loop (pyproject); the tests must run there too.
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
@@ -35,20 +34,12 @@ def _url(kind: str, tmp_path: Path, tag: str) -> str:
     return f"{PG_BASE}?schema=omni_{tag}" if kind == "postgres" else f"sqlite:///{tmp_path}/state.db"
 
 
-async def _drop_schema(tag: str) -> None:
-    conn = await asyncpg.connect(PG_BASE)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(params=BACKENDS)
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     tag = "u" + uuid.uuid4().hex[:12]
     yield _url(request.param, tmp_path, tag)
     if request.param == "postgres":
-        await _drop_schema(tag)
+        await drop_schema(tag)
 
 
 @pytest.fixture()
@@ -72,7 +63,7 @@ async def test_replicas_starting_at_once_create_one_schema(tmp_path: Path) -> No
     finally:
         for s in stores:
             await s.close()
-        await _drop_schema(tag)
+        await drop_schema(tag)
 
 
 def _row(request_id: str, key_id: str | None, cost_units: int, created_at: float | None = None, **kw: Any) -> UsageRow:

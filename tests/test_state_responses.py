@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import msgspec
 import pytest
 
@@ -21,7 +20,7 @@ from omnirelay.state.migrations import LATEST_VERSION, MIGRATIONS
 from omnirelay.state.responses import MAX_STORED_BYTES, ResponseSweeper
 from omnirelay.state.store import Store
 from tests.polling import POLL_S
-from tests.state_helpers import BACKENDS, PG_BASE
+from tests.state_helpers import BACKENDS, PG_BASE, drop_schema
 
 on_session_loop = pytest.mark.asyncio(loop_scope="session")
 DAY = 86400.0
@@ -40,11 +39,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     tag = "r" + uuid.uuid4().hex[:12]
     yield _url(request.param, tmp_path, tag)
     if request.param == "postgres":
-        conn = await asyncpg.connect(PG_BASE)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(tag)
 
 
 @pytest.fixture()

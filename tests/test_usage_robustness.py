@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -27,7 +26,7 @@ from omnirelay.state.usage import UsageWriter
 from tests.gateway import ROOT, Gateway
 from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
-from tests.state_helpers import BACKENDS, PG_BASE, Admin, Backend, backend, start_gateway, state_config
+from tests.state_helpers import BACKENDS, PG_BASE, Admin, Backend, backend, drop_schema, start_gateway, state_config
 
 GPT = "gpt-4.1"  # 2.00 in / 8.00 out per million
 CLAUDE = "claude-sonnet-4-20250514"
@@ -324,11 +323,7 @@ async def test_writer_isolates_unstorable_rows_in_a_live_batch(kind: str, tmp_pa
         await writer.stop()
         await store.close()
         if kind == "postgres":
-            conn = await asyncpg.connect(PG_BASE)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "omni_{tag}" CASCADE')
-            finally:
-                await conn.close()
+            await drop_schema(tag)
 
 
 class _DownStore(SqliteStore):
