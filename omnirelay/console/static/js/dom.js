@@ -98,3 +98,24 @@ export function linkify(text) {
   out.push(text.slice(last));
   return out;
 }
+
+// Runs what a user's click or form asked for (``action``, async): its failure becomes an error toast instead of
+// an unhandled rejection. Resolves to whether it succeeded.
+export async function attempt(action) {
+  try {
+    await action();
+    return true;
+  } catch (err) {
+    toast(err.message, "error");
+    return false;
+  }
+}
+
+// A delete button asks once more, with no window.confirm: the first click arms it ("Really delete?") and
+// answers false, the second answers true.
+export function confirmed(button) {
+  if (button.dataset.armed) return true;
+  button.dataset.armed = "1";
+  button.textContent = "Really delete?";
+  return false;
+}

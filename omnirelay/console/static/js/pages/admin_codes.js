@@ -1,7 +1,7 @@
 // Codes (admin): create a batch of one-time redemption codes (shown once here, downloadable as CSV), and list the
 // codes of a batch with who redeemed them (the codes themselves are never shown again).
 import { API, get, post, requestInit } from "../api.js";
-import { field, fill, h, table, toast } from "../dom.js";
+import { attempt, field, fill, h, table, toast } from "../dom.js";
 import { epochToLocal, localToEpoch, numberOrNull, time, usd } from "../format.js";
 
 export async function render(ctx) {
@@ -38,7 +38,7 @@ export async function render(ctx) {
 
   async function onCreate(event) {
     event.preventDefault();
-    try {
+    await attempt(async () => {
       // One request with ?format=csv: the CSV is the batch (codes exist once; they are never shown again).
       const resp = await fetch(API + "/admin/codes?format=csv", requestInit("POST", body()));
       if (!resp.ok) {
@@ -68,9 +68,7 @@ export async function render(ctx) {
         ),
       );
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 
   async function reload() {

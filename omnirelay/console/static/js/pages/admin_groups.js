@@ -1,6 +1,6 @@
 // Groups (admin): model groups and their price multipliers (a user's or team's group multiplies every price).
 import { get, patch, post } from "../api.js";
-import { field, fill, h, table, toast } from "../dom.js";
+import { attempt, field, fill, h, table, toast } from "../dom.js";
 import { numberOrNull } from "../format.js";
 
 export async function render(ctx) {
@@ -34,24 +34,20 @@ export async function render(ctx) {
     const input = h("input.narrow", { type: "number", min: 0, step: "any", value: String(g.multiplier), "aria-label": `multiplier of ${g.name}` });
     const save = h("button", { type: "button" }, "Save");
     save.addEventListener("click", async () => {
-      try {
+      await attempt(async () => {
         await patch(`/admin/groups/${encodeURIComponent(g.name)}`, { multiplier: numberOrNull(input.value) });
         toast("Saved.");
-      } catch (err) {
-        toast(err.message, "error");
-      }
+      });
     });
     return h("div.row-actions", input, save);
   }
 
   async function onCreate(event) {
     event.preventDefault();
-    try {
+    await attempt(async () => {
       await post("/admin/groups", { name: name.value.trim(), multiplier: numberOrNull(multiplier.value) });
       form.reset();
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 }

@@ -1,6 +1,6 @@
 // Teams (admin): create, rename, change group, top up the shared balance, delete.
 import { del, get, patch, post } from "../api.js";
-import { field, fill, h, table, toast } from "../dom.js";
+import { attempt, confirmed, field, fill, h, table, toast } from "../dom.js";
 import { numberOrNull, usd } from "../format.js";
 
 export async function render(ctx) {
@@ -48,14 +48,12 @@ export async function render(ctx) {
 
   async function onCreate(event) {
     event.preventDefault();
-    try {
+    await attempt(async () => {
       await post("/admin/teams", { name: name.value.trim(), group: group.value });
       form.reset();
       toast("Team created.");
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 
   function edit(t) {
@@ -68,13 +66,11 @@ export async function render(ctx) {
         on: {
           submit: async (e) => {
             e.preventDefault();
-            try {
+            await attempt(async () => {
               await patch(`/admin/teams/${encodeURIComponent(t.id)}`, { name: newName.value.trim(), group: newGroup.value });
               close();
               await reload();
-            } catch (err) {
-              toast(err.message, "error");
-            }
+            });
           },
         },
       },
@@ -96,14 +92,12 @@ export async function render(ctx) {
         on: {
           submit: async (e) => {
             e.preventDefault();
-            try {
+            await attempt(async () => {
               const r = await post(`/admin/teams/${encodeURIComponent(t.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
               toast(`Team balance now ${usd(r.balance_usd)}.`);
               close();
               await reload();
-            } catch (err) {
-              toast(err.message, "error");
-            }
+            });
           },
         },
       },
@@ -116,16 +110,10 @@ export async function render(ctx) {
   }
 
   async function remove(t, button) {
-    if (!button.dataset.armed) {
-      button.dataset.armed = "1";
-      button.textContent = "Really delete?";
-      return;
-    }
-    try {
+    if (!confirmed(button)) return; // the first click arms the button, the second deletes
+    await attempt(async () => {
       await del(`/admin/teams/${encodeURIComponent(t.id)}`);
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 }

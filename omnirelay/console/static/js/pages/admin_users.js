@@ -1,6 +1,6 @@
 // Users (admin): create, change role / team / group, disable, reset a password, top up, delete.
 import { del, get, patch, post } from "../api.js";
-import { field, fill, h, table, toast } from "../dom.js";
+import { attempt, confirmed, field, fill, h, table, toast } from "../dom.js";
 import { numberOrNull, time, usd } from "../format.js";
 
 export async function render(ctx) {
@@ -65,14 +65,12 @@ export async function render(ctx) {
     event.preventDefault();
     const body = { email: create.email.value.trim(), password: create.password.value, role: create.role.value, group: create.group.value };
     if (create.team_id.value) body.team_id = create.team_id.value;
-    try {
+    await attempt(async () => {
       await post("/admin/users", body);
       form.reset();
       toast("User created.");
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 
   function edit(u) {
@@ -112,14 +110,12 @@ export async function render(ctx) {
         on: {
           submit: async (e) => {
             e.preventDefault();
-            try {
+            await attempt(async () => {
               const r = await post(`/admin/users/${encodeURIComponent(u.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
               toast(`Balance now ${usd(r.balance_usd)}.`);
               close();
               await reload();
-            } catch (err) {
-              toast(err.message, "error");
-            }
+            });
           },
         },
       },
@@ -151,29 +147,19 @@ export async function render(ctx) {
   }
 
   async function save(u, changes) {
-    try {
+    return attempt(async () => {
       await patch(`/admin/users/${encodeURIComponent(u.id)}`, changes);
       toast("Saved.");
       await reload();
-      return true;
-    } catch (err) {
-      toast(err.message, "error");
-      return false;
-    }
+    });
   }
 
   async function remove(u, button) {
-    if (!button.dataset.armed) {
-      button.dataset.armed = "1";
-      button.textContent = "Really delete?";
-      return;
-    }
-    try {
+    if (!confirmed(button)) return; // the first click arms the button, the second deletes
+    await attempt(async () => {
       await del(`/admin/users/${encodeURIComponent(u.id)}`);
       toast("Deleted.");
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 }

@@ -1,7 +1,7 @@
 // Tokens: the user's API keys. Create (the secret is shown once, with a copy button), list, disable/enable,
 // delete, and edit name, models, limits, credit and expiry.
 import { del, get, patch, post } from "../api.js";
-import { field, fill, h, table, toast } from "../dom.js";
+import { attempt, confirmed, field, fill, h, table, toast } from "../dom.js";
 import { epochToLocal, localToEpoch, numberOrNull, splitList, time, usd } from "../format.js";
 
 /** The form fields of a key (create and edit share them); `key` fills them in for editing. */
@@ -133,14 +133,12 @@ export async function render(ctx) {
   async function onCreate(event) {
     event.preventDefault();
     const body = Object.fromEntries(Object.entries(create.values()).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length)));
-    try {
+    await attempt(async () => {
       const created = await post("/keys", body);
       fill(notice, secretBox(created));
       form.reset();
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 
   function edit(key) {
@@ -168,30 +166,19 @@ export async function render(ctx) {
   }
 
   async function update(key, changes) {
-    try {
+    return attempt(async () => {
       await patch(`/keys/${encodeURIComponent(key.id)}`, changes);
       toast("Saved.");
       await reload();
-      return true;
-    } catch (err) {
-      toast(err.message, "error");
-      return false;
-    }
+    });
   }
 
   async function remove(key, button) {
-    // Two clicks, no window.confirm: the second click on the same button deletes.
-    if (!button.dataset.armed) {
-      button.dataset.armed = "1";
-      button.textContent = "Really delete?";
-      return;
-    }
-    try {
+    if (!confirmed(button)) return; // the first click arms the button, the second deletes
+    await attempt(async () => {
       await del(`/keys/${encodeURIComponent(key.id)}`);
       toast("Deleted.");
       await reload();
-    } catch (err) {
-      toast(err.message, "error");
-    }
+    });
   }
 }
