@@ -119,3 +119,22 @@ export function confirmed(button) {
   button.textContent = "Really delete?";
   return false;
 }
+
+// A form in ``panel`` beside a table (an edit, a top-up): a heading of ``title`` (nodes), ``fields``, a submit
+// button labelled ``submit`` and Cancel. ``onSubmit`` (async) resolves truthy when it is done (it toasts its own
+// failures, see attempt): the panel is emptied then, as on Cancel. A "form-grid" form has its buttons in a row.
+export function panelForm(panel, { title, fields, submit, onSubmit, grid = false }) {
+  const close = () => fill(panel);
+  const buttons = [h("button.primary", { type: "submit" }, submit), h("button", { type: "button", on: { click: close } }, "Cancel")];
+  const submitted = async (e) => {
+    e.preventDefault();
+    if (await onSubmit()) close();
+  };
+  fill(panel, h(
+    grid ? "form.card.form-grid" : "form.card.inline-form",
+    { on: { submit: submitted } },
+    h("h2", ...title),
+    ...fields,
+    ...(grid ? [h("div.actions", ...buttons)] : buttons),
+  ));
+}

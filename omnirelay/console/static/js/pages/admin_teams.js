@@ -1,6 +1,6 @@
 // Teams (admin): create, rename, change group, top up the shared balance, delete.
 import { del, get, patch, post } from "../api.js";
-import { attempt, confirmed, field, fill, h, table, toast } from "../dom.js";
+import { attempt, confirmed, field, fill, h, panelForm, table, toast } from "../dom.js";
 import { numberOrNull, usd } from "../format.js";
 
 export async function render(ctx) {
@@ -59,54 +59,30 @@ export async function render(ctx) {
   function edit(t) {
     const newName = h("input", { required: true, value: t.name });
     const newGroup = h("select", groupOptions(t.group ?? "default"));
-    const close = () => fill(panel);
-    fill(panel, h(
-      "form.card.inline-form",
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            await attempt(async () => {
-              await patch(`/admin/teams/${encodeURIComponent(t.id)}`, { name: newName.value.trim(), group: newGroup.value });
-              close();
-              await reload();
-            });
-          },
-        },
-      },
-      h("h2", "Edit ", h("span.team-name", t.name)),
-      field("Name", newName),
-      field("Group", newGroup),
-      h("button.primary", { type: "submit" }, "Save"),
-      h("button", { type: "button", on: { click: close } }, "Cancel"),
-    ));
+    panelForm(panel, {
+      title: ["Edit ", h("span.team-name", t.name)],
+      fields: [field("Name", newName), field("Group", newGroup)],
+      submit: "Save",
+      onSubmit: () => attempt(async () => {
+        await patch(`/admin/teams/${encodeURIComponent(t.id)}`, { name: newName.value.trim(), group: newGroup.value });
+        await reload();
+      }),
+    });
   }
 
   function topup(t) {
     const amount = h("input", { type: "number", step: "any", required: true, placeholder: "USD" });
     const reason = h("input", { required: true, placeholder: "why (shown in the ledger)" });
-    const close = () => fill(panel);
-    fill(panel, h(
-      "form.card.inline-form",
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            await attempt(async () => {
-              const r = await post(`/admin/teams/${encodeURIComponent(t.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
-              toast(`Team balance now ${usd(r.balance_usd)}.`);
-              close();
-              await reload();
-            });
-          },
-        },
-      },
-      h("h2", "Top up ", h("span.team-name", t.name)),
-      field("Amount (USD)", amount),
-      field("Reason", reason),
-      h("button.primary", { type: "submit" }, "Top up"),
-      h("button", { type: "button", on: { click: close } }, "Cancel"),
-    ));
+    panelForm(panel, {
+      title: ["Top up ", h("span.team-name", t.name)],
+      fields: [field("Amount (USD)", amount), field("Reason", reason)],
+      submit: "Top up",
+      onSubmit: () => attempt(async () => {
+        const r = await post(`/admin/teams/${encodeURIComponent(t.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
+        toast(`Team balance now ${usd(r.balance_usd)}.`);
+        await reload();
+      }),
+    });
   }
 
   async function remove(t, button) {

@@ -1,6 +1,6 @@
 // Users (admin): create, change role / team / group, disable, reset a password, top up, delete.
 import { del, get, patch, post } from "../api.js";
-import { attempt, confirmed, field, fill, h, table, toast } from "../dom.js";
+import { attempt, confirmed, field, fill, h, panelForm, table, toast } from "../dom.js";
 import { numberOrNull, time, usd } from "../format.js";
 
 export async function render(ctx) {
@@ -78,52 +78,33 @@ export async function render(ctx) {
     const team = h("select", teamOptions(u.team_id ?? (u.team && u.team.id) ?? ""));
     const group = h("select", groupOptions(u.group));
     const password = h("input", { type: "password", placeholder: "unchanged", autocomplete: "new-password" });
-    const close = () => fill(panel);
-    fill(panel, h(
-      "form.card.form-grid",
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            const changes = { role: role.value, team_id: team.value || null, group: group.value };
-            if (password.value) changes.password = password.value;
-            if (await save(u, changes)) close();
-          },
-        },
+    panelForm(panel, {
+      grid: true,
+      title: ["Edit ", h("span.user-email", u.email)],
+      fields: [field("Role", role), field("Team", team), field("Group", group), field("New password", password)],
+      submit: "Save",
+      onSubmit: () => {
+        const changes = { role: role.value, team_id: team.value || null, group: group.value };
+        if (password.value) changes.password = password.value;
+        return save(u, changes);
       },
-      h("h2", "Edit ", h("span.user-email", u.email)),
-      field("Role", role),
-      field("Team", team),
-      field("Group", group),
-      field("New password", password),
-      h("div.actions", h("button.primary", { type: "submit" }, "Save"), h("button", { type: "button", on: { click: close } }, "Cancel")),
-    ));
+    });
   }
 
   function topup(u) {
     const amount = h("input", { type: "number", step: "any", required: true, placeholder: "USD (negative to deduct)" });
     const reason = h("input", { required: true, placeholder: "why (shown in the ledger)" });
-    const close = () => fill(panel);
-    fill(panel, h(
-      "form.card.form-grid",
-      {
-        on: {
-          submit: async (e) => {
-            e.preventDefault();
-            await attempt(async () => {
-              const r = await post(`/admin/users/${encodeURIComponent(u.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
-              toast(`Balance now ${usd(r.balance_usd)}.`);
-              close();
-              await reload();
-            });
-          },
-        },
-      },
-      h("h2", "Top up ", h("span.user-email", u.email)),
-      field("Amount (USD)", amount),
-      field("Reason", reason),
-      h("div.actions", h("button.primary", { type: "submit" }, "Top up"), h("button", { type: "button", on: { click: close } }, "Cancel")),
-    ));
+    panelForm(panel, {
+      grid: true,
+      title: ["Top up ", h("span.user-email", u.email)],
+      fields: [field("Amount (USD)", amount), field("Reason", reason)],
+      submit: "Top up",
+      onSubmit: () => attempt(async () => {
+        const r = await post(`/admin/users/${encodeURIComponent(u.id)}/topup`, { amount_usd: numberOrNull(amount.value), reason: reason.value.trim() });
+        toast(`Balance now ${usd(r.balance_usd)}.`);
+        await reload();
+      }),
+    });
   }
 
   async function ledger(u) {
