@@ -543,6 +543,59 @@ def test_admin_pages_make_a_group_a_team_and_a_member_who_sees_team_balance_and_
     assert cells[0] == "gpt-4.1" and cells[2] == "$4" and cells[4] == "$16", cells  # 2 x $2 and 2 x $8 per Mtok
 
 
+def _cells(row: Any) -> list[str]:
+    return [c.strip() for c in row.locator("td").all_text_contents()]
+
+
+def test_admin_edits_tops_up_and_deletes_users_and_teams(tab: Tab, env: Env) -> None:
+    """The side panel's forms (edit, top up) save and close, a refused one keeps the panel open with the API's
+    error, and Delete asks once more before it deletes."""
+    tab.sign_in(env.admin_email, ADMIN_PASSWORD)
+    email = create_user(env.admin)
+    tab.open("admin/users", "#user-list table")
+    row = _row(tab, "#user-list", email)
+    row.get_by_role("button", name="Edit").click()
+    tab.page.select_option("#user-panel select >> nth=0", value="admin")  # the role
+    tab.page.click("#user-panel button[type=submit]")
+    tab.page.wait_for_function("() => !document.querySelector('#user-panel form')")  # saved: the panel closed
+    row.locator("span.badge", has_text="admin").wait_for()
+    row.get_by_role("button", name="Top up").click()
+    tab.page.fill("#user-panel input[type=number]", "0")  # refused by the API: a top-up moves money
+    tab.page.fill("#user-panel input:not([type])", "take it back")
+    tab.page.click("#user-panel button[type=submit]")
+    tab.page.wait_for_selector(".toast-error")
+    assert tab.page.locator("#user-panel form").count() == 1  # still open, to correct it
+    tab.page.fill("#user-panel input[type=number]", "2.5")
+    tab.page.click("#user-panel button[type=submit]")
+    tab.page.wait_for_function("() => !document.querySelector('#user-panel form')")
+    assert _cells(row)[4] == "$2.50"
+    delete = row.get_by_role("button", name="Delete")
+    delete.click()
+    assert (delete.text_content() or "") == "Really delete?" and row.count() == 1  # armed, nothing deleted yet
+    delete.click()
+    tab.page.wait_for_function(
+        "(e) => ![...document.querySelectorAll('#user-list tbody tr')].some((r) => r.textContent.includes(e))",
+        arg=email,
+    )
+    assert all(u["email"] != email for u in env.admin.get("/admin/users").json()["data"])
+
+    team, renamed = f"team {uuid.uuid4().hex[:6]}", f"renamed {uuid.uuid4().hex[:6]}"
+    tab.open("admin/teams", "#create-team")
+    tab.page.fill("#create-team input[name=name]", team)
+    tab.page.click("#create-team button[type=submit]")
+    _row(tab, "#team-list", team).get_by_role("button", name="Edit").click()
+    tab.page.fill("#team-panel input:not([type])", renamed)
+    tab.page.click("#team-panel button[type=submit]")
+    row = _row(tab, "#team-list", renamed)
+    row.wait_for()
+    assert tab.page.locator("#team-panel form").count() == 0
+    delete = row.get_by_role("button", name="Delete")
+    delete.click()
+    delete.click()
+    row.wait_for(state="detached")
+    assert tab.dialogs == []
+
+
 def test_member_is_kept_out_of_admin_pages_and_apis(tab: Tab, env: Env) -> None:
     email = create_user(env.admin)
     tab.sign_in(email)
