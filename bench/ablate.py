@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from bench.inproc import _app, _drive, with_mock
+from bench.inproc import drive_in_process, started_app, with_mock
 from bench.scenarios import scenarios
 from bench.targets import UPSTREAM_KEY
 
@@ -31,7 +31,7 @@ Patch = Callable[[Any], contextlib.AbstractContextManager[None]]
 
 
 @contextlib.contextmanager
-def _patched(obj: Any, name: str, value: Any) -> Iterator[None]:
+def patched(obj: Any, name: str, value: Any) -> Iterator[None]:
     """``obj.name = value`` for the block; afterwards what was there (an instance's own attribute removed)."""
     own = vars(obj)
     had, old = name in own, own.get(name)
@@ -63,7 +63,7 @@ def _no_limits(app: Any) -> Iterator[None]:
         admission.settled = True
         await gate.writer.record(UsageRow.from_record(record))
 
-    with _patched(gate, "admit", _admit_all), _patched(gate, "settle", settle):
+    with patched(gate, "admit", _admit_all), patched(gate, "settle", settle):
         yield
 
 
@@ -74,7 +74,7 @@ def _no_gate(app: Any) -> Iterator[None]:
     async def settle(admission: Any, record: Any) -> None:
         return None
 
-    with _patched(app.gate, "admit", _admit_all), _patched(app.gate, "settle", settle):
+    with patched(app.gate, "admit", _admit_all), patched(app.gate, "settle", settle):
         yield
 
 
@@ -128,7 +128,7 @@ class Floor:
 
 
 async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
-    app, key = await _app(args, upstream, workdir, args.metrics == "on")
+    app, key = await started_app(args, upstream, workdir, args.metrics == "on")
     floor = Floor(upstream)
     names = ["floor", *[v for v in VARIANTS if v in args.variants]]
     try:
@@ -137,9 +137,9 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
                 continue
             count = args.requests if not sc.stream else max(1, args.requests // 5)
             per: dict[str, list[float]] = {name: [] for name in names}
-            await _drive(app, sc.inbound, key, args.concurrency, 200)
+            await drive_in_process(app, sc.inbound, key, args.concurrency, 200)
             if sc.key in ("openai", "stream"):
-                await _drive(floor, sc.inbound, key, args.concurrency, 200)
+                await drive_in_process(floor, sc.inbound, key, args.concurrency, 200)
             for i in range(args.rounds):
                 order = names if i % 2 == 0 else list(reversed(names))
                 for name in order:
@@ -150,7 +150,7 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
                         for patch in VARIANTS.get(name, []):
                             stack.enter_context(patch(app))
                         cpu = time.process_time()
-                        await _drive(target, sc.inbound, key, args.concurrency, count)
+                        await drive_in_process(target, sc.inbound, key, args.concurrency, count)
                         per[name].append(1e6 * (time.process_time() - cpu) / count)
             full = statistics.median(per["full"])
             for name in names:

@@ -60,7 +60,7 @@ async def _one(app: Any, req: Request, key: str) -> int:
     return size
 
 
-async def _drive(app: Any, req: Request, key: str, concurrency: int, count: int) -> None:
+async def drive_in_process(app: Any, req: Request, key: str, concurrency: int, count: int) -> None:
     left = count
 
     async def worker() -> None:
@@ -73,7 +73,7 @@ async def _drive(app: Any, req: Request, key: str, concurrency: int, count: int)
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), timeout=300)
 
 
-async def _app(args: argparse.Namespace, upstream: str, workdir: Path, metrics: bool) -> tuple[Any, str]:
+async def started_app(args: argparse.Namespace, upstream: str, workdir: Path, metrics: bool) -> tuple[Any, str]:
     """A started App over the mock with a key of its own (limits and credit checked on every request)."""
     from omnirelay.config import load_config
     from omnirelay.server.app import App
@@ -112,18 +112,18 @@ async def _main(args: argparse.Namespace, upstream: str, workdir: Path) -> None:
     if args.ab_metrics:
         await _ab_metrics(args, upstream, workdir)
         return
-    app, key = await _app(args, upstream, workdir, args.metrics == "on")
+    app, key = await started_app(args, upstream, workdir, args.metrics == "on")
     try:
         for sc in scenarios():
             if sc.key not in args.scenarios:
                 continue
-            await _drive(app, sc.inbound, key, args.concurrency, 200)  # warm-up
+            await drive_in_process(app, sc.inbound, key, args.concurrency, 200)  # warm-up
             count = args.requests if not sc.stream else max(1, args.requests // 5)
             prof = cProfile.Profile() if args.profile else None
             cpu, wall = time.process_time(), time.perf_counter()
             if prof is not None:
                 prof.enable()
-            await _drive(app, sc.inbound, key, args.concurrency, count)
+            await drive_in_process(app, sc.inbound, key, args.concurrency, count)
             if prof is not None:
                 prof.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -145,8 +145,8 @@ async def _ab_metrics(args: argparse.Namespace, upstream: str, workdir: Path) ->
     """Metrics on against off in one process: two apps, batches alternating between them (neither always
     first), so the machine's noise falls on both alike. Prints each one's min and median CPU per request."""
     apps = {
-        "off": await _app(args, upstream, workdir / "off", False),
-        "on": await _app(args, upstream, workdir / "on", True),
+        "off": await started_app(args, upstream, workdir / "off", False),
+        "on": await started_app(args, upstream, workdir / "on", True),
     }
     try:
         for sc in scenarios():
@@ -155,12 +155,12 @@ async def _ab_metrics(args: argparse.Namespace, upstream: str, workdir: Path) ->
             count = args.requests if not sc.stream else max(1, args.requests // 5)
             per: dict[str, list[float]] = {name: [] for name in apps}
             for app, key in apps.values():
-                await _drive(app, sc.inbound, key, args.concurrency, 200)  # warm-up
+                await drive_in_process(app, sc.inbound, key, args.concurrency, 200)  # warm-up
             for i in range(args.rounds):
                 for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
                     app, key = apps[name]
                     cpu = time.process_time()
-                    await _drive(app, sc.inbound, key, args.concurrency, count)
+                    await drive_in_process(app, sc.inbound, key, args.concurrency, count)
                     per[name].append(1e6 * (time.process_time() - cpu) / count)
             (off_min, off_med), (on_min, on_med) = ((min(per[n]), statistics.median(per[n])) for n in ("off", "on"))
             print(

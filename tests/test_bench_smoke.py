@@ -129,13 +129,13 @@ def test_ablation_reports_every_variant_and_the_floor() -> None:
 
 def test_ablation_patches_are_undone() -> None:
     """A variant's no-ops last for its round only: the gate's own methods are back afterwards."""
-    from bench.ablate import _patched
+    from bench.ablate import patched
 
     class Gate:
         def admit(self) -> str:
             return "real"
 
     gate = Gate()
-    with _patched(gate, "admit", lambda: "no-op"):
+    with patched(gate, "admit", lambda: "no-op"):
         assert gate.admit() == "no-op"
     assert gate.admit() == "real" and "admit" not in vars(gate)
