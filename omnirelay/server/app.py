@@ -196,7 +196,7 @@ class App:
 
             return handle
 
-        return self.observability.handler(protocol.name, self.max_body, partial(self.relay.handle, protocol))
+        return self.observability.wrap(protocol.name, self.max_body, partial(self.relay.handle, protocol))
 
     def _breaker_states(self) -> dict[str, str]:
         return {name: snapshot["state"] for name, snapshot in self.routes.board.snapshot().items()}
