@@ -1,7 +1,8 @@
 """Batches survive the gateway: a SIGKILL in the middle of a 200-request batch, then a restart, and the batch
 completes with every request once in the results, none run again beyond those in flight at the kill, and the
 charges exact; two replicas on one PostgreSQL database share one batch, each request run by one of them only;
-a key's credit is reserved for a batch up front and a batch it cannot afford is refused."""
+a key's credit is reserved for a batch up front, held against its interactive requests too (in one process and
+through Redis), and a batch it cannot afford is refused."""
 
 from __future__ import annotations
 
@@ -162,8 +163,9 @@ async def _runs(b: Backend, batch_id: str) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
-def test_batch_credit_reserved_refused_and_owner_checked(mocks: MockUpstreams, tmp_path: Path) -> None:
-    with backend("sqlite", tmp_path) as b:
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # postgres: with Redis's shared limits and credit
+def test_batch_credit_reserved_refused_and_owner_checked(mocks: MockUpstreams, tmp_path: Path, kind: str) -> None:
+    with backend(kind, tmp_path) as b:
         cfg = _config(mocks)
         cfg["batches"]["run"] = False  # nothing runs: the reservation stays held
         cfg["batches"]["max_file_bytes"] = 4096

@@ -458,6 +458,19 @@ async def test_credit_reservations(limiter: Limiter) -> None:
 
 
 @on_session_loop
+async def test_batch_holds_count_against_credit_and_are_never_stored(limiter: Limiter) -> None:
+    # 100 units of credit, 60 held by open batches: a request reserving 50 is refused, one reserving 40 fits.
+    assert (await limiter.admit(_limits(credit_units=100, held_units=60, reserve_units=50))).verdict == "credit"
+    fits = _limits(credit_units=100, held_units=60, reserve_units=40)
+    assert (await limiter.admit(fits)).verdict == "ok"
+    await limiter.settle("k", fits.request_id, cost_units=0, token_delta=0, tpm=False, credit=True)
+    # The batches ended: nothing of their hold stays behind (Redis seeded its counter with spent only).
+    assert (await limiter.admit(_limits(credit_units=100, reserve_units=100))).verdict == "ok"
+    if isinstance(limiter, RedisLimiter):
+        assert await limiter.spent("k") == 0
+
+
+@on_session_loop
 async def test_redis_reservation_of_a_dead_replica_expires() -> None:
     lim = RedisLimiter(REDIS_URL, f"omni-test-{uuid.uuid4().hex[:10]}:")
     await lim.start()

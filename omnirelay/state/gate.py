@@ -533,9 +533,6 @@ class KeyGate(Gate):
         if rec.credit_units is not None or wallet is not None:
             worst = reserve * UNITS_PER_USD if reserve is not None else self._reserve_units(req, est_in, routes)
             reserve_units = math.ceil(worst * admission.multiplier)
-        # What open batches hold counts as spent here; not with Redis, which seeds its shared counter from
-        # spent_units once (a hold would stay in it for good).
-        held = self.held_units.get(rec.id, 0) if self.shared is None else 0
         lim = Limits(
             key_id=rec.id,
             request_id=new_id(""),
@@ -543,9 +540,10 @@ class KeyGate(Gate):
             tpm=rec.tpm,
             est_tokens=0 if compound else est_in + (req.max_tokens or 0),
             credit_units=rec.credit_units,
-            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0) + held,
+            spent_units=rec.spent_units + self.pending_units.get(rec.id, 0),
             reserve_units=reserve_units,
             reserve_ttl_s=self.reserve_ttl_s,
+            held_units=self.held_units.get(rec.id, 0),  # what the key's open batches hold
         )
         if wallet is not None:  # the owner's wallet first: refusing there leaves the key's windows untouched
             await self._reserve_wallet(admission, wallet, lim)
@@ -605,9 +603,10 @@ class KeyGate(Gate):
             tpm=None,
             est_tokens=0,
             credit_units=wallet.credited_units,
-            spent_units=wallet.spent_units + wallet.pending_units(self.pending_units) + self._wallet_held(wallet),
+            spent_units=wallet.spent_units + wallet.pending_units(self.pending_units),
             reserve_units=key_lim.reserve_units,
             reserve_ttl_s=self.reserve_ttl_s,
+            held_units=self._wallet_held(wallet),
         )
         decision, shared = await self._admit_limits(lim)
         if decision.verdict == "credit":
@@ -618,8 +617,8 @@ class KeyGate(Gate):
         admission.wallet_shared = shared
 
     def _wallet_held(self, wallet: CachedWallet) -> int:
-        """What open batches of the wallet's keys hold (as for a key: not with Redis, see _limit)."""
-        if self.shared is not None or not self.held_units:
+        """What open batches of the wallet's keys hold."""
+        if not self.held_units:
             return 0
         return sum(self.held_units.get(k, 0) for k in wallet.key_ids)
 

@@ -46,6 +46,9 @@ class Limits(msgspec.Struct, kw_only=True):
     credit_units: int | None
     spent_units: int  # the caller's best knowledge of what is already charged (seed for shared counters)
     reserve_units: int
+    # Credit that open batches hold (from the database, which every replica reads alike): counted as spent by
+    # this check only, never stored in a counter (it ends when the batch does).
+    held_units: int = 0
     reserve_ttl_s: float  # a reservation left by a crashed replica expires after this
 
 
@@ -131,7 +134,9 @@ class LocalLimiter(Limiter):
             verdict = "rpm"
         elif tpm is not None and t_used > 0 and t_used + lim.est_tokens > tpm:
             verdict = "tpm"
-        elif credit is not None and _cannot_cover(credit - lim.spent_units - st.reserved, lim.reserve_units):
+        elif credit is not None and _cannot_cover(
+            credit - lim.spent_units - lim.held_units - st.reserved, lim.reserve_units
+        ):
             verdict = "credit"
         else:
             verdict = "ok"

@@ -9,6 +9,8 @@ Per key (all under one hash tag, so a Redis Cluster keeps them in one slot):
   ``{id}:res`` / ``{id}:rx`` hash request -> reserved units (and ``_sum``, their total) / zset request ->
                              expiry: reservations in flight; a replica that dies with requests in flight leaves
                              reservations that expire. Every step is O(1) apart from expiring dead ones.
+What open batches hold (``Limits.held_units``, read from the database) is passed with each admit and counted
+against the credit there, never added to ``spent``: a hold ends with its batch, a counter would keep it.
 Clock: Redis ``TIME``, so replicas with skewed clocks still share one window.
 
 Failing fast: every call has a short socket, connect and pool-wait timeout (``TIMEOUT_S``; override with
@@ -110,7 +112,7 @@ if credit >= 0 then
   if #dead > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now) end
   local reserved = tonumber(redis.call('HGET', KEYS[4], '_sum') or '0')
   local spent = tonumber(redis.call('HGET', KEYS[3], 'spent'))
-  local left = credit - spent - reserved
+  local left = credit - spent - reserved - tonumber(ARGV[10])
   if left <= 0 or left < tonumber(ARGV[6]) then return answer(3) end
   local ttl = tonumber(ARGV[8])
   redis.call('HSET', KEYS[4], ARGV[7], ARGV[6])
@@ -278,6 +280,7 @@ class RedisLimiter(Limiter):
                 lim.request_id,
                 lim.reserve_ttl_s,
                 BALANCE_IDLE_TTL_S,
+                lim.held_units,
             ],
         )
 
