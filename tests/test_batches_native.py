@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -43,6 +44,11 @@ def _paths(mocks: MockUpstreams, family: str) -> list[str]:
     return [r.path for r in mocks.requests(family)]
 
 
+def _creates(mocks: MockUpstreams) -> list[Any]:
+    """The bodies of the OpenAI batch creations (``POST /v1/batches``; the list is a GET with no body)."""
+    return [r.body for r in mocks.requests("openai") if r.path == "/v1/batches" and r.body is not None]
+
+
 def _ended(client: openai.OpenAI, batch_id: str) -> Any:
     b = client.batches.retrieve(batch_id)
     return b if b.status in ("completed", "failed", "expired", "cancelled") else None
@@ -66,10 +72,11 @@ def test_openai_batch_through_the_upstreams_batch_api(
     assert done.status == "completed" and done.request_counts.completed == 3
     paths = _paths(mocks, family)
     if family == "openai":
-        assert paths[:2] == ["/v1/files", "/v1/batches"]  # upload, create; then polls and the output download
+        # The list (was it submitted before?), upload, create; then polls and the output download.
+        assert paths[:3] == ["/v1/batches", "/v1/files", "/v1/batches"]
         assert any(p.startswith("/v1/batches/batch_") for p in paths)
         assert any(p.startswith("/v1/files/file-") and p.endswith("/content") for p in paths)
-        (created,) = [r.body for r in mocks.requests(family) if r.path == "/v1/batches"]
+        (created,) = _creates(mocks)
         assert created["endpoint"] == "/v1/chat/completions" and created["metadata"] == {"omnirelay_batch": batch.id}
     else:
         assert paths[0] == "/v1/messages/batches"
@@ -154,3 +161,37 @@ def test_a_mixed_batch_runs_here(env: tuple[str, str, Admin, str], mocks: MockUp
     wait_until(lambda: client.messages.batches.retrieve(batch.id).processing_status == "ended", 30)
     assert "/v1/messages/batches" not in _paths(mocks, "anthropic")
     assert _paths(mocks, "anthropic") == ["/v1/messages"]
+
+
+def test_a_submission_whose_answer_was_lost_is_not_submitted_again(mocks: MockUpstreams, tmp_path: Path) -> None:
+    """OpenAI creates the batch but its answer comes after the gateway's first-byte timeout: the next turn finds
+    it in the upstream's batch list by its metadata and polls it, instead of running (and billing) it twice."""
+    with backend("sqlite", tmp_path) as b:
+        cfg = state_config((mocks.url("openai"), mocks.url("anthropic"), mocks.url("gemini")))
+        cfg["batches"] = {"poll_s": 0.1}
+        for up in cfg["upstreams"]:
+            if up["name"] == "mock-openai":
+                up["options"] = dict(NATIVE)
+                up["timeouts"] = {"first_byte": 0.5}
+        gw = start_gateway(cfg, tmp_path / "gw", b)
+        try:
+            admin = Admin(gw.url)
+            kid, secret = admin.create_key(credit=1.0)
+            mocks.states["openai"].batch_create_delay_s = 1.5
+            client = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0)
+            lines = [
+                {"custom_id": f"l{i}", "method": "POST", "url": "/v1/chat/completions",
+                 "body": {"model": "gpt-4.1", "max_tokens": 30, "messages": [{"role": "user", "content": f"lost {i}"}]}}
+                for i in range(3)
+            ]  # fmt: skip
+            data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+            f = client.files.create(file=("l.jsonl", io.BytesIO(data)), purpose="batch")
+            batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+            done = wait_until(lambda: _ended(client, batch.id), 30, "the native batch to end")
+            assert done.status == "completed" and done.request_counts.completed == 3
+            assert len(_creates(mocks)) == 1, "the batch was submitted to the upstream twice"
+            assert _paths(mocks, "openai").count("/v1/chat/completions") == 3  # each request ran once
+            records = admin.wait_usage(3, key=kid)
+            assert sorted(r["request_id"] for r in records) == [f"{batch.id}-{i}" for i in range(3)]
+        finally:
+            gw.stop()

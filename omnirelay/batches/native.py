@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 
@@ -23,6 +24,10 @@ NATIVE_OPTION = "native_batches"  # in an upstream's ``options``
 POLL_OPTION = "native_batch_poll_s"  # how often the upstream's batch is polled (default DEFAULT_POLL_S)
 DEFAULT_POLL_S = 30.0
 OPENAI_SUFFIXES = ("/chat/completions", "/responses")
+# The metadata key of an OpenAI batch that names the gateway's batch it runs: how a submission whose answer was
+# lost (a crash, a timeout) is found again instead of submitted twice.
+BATCH_METADATA = "omnirelay_batch"
+LIST_PAGE = 100  # OpenAI's largest page of the batch list
 _encoder = msgspec.json.Encoder()
 
 
@@ -84,7 +89,7 @@ class OpenAINative:
             "input_file_id": file_id,
             "endpoint": self.line_url,
             "completion_window": "24h",
-            "metadata": {"omnirelay_batch": batch_id},
+            "metadata": {BATCH_METADATA: batch_id},
         }
         return _json(self.base + "/batches", self.template, body)
 
@@ -97,6 +102,11 @@ class OpenAINative:
     def content(self, file_id: str) -> UpstreamRequest:
         return _get(f"{self.base}/files/{file_id}/content", self.template)
 
+    def listed(self, after: str | None = None) -> UpstreamRequest:
+        """A page of the organisation's batches, newest first (``after``: the last id of the page before)."""
+        query = f"?limit={LIST_PAGE}" + (f"&after={quote(after, safe='')}" if after else "")
+        return _get(f"{self.base}/batches{query}", self.template)
+
 
 class UploadedFile(msgspec.Struct):
     id: str
@@ -107,6 +117,33 @@ class OpenAIBatchState(msgspec.Struct):
     status: str
     output_file_id: str | None = None
     error_file_id: str | None = None
+
+
+class ListedBatch(msgspec.Struct):
+    id: str
+    status: str
+    created_at: float = 0.0
+    metadata: dict[str, str] | None = None
+
+
+class OpenAIBatchPage(msgspec.Struct):
+    data: list[ListedBatch]
+    has_more: bool = False
+    last_id: str | None = None
+
+
+def submitted_before(page: bytes, batch_id: str, since: float) -> tuple[str | None, str | None]:
+    """Whether a page of OpenAI's batch list (``OpenAINative.listed``) holds the upstream batch created for the
+    gateway's ``batch_id`` (its ``metadata.omnirelay_batch``; one that failed validation does not count): its
+    id, else None; and the cursor of the next page, None when no older page can hold it (none is left, or the
+    page reached batches created before ``since``, the gateway batch's creation)."""
+    listed = msgspec.json.decode(page, type=OpenAIBatchPage)
+    for batch in listed.data:
+        if batch.metadata and batch.metadata.get(BATCH_METADATA) == batch_id and batch.status != "failed":
+            return batch.id, None
+    if not listed.has_more or not listed.data or listed.data[-1].created_at < since:
+        return None, None
+    return None, listed.last_id or listed.data[-1].id
 
 
 class OpenAIResponsePart(msgspec.Struct):

@@ -26,6 +26,7 @@ from omnirelay.batches.native import (
     built,
     openai_results,
     poll_interval,
+    submitted_before,
 )
 from omnirelay.batches.targets import CHAT_PROTOCOLS, parse_item, render_error
 from omnirelay.core.batches import BatchItem, BatchJob, BatchStore, ItemResult
@@ -39,6 +40,11 @@ from omnirelay.routing.table import Channel
 from omnirelay.state.gate import KeyAdmission, KeyGate
 from omnirelay.state.keys import to_units
 from omnirelay.upstream.executor import HttpExecutor
+
+# How far back OpenAI's batch list is read for a lost submission: pages of 100, and batches created from a minute
+# (the two clocks may differ) before the gateway's batch on.
+MAX_LIST_PAGES = 10
+CLOCK_SLACK_S = 60.0
 
 log = logging.getLogger("omnirelay.batches.native_runner")
 
@@ -87,7 +93,12 @@ class NativeBatches:
         api = OpenAINative(prepared[0].ureq) if provider.family == "openai" else AnthropicNative(prepared[0].ureq)
         timeouts = provider.upstream.timeouts
         if job.native_id is None:
-            native_id = await self._submit(api, prepared, job, provider)
+            native_id = await self._submitted_before(api, job, provider)
+            if native_id is None:
+                native_id = await self._submit(api, prepared, job, provider)
+            else:
+                log.warning("batch %s: %s already has it as %s (an earlier submission's answer was lost); "
+                            "not submitted again", job.id, provider.upstream.name, native_id)  # fmt: skip
             if not await self.batches.set_native_id(job.id, native_id):
                 log.error("batch %s was submitted twice to %s (%s is extra)", job.id, provider.upstream.name, native_id)
             return
@@ -129,6 +140,22 @@ class NativeBatches:
                 body = render_error(job.endpoint, err)
                 failed.append((job.id, item.index, ItemResult(outcome="errored", status_code=err.status, body=body)))
         return prepared, failed
+
+    async def _submitted_before(
+        self, api: OpenAINative | AnthropicNative, job: BatchJob, provider: HttpProvider
+    ) -> str | None:
+        """The upstream's id of a batch an earlier turn submitted for ``job`` and never recorded (the gateway
+        died, or the answer to the create call was lost), from OpenAI's batch list: submitting again would run,
+        and bill, every request twice. Anthropic's batches carry no metadata to find one by (see the README)."""
+        if not isinstance(api, OpenAINative):
+            return None
+        after: str | None = None
+        for _ in range(MAX_LIST_PAGES):
+            page = await self.executor.exchange(provider, api.listed(after), provider.upstream.timeouts)
+            found, after = submitted_before(page, job.id, job.created_at - CLOCK_SLACK_S)
+            if found is not None or after is None:
+                return found
+        return None
 
     async def _submit(
         self, api: OpenAINative | AnthropicNative, prepared: list[Prepared], job: BatchJob, provider: HttpProvider

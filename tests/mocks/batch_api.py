@@ -1,5 +1,5 @@
 """The providers' own batch APIs, for the OpenAI and Anthropic mocks: OpenAI's ``/v1/files`` (multipart upload,
-content) and ``/v1/batches`` (create, retrieve), Anthropic's ``/v1/messages/batches`` (create, retrieve,
+content) and ``/v1/batches`` (create, retrieve, list, cancel), Anthropic's ``/v1/messages/batches`` (create, retrieve,
 ``results``), in their real wire formats. A batch runs each of its requests against the mock's own endpoint
 (an HTTP call to itself, so every reply is the mock's usual one) and ends once they all answered; until then
 a retrieve shows it in progress."""
@@ -41,6 +41,7 @@ class OpenAIBatches:
         app.router.add_post("/v1/files", self.upload)
         app.router.add_get("/v1/files/{id}/content", self.content)
         app.router.add_post("/v1/batches", self.create)
+        app.router.add_get("/v1/batches", self.listed)
         app.router.add_get("/v1/batches/{id}", self.retrieve)
         app.router.add_post("/v1/batches/{id}/cancel", self.cancel)
 
@@ -83,7 +84,24 @@ class OpenAIBatches:
         task = asyncio.create_task(self._run(batch, data, f"http://{request.host}", headers))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        if self.state.batch_create_delay_s:  # created, but the answer comes too late for the caller
+            await asyncio.sleep(self.state.batch_create_delay_s)
         return web.json_response(batch)
+
+    async def listed(self, request: web.Request) -> web.Response:
+        """``GET /v1/batches?limit=&after=``: newest first, as OpenAI pages it."""
+        _record(self.state, request, None)
+        newest = list(reversed(self.batches.values()))  # dicts keep creation order
+        after = request.query.get("after")
+        if after is not None:
+            ids = [b["id"] for b in newest]
+            newest = newest[ids.index(after) + 1 :] if after in ids else []
+        limit = int(request.query.get("limit", "20"))
+        page = newest[:limit]
+        return web.json_response({
+            "object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None, "has_more": len(newest) > limit,
+        })  # fmt: skip
 
     async def _run(self, batch: dict[str, Any], data: bytes, base: str, headers: dict[str, str]) -> None:
         good: list[bytes] = []

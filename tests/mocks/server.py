@@ -28,6 +28,7 @@ class MockState:
         self.replies: deque[ScriptedReply] = deque()
         self.requests: list[RecordedRequest] = []
         self.lock = threading.Lock()
+        self.batch_create_delay_s = 0.0  # the batch API's create answers this late (batch_api.py)
 
     def next_reply(self, default_text: str) -> ScriptedReply:
         with self.lock:
@@ -128,6 +129,7 @@ class MockUpstreams:
             with state.lock:
                 state.replies.clear()
                 state.requests.clear()
+                state.batch_create_delay_s = 0.0
 
 
 def last_user_text(messages: list[Any]) -> str:
