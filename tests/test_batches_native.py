@@ -195,3 +195,18 @@ def test_a_submission_whose_answer_was_lost_is_not_submitted_again(mocks: MockUp
             assert sorted(r["request_id"] for r in records) == [f"{batch.id}-{i}" for i in range(3)]
         finally:
             gw.stop()
+
+
+def test_an_upstream_without_the_batch_list_still_gets_the_batch(
+    env: tuple[str, str, Admin, str], mocks: MockUpstreams
+) -> None:
+    url, secret, _admin, _kid = env
+    mocks.states["openai"].batch_list_missing = True
+    client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
+    body = {"model": "gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "no list"}]}
+    line = {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    f = client.files.create(file=("x.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch")
+    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    done = wait_until(lambda: _ended(client, batch.id), 30, "the native batch to end")
+    assert done.status == "completed" and done.request_counts.completed == 1
+    assert len(_creates(mocks)) == 1

@@ -151,7 +151,15 @@ class NativeBatches:
             return None
         after: str | None = None
         for _ in range(MAX_LIST_PAGES):
-            page = await self.executor.exchange(provider, api.listed(after), provider.upstream.timeouts)
+            try:
+                page = await self.executor.exchange(provider, api.listed(after), provider.upstream.timeouts)
+            except GatewayError as err:
+                # A 404: an OpenAI-compatible batch API without the list (some proxies), nothing to look in.
+                # Anything else (the upstream away): tried again at the next turn, before anything is submitted.
+                if err.kind != "not_found":
+                    raise
+                log.info("batch %s: %s has no batch list; submitting", job.id, provider.upstream.name)
+                return None
             found, after = submitted_before(page, job.id, job.created_at - CLOCK_SLACK_S)
             if found is not None or after is None:
                 return found

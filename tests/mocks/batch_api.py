@@ -91,6 +91,8 @@ class OpenAIBatches:
     async def listed(self, request: web.Request) -> web.Response:
         """``GET /v1/batches?limit=&after=``: newest first, as OpenAI pages it."""
         _record(self.state, request, None)
+        if self.state.batch_list_missing:  # as aiohttp answers a route it does not have
+            raise web.HTTPNotFound()
         newest = list(reversed(self.batches.values()))  # dicts keep creation order
         after = request.query.get("after")
         if after is not None:

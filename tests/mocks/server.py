@@ -29,6 +29,7 @@ class MockState:
         self.requests: list[RecordedRequest] = []
         self.lock = threading.Lock()
         self.batch_create_delay_s = 0.0  # the batch API's create answers this late (batch_api.py)
+        self.batch_list_missing = False  # ... it has no GET /v1/batches
 
     def next_reply(self, default_text: str) -> ScriptedReply:
         with self.lock:
@@ -130,6 +131,7 @@ class MockUpstreams:
                 state.replies.clear()
                 state.requests.clear()
                 state.batch_create_delay_s = 0.0
+                state.batch_list_missing = False
 
 
 def last_user_text(messages: list[Any]) -> str:
