@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
-from omnirelay.batches.native import AnthropicNative, OpenAINative, anthropic_results, openai_results
+from omnirelay.batches.native import (
+    AnthropicNative,
+    OpenAINative,
+    anthropic_results,
+    openai_results,
+    submitted_before,
+)
 from omnirelay.providers.base import UpstreamRequest
 
 AUTH = {"authorization": "Bearer sk-x", "content-type": "application/json"}
@@ -54,3 +61,30 @@ def test_anthropic_create_and_results() -> None:
     )
     found = anthropic_results(content)
     assert found[0] == ("succeeded", 200, b'{"id":"m"}') and found[1][0] == "errored" and found[2][0] == "canceled"
+
+
+def _page(batches: Sequence[tuple[str, str, int, str | None]], has_more: bool) -> bytes:
+    data = [
+        {"id": i, "object": "batch", "status": st, "created_at": at, "metadata": {"omnirelay_batch": m} if m else None}
+        for i, st, at, m in batches
+    ]
+    return json.dumps({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+                       "last_id": data[-1]["id"] if data else None, "has_more": has_more}).encode()  # fmt: skip
+
+
+def test_the_batch_list_is_read_for_an_earlier_submission() -> None:
+    chat = UpstreamRequest(url="https://api.example/v1/chat/completions", headers=AUTH, body=b"{}")
+    api = OpenAINative(chat)
+    assert api.listed().url == "https://api.example/v1/batches?limit=100" and api.listed().method == "GET"
+    assert api.listed("batch_a&b").url == "https://api.example/v1/batches?limit=100&after=batch_a%26b"
+    mine = [("batch_3", "in_progress", 1000, "batch_me"), ("batch_2", "completed", 990, "batch_other")]
+    assert submitted_before(_page(mine, has_more=True), "batch_me", 900.0) == ("batch_3", None)
+    # One that failed validation ran nothing: submitting again is right.
+    failed = [("batch_4", "failed", 1000, "batch_me")]
+    assert submitted_before(_page(failed, has_more=False), "batch_me", 900.0) == (None, None)
+    # Not on this page: the next one, while the page is newer than the gateway batch and more are left.
+    others = [("batch_9", "completed", 1000, None), ("batch_8", "completed", 950, "batch_x")]
+    assert submitted_before(_page(others, has_more=True), "batch_me", 900.0) == (None, "batch_8")
+    assert submitted_before(_page(others, has_more=True), "batch_me", 960.0) == (None, None)  # older than it
+    assert submitted_before(_page(others, has_more=False), "batch_me", 900.0) == (None, None)
+    assert submitted_before(_page([], has_more=True), "batch_me", 900.0) == (None, None)
