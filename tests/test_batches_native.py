@@ -44,6 +44,18 @@ def _paths(mocks: MockUpstreams, family: str) -> list[str]:
     return [r.path for r in mocks.requests(family)]
 
 
+def _chat_batch(client: openai.OpenAI, model: str, prefix: str, text: str, n: int) -> str:
+    """Upload ``n`` chat requests to ``model`` (custom ids ``{prefix}{i}``, contents ``{text} {i}``) as one batch."""
+    lines = [
+        {"custom_id": f"{prefix}{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": model, "max_tokens": 30, "messages": [{"role": "user", "content": f"{text} {i}"}]}}
+        for i in range(n)
+    ]  # fmt: skip
+    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
+    f = client.files.create(file=(f"{prefix}.jsonl", io.BytesIO(data)), purpose="batch")
+    return client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h").id
+
+
 def _creates(mocks: MockUpstreams) -> list[Any]:
     """The bodies of the OpenAI batch creations (``POST /v1/batches``; the list is a GET with no body)."""
     return [r.body for r in mocks.requests("openai") if r.path == "/v1/batches" and r.body is not None]
@@ -60,15 +72,8 @@ def test_openai_batch_through_the_upstreams_batch_api(
 ) -> None:
     url, secret, admin, kid = env
     client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
-    lines = [
-        {"custom_id": f"n{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": model, "max_tokens": 30, "messages": [{"role": "user", "content": f"native {i}"}]}}
-        for i in range(3)
-    ]  # fmt: skip
-    data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-    f = client.files.create(file=("n.jsonl", io.BytesIO(data)), purpose="batch")
-    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    done = wait_until(lambda: _ended(client, batch.id), 30, "the native batch to end")
+    batch_id = _chat_batch(client, model, "n", "native", 3)
+    done = wait_until(lambda: _ended(client, batch_id), 30, "the native batch to end")
     assert done.status == "completed" and done.request_counts.completed == 3
     paths = _paths(mocks, family)
     if family == "openai":
@@ -77,7 +82,7 @@ def test_openai_batch_through_the_upstreams_batch_api(
         assert any(p.startswith("/v1/batches/batch_") for p in paths)
         assert any(p.startswith("/v1/files/file-") and p.endswith("/content") for p in paths)
         (created,) = _creates(mocks)
-        assert created["endpoint"] == "/v1/chat/completions" and created["metadata"] == {"omnirelay_batch": batch.id}
+        assert created["endpoint"] == "/v1/chat/completions" and created["metadata"] == {"omnirelay_batch": batch_id}
     else:
         assert paths[0] == "/v1/messages/batches"
         (created,) = [r.body for r in mocks.requests(family) if r.path == "/v1/messages/batches"]
@@ -179,20 +184,13 @@ def test_a_submission_whose_answer_was_lost_is_not_submitted_again(mocks: MockUp
             kid, secret = admin.create_key(credit=1.0)
             mocks.states["openai"].batch_create_delay_s = 1.5
             client = openai.OpenAI(base_url=gw.url + "/v1", api_key=secret, max_retries=0)
-            lines = [
-                {"custom_id": f"l{i}", "method": "POST", "url": "/v1/chat/completions",
-                 "body": {"model": "gpt-4.1", "max_tokens": 30, "messages": [{"role": "user", "content": f"lost {i}"}]}}
-                for i in range(3)
-            ]  # fmt: skip
-            data = b"".join(json.dumps(x).encode() + b"\n" for x in lines)
-            f = client.files.create(file=("l.jsonl", io.BytesIO(data)), purpose="batch")
-            batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-            done = wait_until(lambda: _ended(client, batch.id), 30, "the native batch to end")
+            batch_id = _chat_batch(client, "gpt-4.1", "l", "lost", 3)
+            done = wait_until(lambda: _ended(client, batch_id), 30, "the native batch to end")
             assert done.status == "completed" and done.request_counts.completed == 3
             assert len(_creates(mocks)) == 1, "the batch was submitted to the upstream twice"
             assert _paths(mocks, "openai").count("/v1/chat/completions") == 3  # each request ran once
             records = admin.wait_usage(3, key=kid)
-            assert sorted(r["request_id"] for r in records) == [f"{batch.id}-{i}" for i in range(3)]
+            assert sorted(r["request_id"] for r in records) == [f"{batch_id}-{i}" for i in range(3)]
         finally:
             gw.stop()
 
@@ -203,10 +201,7 @@ def test_an_upstream_without_the_batch_list_still_gets_the_batch(
     url, secret, _admin, _kid = env
     mocks.states["openai"].batch_list_missing = True
     client = openai.OpenAI(base_url=url + "/v1", api_key=secret, max_retries=0)
-    body = {"model": "gpt-4.1", "max_tokens": 5, "messages": [{"role": "user", "content": "no list"}]}
-    line = {"custom_id": "x", "method": "POST", "url": "/v1/chat/completions", "body": body}
-    f = client.files.create(file=("x.jsonl", io.BytesIO(json.dumps(line).encode())), purpose="batch")
-    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
-    done = wait_until(lambda: _ended(client, batch.id), 30, "the native batch to end")
+    batch_id = _chat_batch(client, "gpt-4.1", "x", "no list", 1)
+    done = wait_until(lambda: _ended(client, batch_id), 30, "the native batch to end")
     assert done.status == "completed" and done.request_counts.completed == 1
     assert len(_creates(mocks)) == 1
