@@ -46,10 +46,10 @@ class Limits(msgspec.Struct, kw_only=True):
     credit_units: int | None
     spent_units: int  # the caller's best knowledge of what is already charged (seed for shared counters)
     reserve_units: int
+    reserve_ttl_s: float  # a reservation left by a crashed replica expires after this
     # Credit that open batches hold (from the database, which every replica reads alike): counted as spent by
     # this check only, never stored in a counter (it ends when the batch does).
     held_units: int = 0
-    reserve_ttl_s: float  # a reservation left by a crashed replica expires after this
 
 
 class Limiter(ABC):
