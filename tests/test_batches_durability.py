@@ -23,7 +23,7 @@ from tests.gateway import Gateway
 from tests.mocks.script import ScriptedReply
 from tests.mocks.server import MockUpstreams
 from tests.polling import wait_until
-from tests.state_helpers import PG_BASE, Admin, Backend, backend, start_gateway, state_config
+from tests.state_helpers import BACKENDS, PG_BASE, Admin, Backend, backend, start_gateway, state_config
 from tests.test_state_replicas import sigkill_tree
 
 PER_ITEM = (12 * 2.0 + 7 * 8.0) / 1e6 * 0.5  # the mock's usage (12 in, 7 out) at gpt-4.1's batch price
@@ -92,7 +92,7 @@ def _check_charges(admin: Admin, kid: str, batch_id: str, n: int) -> None:
     assert spent == pytest.approx(total, abs=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_sigkill_mid_batch_then_restart(mocks: MockUpstreams, kind: str, tmp_path: Path) -> None:
     n = 200
     with backend(kind, tmp_path) as b:
@@ -163,7 +163,7 @@ async def _runs(b: Backend, batch_id: str) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])  # postgres: with Redis's shared limits and credit
+@pytest.mark.parametrize("kind", BACKENDS)  # postgres: with Redis's shared limits and credit
 def test_batch_credit_reserved_refused_and_owner_checked(mocks: MockUpstreams, tmp_path: Path, kind: str) -> None:
     with backend(kind, tmp_path) as b:
         cfg = _config(mocks)
