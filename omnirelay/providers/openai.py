@@ -276,7 +276,9 @@ def _text(value: str | msgspec.UnsetType | None) -> str:
     return value if isinstance(value, str) else ""
 
 
-class _PlainDelta(msgspec.Struct):
+# gc=False: these hold only strings and None, never a cycle; untracked, the frames of every read (tens per read)
+# do not push the collector towards a pass (the worker's threshold counts tracked allocations).
+class _PlainDelta(msgspec.Struct, gc=False):
     content: str | None = None
     # What the canonical path rewrites (tool-call indices and signatures, ``reasoning`` -> ``reasoning_content``,
     # citations): a frame with any of these is parsed, not forwarded. Fields not named here are ignored.
@@ -287,13 +289,13 @@ class _PlainDelta(msgspec.Struct):
     annotations: list[None] | None = None  # only an empty list or null
 
 
-class _PlainChoice(msgspec.Struct):
+class _PlainChoice(msgspec.Struct, gc=False):
     delta: _PlainDelta
     index: Literal[0] = 0
     finish_reason: None = None
 
 
-class _PlainChunk(msgspec.Struct):
+class _PlainChunk(msgspec.Struct, gc=False):
     """A ``chat.completion.chunk`` that may go to a chat-completions caller as it is: content only (no usage, no
     error, no finish: those frames are parsed and rendered by the encoder)."""
 
@@ -303,6 +305,7 @@ class _PlainChunk(msgspec.Struct):
 
 
 _plain_chunks = msgspec.json.Decoder(list[_PlainChunk])
+_NEXT_FRAME = b"\n\ndata: "
 
 
 def _plain_frames(frames: bytes) -> tuple[list[str], int] | None:
@@ -312,20 +315,17 @@ def _plain_frames(frames: bytes) -> tuple[list[str], int] | None:
         return None
     if len(frames) < 1024 and (_PLAIN_END in frames or b"[DONE]" in frames or b'"usage":{' in frames):
         return None  # one frame of the stream's end: not worth a decode that fails
-    body = frames[6:-2]
+    # "data: A\n\ndata: B\n\n" -> "[A,B]": one split and one join (a replace and a count cost twice as much).
+    items = frames.split(_NEXT_FRAME)
+    items[0] = b"[" + items[0][6:]
+    items[-1] = items[-1][:-2] + b"]"
     try:
-        chunks = _plain_chunks.decode(b"[" + body.replace(b"\n\ndata: ", b",") + b"]")
+        chunks = _plain_chunks.decode(b",".join(items))
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-    if len(chunks) != body.count(b"\n\ndata: ") + 1:  # the frames must be exactly the array's items
+    if len(chunks) != len(items):  # the frames must be exactly the array's items (no "data: {..},{..}" frame)
         return None
-    texts: list[str] = []
-    for chunk in chunks:
-        for choice in chunk.choices:
-            text = choice.delta.content
-            if text:
-                texts.append(text)
-    return texts, 0
+    return [text for chunk in chunks for choice in chunk.choices if (text := choice.delta.content)], 0
 
 
 # Where the plain frames of a read usually end: the finish frame (then usage and [DONE]).
