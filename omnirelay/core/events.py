@@ -5,7 +5,9 @@ tool-call events; ``ChoiceEnd`` once per choice; ``UsageReport`` any time (the l
 delta); nothing after an ``StreamFailure``.
 
 ``RawFrames`` is the exception to "canonical": a same-format stream (``providers/passthrough.py``) hands over the
-upstream's own SSE frames, for an inbound protocol of the same wire format to send on as they are.
+upstream's own SSE frames, for an inbound protocol of the same wire format to send on as they are. ``TextRun``
+is ``TextDelta`` in bulk, only for a caller that asked for it (``CallPipeline.stream(..., text_runs=True)``: the
+relay's stream encoders render a run in one go).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ class StreamStart(msgspec.Struct, kw_only=True):
 
 class TextDelta(msgspec.Struct, kw_only=True):
     text: str
+    choice: int = 0
+
+
+class TextRun(msgspec.Struct, kw_only=True):
+    """Consecutive text deltas of one choice, as one event: what a parser read of plain text in one upstream read
+    (each item is one upstream delta, never empty). Only for callers that asked for runs (see the module's doc)."""
+
+    texts: list[str]
     choice: int = 0
 
 
@@ -95,6 +105,7 @@ class RawFrames(msgspec.Struct, kw_only=True):
 StreamEvent = (
     StreamStart
     | TextDelta
+    | TextRun
     | ReasoningDelta
     | ToolCallStart
     | ToolCallArgs

@@ -29,6 +29,7 @@ from omnirelay.core.events import (
     StreamFailure,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     UsageReport,
 )
@@ -62,6 +63,7 @@ class Executor(Protocol):
         model: str,
         timeouts: Timeouts,
         stream_format: str | None = None,
+        text_runs: bool = False,
     ) -> AsyncIterator[StreamEvent]: ...
 
     async def embed(
@@ -158,16 +160,19 @@ class CallPipeline:
         resp.cost = self.settle_usage(ctx, resp.usage, resp.cost if record.provider == COMPOUND_PROVIDER else None)
         return resp
 
-    async def stream(self, ctx: CallContext, stream_format: str | None = None) -> UpstreamStream:
+    async def stream(
+        self, ctx: CallContext, stream_format: str | None = None, text_runs: bool = False
+    ) -> UpstreamStream:
         """Try channels until one yields its first content event (text, reasoning, tool call, end of choice).
         Nothing reaches the caller before that, so a failure up to that point, a reset right after the
         upstream's headers included, moves on to the next channel. ``stream_format``: the caller's stream wire
         format, when it can take an upstream stream in that format as ``RawFrames`` (same-format pass-through;
-        an HTTP channel whose provider speaks it forwards its frames, any other channel stays canonical)."""
+        an HTTP channel whose provider speaks it forwards its frames, any other channel stays canonical).
+        ``text_runs``: the caller takes ``TextRun`` events too (an HTTP channel's parser may give them)."""
         req = ctx.req
 
         async def call(channel: Channel, timeouts: Timeouts) -> tuple[AsyncIterator[StreamEvent], list[StreamEvent]]:
-            events = self._stream_once(channel, req, timeouts, stream_format)
+            events = self._stream_once(channel, req, timeouts, stream_format, text_runs)
             head: list[StreamEvent] = []
             try:
                 while True:
@@ -229,13 +234,18 @@ class CallPipeline:
             raise GatewayError("timeout", f"local model {channel.model} timed out") from None
 
     def _stream_once(
-        self, channel: Channel, req: ChatRequest, timeouts: Timeouts, stream_format: str | None = None
+        self,
+        channel: Channel,
+        req: ChatRequest,
+        timeouts: Timeouts,
+        stream_format: str | None = None,
+        text_runs: bool = False,
     ) -> AsyncIterator[StreamEvent]:
         provider = self._provider(channel)
         if isinstance(provider, HttpProvider):
-            if stream_format is None:
+            if stream_format is None and not text_runs:
                 return self.executor.stream(provider, req, channel.model, timeouts)
-            return self.executor.stream(provider, req, channel.model, timeouts, stream_format)
+            return self.executor.stream(provider, req, channel.model, timeouts, stream_format, text_runs)
         return provider.stream(req, channel.model)
 
     # -- cost ---------------------------------------------------------------------------------------------
@@ -379,7 +389,7 @@ class UpstreamStream:
                 produced += len(event.text)
             elif isinstance(event, ToolCallArgs):
                 produced += len(event.arguments)
-            elif isinstance(event, RawFrames):
+            elif isinstance(event, RawFrames | TextRun):
                 for text in event.texts:
                     produced += len(text)
             elif isinstance(event, UsageReport):

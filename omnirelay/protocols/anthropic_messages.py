@@ -45,6 +45,7 @@ from omnirelay.core.events import (
     StreamFailure,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     UsageReport,
@@ -72,7 +73,7 @@ from omnirelay.core.types import (
 )
 from omnirelay.protocols.base import InboundProtocol, StreamEncoder, check_nesting
 from omnirelay.wire import anthropic_messages as wire
-from omnirelay.wire.sse import encode_event
+from omnirelay.wire.sse import encode_event, json_string_bodies
 
 log = logging.getLogger("omnirelay.protocols.anthropic")
 
@@ -659,11 +660,28 @@ class AnthropicStreamEncoder(StreamEncoder):
         stream's most frequent frame (tests/unit/protocols pins the bytes to ``_delta``'s)."""
         return b"".join((_TEXT_DELTA_HEAD, str(self.index).encode(), _TEXT_DELTA_MID, _ENCODER.encode(text), b"}}\n\n"))
 
+    def _text_run(self, run: TextRun) -> bytes:
+        """The ``text_delta`` frames of a run, as ``_text_delta`` would encode each, from one JSON encode."""
+        texts = run.texts
+        if run.choice != 0 or not texts:
+            return b""
+        out = b""
+        if self.open_kind != "text":  # the first delta starts the message or opens the text block
+            out = self.encode(TextDelta(text=texts[0]))
+            texts = texts[1:]
+            if not texts:
+                return out
+        head = b"".join((_TEXT_DELTA_HEAD, str(self.index).encode(), _TEXT_DELTA_MID, b'"'))
+        tail = b'"}}\n\n'
+        return b"".join((out, head, (tail + head).join(json_string_bodies(texts)), tail))
+
     # -- events ---------------------------------------------------------------------------------------
 
     def encode(self, event: StreamEvent) -> bytes:
         if type(event) is TextDelta and self.open_kind == "text" and event.choice == 0 and event.text:
             return self._text_delta(event.text)  # the usual event: more text for the open text block
+        if type(event) is TextRun:
+            return self._text_run(event)
         if isinstance(event, StreamStart):
             if event.id.startswith("msg_"):
                 self.id = event.id

@@ -27,6 +27,7 @@ from omnirelay.core.events import (
     StreamFailure,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     UsageReport,
@@ -355,6 +356,8 @@ class OpenAIStreamEncoder(StreamEncoder):
             if not event.text:
                 return b""
             return self._chunk(event.choice, wire.Delta(content=event.text))
+        if type(event) is TextRun:  # not this format's own frames (those come as RawFrames): rendered one by one
+            return b"".join([self._chunk(event.choice, wire.Delta(content=text)) for text in event.texts])
         if isinstance(event, ReasoningDelta):
             if not event.text:
                 return b""  # signatures and redacted blocks have no place in this format

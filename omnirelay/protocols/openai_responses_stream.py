@@ -24,6 +24,7 @@ from omnirelay.core.events import (
     StreamFailure,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     UsageReport,
@@ -32,7 +33,7 @@ from omnirelay.core.ids import new_id, now
 from omnirelay.core.types import FinishReason, Usage
 from omnirelay.protocols.base import StreamEncoder
 from omnirelay.wire import openai_responses as wire
-from omnirelay.wire.sse import encode_event
+from omnirelay.wire.sse import encode_event, json_string_bodies
 
 _encoder = msgspec.json.Encoder()
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
@@ -128,6 +129,19 @@ def status_of(finish: FinishReason) -> tuple[wire.ResponseStatus, wire.Incomplet
 _TEXT_DELTA_HEAD = b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
 
 
+_TEXT_DELTA_TAIL = b',"logprobs":[]}\n\n'
+
+
+def _delta_mid(item: _OpenItem) -> bytes:
+    """A message's text-delta frame between its sequence number and its text (built once per item)."""
+    if not item.delta_mid:
+        item.delta_mid = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
+            _encoder.encode(item.item_id),
+            item.index,
+        )
+    return item.delta_mid
+
+
 class _OpenItem:
     """An output item being streamed."""
 
@@ -191,13 +205,28 @@ class ResponsesStreamEncoder(StreamEncoder):
     def _text_delta(self, item: _OpenItem, text: str) -> bytes:
         """The ``response.output_text.delta`` frame that encoding ``wire.OutputTextDelta`` gives, built from its
         parts: the stream's most frequent frame (tests/unit/protocols pins the bytes to the Struct's)."""
-        if not item.delta_mid:
-            item.delta_mid = b',"item_id":%s,"output_index":%d,"content_index":0,"delta":' % (
-                _encoder.encode(item.item_id),
-                item.index,
-            )
         seq = str(self._next()).encode()
-        return b"".join((_TEXT_DELTA_HEAD, seq, item.delta_mid, _encoder.encode(text), b',"logprobs":[]}\n\n'))
+        return b"".join((_TEXT_DELTA_HEAD, seq, _delta_mid(item), _encoder.encode(text), _TEXT_DELTA_TAIL))
+
+    def _text_run(self, run: TextRun) -> bytes:
+        """The ``response.output_text.delta`` frames of a run, as ``_text_delta`` would encode each, from one
+        JSON encode of the texts."""
+        texts = run.texts
+        if run.choice != 0 or not texts:
+            return self._start()
+        out = b""
+        item = self._current("message") if self.started else None
+        if item is None:  # the first delta starts the response or opens the message
+            out = self.encode(TextDelta(text=texts[0]))
+            texts = texts[1:]
+            item = self._current("message")
+            if not texts or item is None:
+                return out
+        item.parts.extend(texts)
+        first = self.seq
+        self.seq += len(texts)
+        frame = b"".join((_TEXT_DELTA_HEAD, b"%d", _delta_mid(item).replace(b"%", b"%%"), b'"%s"', _TEXT_DELTA_TAIL))
+        return out + b"".join([frame % numbered for numbered in enumerate(json_string_bodies(texts), first)])
 
     def _next(self) -> int:
         seq = self.seq
@@ -320,6 +349,8 @@ class ResponsesStreamEncoder(StreamEncoder):
             if item is not None:  # the usual event: more text for the open message
                 item.parts.append(event.text)
                 return self._text_delta(item, event.text)
+        if type(event) is TextRun:
+            return self._text_run(event)
         if isinstance(event, StreamStart):
             self.model = event.model or self.model
             return self._start()

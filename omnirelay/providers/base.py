@@ -87,6 +87,11 @@ class HttpProvider(ABC):
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         """A parser for one streamed reply."""
 
+    def run_parser(self, req: ChatRequest) -> StreamParser | None:
+        """``stream_parser``'s events, with runs of text deltas as ``TextRun`` events where this parser reads
+        several at once, for a caller that renders runs itself (the relay); None (the default): no runs."""
+        return None
+
     def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
         """A parser that hands this upstream's stream frames on unchanged (``RawFrames``, providers/passthrough.py)
         when its stream for ``req`` is in ``stream_format``, the inbound protocol's; None (the default): no

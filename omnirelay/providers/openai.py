@@ -35,6 +35,7 @@ from omnirelay.core.events import (
     StreamEvent,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     UsageReport,
@@ -339,11 +340,13 @@ def _own_chunk_ids(start: StreamStart) -> bool:
 
 class OpenAIStreamParser(StreamParser):
     """``chat.completion.chunk`` SSE -> canonical events. A stream must end with ``[DONE]`` or with every
-    choice finished; anything else was cut short."""
+    choice finished; anything else was cut short. ``text_runs``: a read's run of plain content frames comes out
+    as one ``TextRun`` instead of a ``TextDelta`` each (for a caller that asked for runs)."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, text_runs: bool = False) -> None:
         self.sse = SSEDecoder()
         self.model = model
+        self.text_runs = text_runs
         self.started = False
         self.done = False
         self.open: set[int] = set()  # choices seen and not yet finished
@@ -372,7 +375,11 @@ class OpenAIStreamParser(StreamParser):
                 out.extend(self._sse_feed(frames[start:stop]))
             else:
                 self.open.add(0)
-                out.extend([TextDelta(text=text) for text in found[0]])
+                if self.text_runs:
+                    if found[0]:
+                        out.append(TextRun(texts=found[0]))
+                else:
+                    out.extend([TextDelta(text=text) for text in found[0]])
         if end < len(chunk):
             out.extend(self._sse_feed(chunk[end:]))
         return out
@@ -731,6 +738,9 @@ class OpenAIProvider(HttpProvider):
 
     def stream_parser(self, req: ChatRequest) -> StreamParser:
         return OpenAIStreamParser(req.model)
+
+    def run_parser(self, req: ChatRequest) -> StreamParser | None:
+        return OpenAIStreamParser(req.model, text_runs=True)
 
     def frame_relay(self, req: ChatRequest, stream_format: str) -> StreamParser | None:
         """Chat-completions frames forwarded as they are to a chat-completions caller. One choice only: the

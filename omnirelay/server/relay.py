@@ -153,7 +153,7 @@ class Relay:
         watcher = ClientWatch.of_this_task(ctx.disconnected)
         try:
             # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer.
-            stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None)
+            stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None, text_runs=True)
         except asyncio.CancelledError as cancelled:
             watcher.stop()
             watcher.client_left(record, cancelled)

@@ -187,12 +187,16 @@ class HttpExecutor:
         model: str,
         timeouts: Timeouts,
         stream_format: str | None = None,
+        text_runs: bool = False,
     ) -> EventStream:
         """Events of one streamed reply. Errors before the first event raise (the caller may retry);
         errors after it raise too, and the relay turns them into the protocol's error frame. With
         ``stream_format`` (the caller's), a provider whose stream is in that format hands its frames on as
-        ``RawFrames`` (``HttpProvider.frame_relay``)."""
+        ``RawFrames`` (``HttpProvider.frame_relay``); else with ``text_runs``, its runs of text deltas may come
+        as ``TextRun`` events (``HttpProvider.run_parser``)."""
         parser = provider.frame_relay(req, stream_format) if stream_format is not None else None
+        if parser is None and text_runs:
+            parser = provider.run_parser(req)
         if parser is None:
             parser = provider.stream_parser(req)
         return EventStream(self._stream_batches(provider, req, model, timeouts, parser))

@@ -120,3 +120,19 @@ def encode_event(data: bytes, event: str | None = None) -> bytes:
     if event is None:
         return b"data: " + data + b"\n\n"
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+_json = msgspec.json.Encoder()
+
+
+def json_string_bodies(texts: list[str]) -> list[bytes]:
+    """Each of ``texts`` JSON-encoded, without its enclosing quotes, exactly as encoding it alone would give: a
+    stream encoder renders a run of text deltas with it (its frame template holds the quotes). One encode of the
+    whole list, split at ``","``, when no quote in it is escaped (then every quote is an item's own, and the
+    split is exact); otherwise one encode per text."""
+    if not texts:
+        return []
+    encoded = _json.encode(texts)
+    if b'\\"' in encoded:  # a quote (or a backslash before a closing quote) in some text
+        return [_json.encode(text)[1:-1] for text in texts]
+    return encoded[2:-2].split(b'","')

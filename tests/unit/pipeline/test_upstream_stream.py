@@ -11,7 +11,16 @@ import pytest
 from omnirelay.config import Config, parse_config
 from omnirelay.core.embeddings import EmbeddingResponse
 from omnirelay.core.errors import GatewayError
-from omnirelay.core.events import ChoiceEnd, StreamEvent, StreamFailure, StreamStart, TextDelta, UsageReport
+from omnirelay.core.events import (
+    ChoiceEnd,
+    RawFrames,
+    StreamEvent,
+    StreamFailure,
+    StreamStart,
+    TextDelta,
+    TextRun,
+    UsageReport,
+)
 from omnirelay.core.records import UsageRecord
 from omnirelay.core.types import ChatRequest, ChatResponse, Message, TextPart, Usage
 from omnirelay.core.usage_bounds import MAX_TOKENS_PER_REQUEST
@@ -168,3 +177,20 @@ async def test_a_stream_closed_before_its_end_abandons_the_lease_and_charges_an_
     await stream.aclose()  # once only
     assert lease.outcome == "abandon" and events.closed
     assert ctx.record.usage.output_tokens > 0 and ctx.record.cost > 0
+
+
+async def test_text_runs_and_raw_frames_count_what_they_carry() -> None:
+    # The estimate's base: a run counts as its deltas would, however it is taken (head, ready, awaited).
+    later = Batches(
+        [[TextRun(texts=["ef", "g"]), RawFrames(data=b"data: {}\n\n", texts=["hij"])], [TextRun(texts=["k"])]]
+    )
+    stream, ctx, _lease = _open([StreamStart(id="s", model="m"), TextRun(texts=["ab", "cd"])], later)
+    stream.take_ready()
+    await stream.__anext__()
+    stream.take_ready()
+    await stream.__anext__()
+    with pytest.raises(StopAsyncIteration):
+        await stream.__anext__()
+    assert stream.produced == len("abcdefghijk")
+    await stream.aclose()
+    assert ctx.record.usage.output_tokens > 0  # no usage came: charged as the estimate of what was produced

@@ -14,8 +14,10 @@ from omnirelay.core.errors import GatewayError
 from omnirelay.core.events import (
     ChoiceEnd,
     ReasoningDelta,
+    StreamEvent,
     StreamStart,
     TextDelta,
+    TextRun,
     ToolCallArgs,
     ToolCallStart,
     UsageReport,
@@ -111,3 +113,32 @@ def test_an_error_event_mid_stream_is_an_upstream_error() -> None:
 def test_an_empty_stream_fails_on_close() -> None:
     with pytest.raises(GatewayError):
         parse(_parser(), [b""])
+
+
+def _run_parser() -> StreamParser:
+    upstream = UpstreamConfig(name="openai", provider="openai", api_key="sk-test")
+    req = ChatRequest(model="gpt-4.1", messages=[Message(role="user", content=[TextPart(text="hi")])], stream=True)
+    parser = OpenAIProvider(upstream).run_parser(req)
+    assert parser is not None
+    return parser
+
+
+def _as_deltas(events: list[StreamEvent]) -> list[StreamEvent]:
+    """Each run as the text deltas it stands for."""
+    out: list[StreamEvent] = []
+    for event in events:
+        out.extend([TextDelta(text=t) for t in event.texts] if isinstance(event, TextRun) else [event])
+    return out
+
+
+def test_a_run_parser_gives_the_same_text_in_runs_however_the_stream_is_cut() -> None:
+    # Many plain content frames in a row, as a fast upstream sends them, between the frames that are parsed.
+    plain = [_frame(_delta({"content": f'w{i} "q" \\ é'})) for i in range(40)]
+    end = _frame(_delta({}, "stop")) + _frame([], USAGE) + b"data: [DONE]\n\n"
+    body = FRAMES[0] + b"".join(plain) + FRAMES[3] + b"".join(plain) + end
+    expected = parse(_parser(), [body])
+    whole = parse(_run_parser(), [body])
+    assert any(isinstance(e, TextRun) and len(e.texts) > 1 for e in whole)  # one read: runs, not deltas
+    assert _as_deltas(whole) == expected
+    for offset in range(0, len(body) + 1, 7):
+        assert _as_deltas(parse(_run_parser(), [body[:offset], body[offset:]])) == expected, offset

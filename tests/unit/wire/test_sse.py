@@ -4,9 +4,12 @@ space after the colon, multi-byte UTF-8 cut mid-character; and its bound on an e
 
 from __future__ import annotations
 
+import random
+
+import msgspec
 import pytest
 
-from omnirelay.wire.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, encode_event
+from omnirelay.wire.sse import SSEDecoder, SSEEvent, SSEEventTooLarge, encode_event, json_string_bodies
 
 STREAM = (
     b": a comment, ignored\n"
@@ -92,3 +95,15 @@ def test_events_under_the_limit_keep_flowing() -> None:
     decoder = SSEDecoder(max_event_bytes=100)
     for _ in range(1000):
         assert decoder.feed(b"data: " + b"x" * 80 + b"\n\n") == [SSEEvent(event=None, data="x" * 80)]
+
+
+def test_json_string_bodies_are_each_texts_own_encoding() -> None:
+    # Quotes, backslashes and the item separator itself inside texts, control characters, multi-byte UTF-8.
+    alphabet = ['"', "\\", ",", '","', "a", "é", "👋", "\n", "\x00", "\u2028", " "]
+    rng = random.Random(7)
+    lists = [[], [""], ["", ""], ['","'], ['\\"', '"\\']]
+    lists += [
+        ["".join(rng.choices(alphabet, k=rng.randint(0, 6))) for _ in range(rng.randint(1, 8))] for _ in range(500)
+    ]
+    for texts in lists:
+        assert json_string_bodies(texts) == [msgspec.json.encode(text)[1:-1] for text in texts], texts
