@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -139,3 +140,16 @@ def test_ablation_patches_are_undone() -> None:
     with patched(gate, "admit", lambda: "no-op"):
         assert gate.admit() == "no-op"
     assert gate.admit() == "real" and "admit" not in vars(gate)
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed (Debian's valgrind package)")
+def test_instruction_counts_are_read_from_callgrind() -> None:
+    # The smallest run: one scenario, two short runs under callgrind. The count is not judged (no cost
+    # assertions in the suite; at 20 requests warm-up still weighs several percent); that it is read is.
+    cmd = [sys.executable, "-m", "bench.instructions", "--scenarios", "openai", "--requests", "20"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("openai"))
+    found = re.fullmatch(r"openai\s+([\d,]+)\s*", row)
+    assert found is not None, row
+    assert int(found.group(1).replace(",", "")) > 10_000  # a request through the App is thousands of lines of Python
