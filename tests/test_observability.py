@@ -181,15 +181,25 @@ def test_embeddings_and_images_are_counted_and_traced_as_their_own_operations(en
     images = {"gen_ai_operation_name": "generate_content", "gen_ai_request_model": "gpt-image-1"}
     duration = "gen_ai_server_request_duration_count"
 
+    tokens = "gen_ai_client_token_usage_sum"
+    count = "omnirelay_requests_total"
+    ok = {"status": "200", "stream": "false"}
+
     def settled() -> Samples | None:
+        # Every series asserted below: a scrape may read the serving worker's flush half-written (its duration
+        # histogram's file written, its token histogram's not yet); metrics are at most one flush interval old.
         now = scrape(env.gw)
-        done = delta(now, before, duration, **embeddings) + delta(now, before, duration, **images)
-        return now if done >= 2 else None
+        seen = [
+            delta(now, before, duration, **embeddings),
+            delta(now, before, duration, **images),
+            delta(now, before, count, protocol="openai_embeddings", model="text-embedding-3-small", **ok),
+            delta(now, before, count, protocol="openai_images", model="gpt-image-1", **ok),
+        ]
+        counted = delta(now, before, tokens, gen_ai_token_type="input", **embeddings) >= used
+        return now if min(seen) >= 1 and counted else None
 
     after = wait_until(settled, deadline=10, what="the embeddings and image requests counted")
     assert after is not None
-    count = "omnirelay_requests_total"
-    ok = {"status": "200", "stream": "false"}
     assert delta(after, before, count, protocol="openai_embeddings", model="text-embedding-3-small", **ok) == 1
     assert delta(after, before, count, protocol="openai_images", model="gpt-image-1", **ok) == 1
     assert delta(after, before, duration, **embeddings) == 1 and delta(after, before, duration, **images) == 1
