@@ -1,8 +1,8 @@
 """``python -m bench.instructions``: instructions per request of omnirelay's App, counted by valgrind's callgrind.
 
 Timings on a shared VM swing by a third from one run to the next (bench/CHANGES.md); an instruction count does
-not: the same code on the same input counts the same within about one percent (a tenth of one for a
-non-streaming request), whatever the other core does.
+not: the same code on the same input counts the same within about one percent, whatever the other core
+does.
 So a change to the hot path is compared here by what it costs in instructions, beside the timed runs.
 
 Each scenario runs ``python -m bench.inproc`` twice under callgrind, with ``--requests`` N and 3N (streaming
