@@ -698,7 +698,7 @@ class AnthropicStreamEncoder(StreamEncoder):
             # under the same index; otherwise (the encoder numbered its blocks differently) they are rendered.
             if self.open_kind == "text" and self.index == event.block:
                 return event.data
-            return b"".join(self.encode(TextDelta(text=text)) for text in event.texts if text)
+            return self._text_run(TextRun(texts=[text for text in event.texts if text]))
         if event.choice != 0:  # Anthropic has a single choice; n > 1 cannot be asked for here
             return b""
         out = self._start()

@@ -347,17 +347,21 @@ class OpenAIStreamEncoder(StreamEncoder):
         )
         return encode_event(_encoder.encode(chunk))
 
+    def _texts(self, choice: int, texts: list[str]) -> bytes:
+        """One content chunk per text (after the choice's role frame, if it is new)."""
+        return b"".join([self._chunk(choice, wire.Delta(content=text)) for text in texts if text])
+
     def encode(self, event: StreamEvent) -> bytes:
         if type(event) is RawFrames:  # the upstream's own chunks of a choice this stream has opened go as they are
             if event.block in self.opened:
                 return event.data
-            return b"".join(self._chunk(event.block, wire.Delta(content=text)) for text in event.texts if text)
+            return self._texts(event.block, event.texts)
         if isinstance(event, TextDelta):
             if not event.text:
                 return b""
             return self._chunk(event.choice, wire.Delta(content=event.text))
-        if type(event) is TextRun:  # not this format's own frames (those come as RawFrames): rendered one by one
-            return b"".join([self._chunk(event.choice, wire.Delta(content=text)) for text in event.texts])
+        if type(event) is TextRun:  # not this format's own frames (those come as RawFrames)
+            return self._texts(event.choice, event.texts)
         if isinstance(event, ReasoningDelta):
             if not event.text:
                 return b""  # signatures and redacted blocks have no place in this format

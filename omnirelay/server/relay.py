@@ -152,7 +152,8 @@ class Relay:
         # Watched from the start: a reasoning model may think for a minute before its first byte.
         watcher = ClientWatch.of_this_task(ctx.disconnected)
         try:
-            # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer.
+            # Same-format pass-through unless the protocol's hooks need the encoder to see the whole answer; runs
+            # of text deltas always (every encoder renders a TextRun, and keeps its texts for the hooks).
             stream = await self.pipeline.stream(ctx, protocol.stream_format if after is None else None, text_runs=True)
         except asyncio.CancelledError as cancelled:
             watcher.stop()
