@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.scenarios import scenarios
+
 ROOT = Path(__file__).resolve().parent.parent
 _COLLECTED = re.compile(rb"Collected : (\d+)")
 
@@ -49,11 +51,16 @@ def collected(tree: Path, scenario: str, requests: int) -> int:
     return int(found.group(1))
 
 
+def _served(requests: int, streams: bool) -> int:
+    """What ``bench.inproc --requests N`` serves: N requests, or a fifth as many streams."""
+    return max(1, requests // 5) if streams else requests
+
+
 def per_request(tree: Path, scenario: str, requests: int) -> float:
     """Instructions per request (per stream for a streaming scenario)."""
-    streams = scenario != "openai"
+    streams = next(s.stream for s in scenarios() if s.key == scenario)
     small, large = collected(tree, scenario, requests), collected(tree, scenario, 3 * requests)
-    served = 2 * requests // (5 if streams else 1)
+    served = _served(3 * requests, streams) - _served(requests, streams)
     return (large - small) / served
 
 
