@@ -38,46 +38,6 @@ def _data_of(frame: bytes) -> dict[str, object]:
     return decoded
 
 
-@pytest.mark.parametrize("text", TEXTS)
-def test_anthropic_text_delta_is_the_struct_encoding(text: str) -> None:
-    req = ANTHROPIC.parse_request(
-        msgspec.json.encode(
-            {"model": "m", "max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "x"}]}
-        ),
-        {},
-    )
-    enc = ANTHROPIC.stream_encoder(req)
-    enc.encode(StreamStart(id="msg_1", model="m"))
-    enc.encode(TextDelta(text="first"))  # opens the text block (the general path)
-    frame = enc.encode(TextDelta(text=text))  # the fast path
-    delta = anthropic_wire.AnyDelta(type="text_delta", text=text)
-    expected = encode_event(
-        ENC.encode(anthropic_wire.ContentBlockDeltaEvent(index=0, delta=delta)), "content_block_delta"
-    )
-    assert frame == expected
-
-
-@pytest.mark.parametrize("text", TEXTS)
-def test_responses_text_delta_is_the_struct_encoding(text: str) -> None:
-    req = RESPONSES.parse_request(msgspec.json.encode({"model": "m", "input": "x", "stream": True}), {})
-    enc = RESPONSES.stream_encoder(req)
-    enc.encode(StreamStart(id="r", model="m"))
-    opening = enc.encode(TextDelta(text="first"))  # opens the message item (the general path)
-    item_id = str(_data_of(opening.split(b"\n\n")[-2])["item_id"])
-    frame = enc.encode(TextDelta(text=text))  # the fast path
-    seq = int(str(_data_of(frame)["sequence_number"]))
-    event = responses_wire.OutputTextDelta(
-        sequence_number=seq, item_id=item_id, output_index=0, content_index=0, delta=text
-    )
-    assert frame == encode_event(ENC.encode(event), "response.output_text.delta")
-    assert seq == int(str(_data_of(opening.split(b"\n\n")[-2])["sequence_number"])) + 1
-
-
-# -- runs of text deltas (TextRun): what one TextDelta per text would give, byte for byte ----------------------
-
-RUN = ["first", *TEXTS, '","', '\\","\\', "last"]
-
-
 def _anthropic_encoder() -> StreamEncoder:
     req = ANTHROPIC.parse_request(
         msgspec.json.encode(
@@ -100,6 +60,39 @@ def _chat_encoder() -> StreamEncoder:
             msgspec.json.encode({"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]}), {}
         )
     )
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_anthropic_text_delta_is_the_struct_encoding(text: str) -> None:
+    enc = _anthropic_encoder()
+    enc.encode(StreamStart(id="msg_1", model="m"))
+    enc.encode(TextDelta(text="first"))  # opens the text block (the general path)
+    frame = enc.encode(TextDelta(text=text))  # the fast path
+    delta = anthropic_wire.AnyDelta(type="text_delta", text=text)
+    expected = encode_event(
+        ENC.encode(anthropic_wire.ContentBlockDeltaEvent(index=0, delta=delta)), "content_block_delta"
+    )
+    assert frame == expected
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_responses_text_delta_is_the_struct_encoding(text: str) -> None:
+    enc = _responses_encoder()
+    enc.encode(StreamStart(id="r", model="m"))
+    opening = enc.encode(TextDelta(text="first"))  # opens the message item (the general path)
+    item_id = str(_data_of(opening.split(b"\n\n")[-2])["item_id"])
+    frame = enc.encode(TextDelta(text=text))  # the fast path
+    seq = int(str(_data_of(frame)["sequence_number"]))
+    event = responses_wire.OutputTextDelta(
+        sequence_number=seq, item_id=item_id, output_index=0, content_index=0, delta=text
+    )
+    assert frame == encode_event(ENC.encode(event), "response.output_text.delta")
+    assert seq == int(str(_data_of(opening.split(b"\n\n")[-2])["sequence_number"])) + 1
+
+
+# -- runs of text deltas (TextRun): what one TextDelta per text would give, byte for byte ----------------------
+
+RUN = ["first", *TEXTS, '","', '\\","\\', "last"]
 
 
 ENCODERS = {"anthropic": _anthropic_encoder, "responses": _responses_encoder, "chat": _chat_encoder}

@@ -61,10 +61,12 @@ FRAMES = [
 BODY = b"".join(FRAMES) + b"data: [DONE]\n\n"
 
 
+PROVIDER = OpenAIProvider(UpstreamConfig(name="openai", provider="openai", api_key="sk-test"))
+REQUEST = ChatRequest(model="gpt-4.1", messages=[Message(role="user", content=[TextPart(text="hi")])], stream=True)
+
+
 def _parser() -> StreamParser:
-    upstream = UpstreamConfig(name="openai", provider="openai", api_key="sk-test")
-    req = ChatRequest(model="gpt-4.1", messages=[Message(role="user", content=[TextPart(text="hi")])], stream=True)
-    return OpenAIProvider(upstream).stream_parser(req)
+    return PROVIDER.stream_parser(REQUEST)
 
 
 def test_the_stream_gives_the_same_events_however_it_is_cut() -> None:
@@ -116,9 +118,7 @@ def test_an_empty_stream_fails_on_close() -> None:
 
 
 def _run_parser() -> StreamParser:
-    upstream = UpstreamConfig(name="openai", provider="openai", api_key="sk-test")
-    req = ChatRequest(model="gpt-4.1", messages=[Message(role="user", content=[TextPart(text="hi")])], stream=True)
-    parser = OpenAIProvider(upstream).run_parser(req)
+    parser = PROVIDER.run_parser(REQUEST)
     assert parser is not None
     return parser
 
